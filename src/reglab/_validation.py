@@ -1,0 +1,54 @@
+"""One validation helper and one message template for the whole package.
+
+Every user-facing argument check in reglab goes through :func:`invalid` so that messages read
+the same everywhere::
+
+    The 'l2' parameter of L2 must be a finite number >= 0. Got -1.0 instead.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["InvalidParameterError", "check_choice", "check_coefficient", "invalid"]
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """Raised when an argument has the wrong type or value.
+
+    Subclasses both :class:`ValueError` and :class:`TypeError` so that users' existing
+    ``except ValueError`` / ``except TypeError`` clauses keep working.
+    """
+
+
+def invalid(name: str, owner: str, expected: str, got: Any) -> InvalidParameterError:
+    """Build the package's standard error for parameter ``name`` of ``owner``."""
+    return InvalidParameterError(
+        f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead."
+    )
+
+
+def check_coefficient(value: Any, name: str, owner: str) -> float:
+    """Return ``value`` as a float if it is a finite real number >= 0, else raise.
+
+    Booleans and strings are rejected even though Python would coerce them: ``L2("0.1")`` and
+    ``L2(True)`` are almost always mistakes.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise invalid(name, owner, "a finite number >= 0", value)
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise invalid(name, owner, "a finite number >= 0", value)
+    return value
+
+
+def check_choice(value: Any, name: str, owner: str, choices: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise naming the allowed values."""
+    choices = tuple(choices)
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise invalid(name, owner, f"one of {allowed}", value)
+    return value

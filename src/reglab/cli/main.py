@@ -1,0 +1,57 @@
+"""Entry point of the ``reglab`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reglab import __version__
+from reglab.cli import run
+
+__all__ = ["main"]
+
+# Each subcommand module provides NAME, HELP, add_arguments(parser) and run(args) -> int.
+_SUBCOMMANDS = (run,)
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reglab", description="Regularization for PyTorch, and a lab that measures it."
+    )
+    parser.add_argument("--version", action="version", version=f"reglab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in _SUBCOMMANDS:
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        command.add_arguments(p)
+        p.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("reglab: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # reglab raises InvalidParameterError (ValueError+TypeError) for bad input.
+        if args.debug:
+            raise
+        print(f"reglab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Constraints: projections applied to parameters after each optimizer step.
+
+:class:`MaxNorm`, :class:`MinMaxNorm`, :class:`UnitNorm` and :class:`NonNeg` follow Keras 3's
+formulas (epsilon 1e-7) with norms taken per output unit in PyTorch's layout. Attach them with
+:func:`reglab.attach` (``kernel_constraint=`` / ``bias_constraint=``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reglab.constraints._base import Constraint, registry
+from reglab.constraints.norms import MaxNorm, MinMaxNorm, NonNeg, UnitNorm
+
+__all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get", "serialize"]
+
+
+def get(identifier: Any) -> Any:
+    """Resolve ``None``, a name (``"max_norm"``), a config dict or a callable to a constraint.
+
+    >>> get("max_norm")
+    MaxNorm(max_value=2.0, axis=None)
+    """
+    return registry.get(identifier)
+
+
+def serialize(constraint: Constraint) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` for a built-in constraint."""
+    return registry.serialize(constraint)

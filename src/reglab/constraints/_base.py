@@ -1,0 +1,83 @@
+"""The abstract constraint: a small callable ``constraint(w) -> projected w``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from reglab._registry import Registry
+from reglab._validation import invalid
+
+__all__ = ["EPSILON", "Constraint", "check_axis", "column_norms", "registry", "unit_dims"]
+
+registry: Registry[Constraint] = Registry("constraint")
+
+#: Keras' ``backend.epsilon()``, added to norms before dividing.
+EPSILON = 1e-7
+
+
+class Constraint(abc.ABC):
+    """Base class of reglab's constraints: projections applied to a parameter after each step.
+
+    ``__call__(w)`` returns the projected tensor (it does not modify ``w``);
+    :meth:`reglab.regularization.Regularization.apply_constraints` copies the result into the
+    parameter under ``torch.no_grad()`` after the optimizer step. ``get_config()`` returns
+    exactly the constructor arguments.
+    """
+
+    @abc.abstractmethod
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        """Return the projection of ``w`` (same shape)."""
+
+    @abc.abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments as a dict."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Constraint:
+        """Rebuild a constraint from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    __hash__ = object.__hash__
+
+
+def check_axis(axis: Any, owner: str) -> int | tuple[int, ...] | None:
+    """Validate an ``axis=`` argument: None, an int, or a sequence of ints."""
+    if axis is None:
+        return None
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        return axis
+    if isinstance(axis, Sequence) and not isinstance(axis, str):
+        if all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
+            return tuple(axis)
+    raise invalid("axis", owner, "None, an int or a sequence of ints", axis)
+
+
+def unit_dims(w: torch.Tensor, axis: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    """Dimensions a per-unit norm is taken over.
+
+    ``axis=None`` means *per output unit in PyTorch's layout*: every dim but 0 for tensors of
+    2+ dims (``Linear.weight`` (out, in) -> dim 1; ``ConvNd.weight`` (out, in, *k) -> dims
+    1..), and the whole vector for 1-D tensors (a bias). Keras' default ``axis=0`` assumes its
+    ``(in, out)`` kernel layout, which is why reglab's default differs.
+    """
+    if axis is None:
+        return tuple(range(1, w.ndim)) if w.ndim >= 2 else (0,)
+    return (axis,) if isinstance(axis, int) else axis
+
+
+def column_norms(w: torch.Tensor, axis: int | tuple[int, ...] | None) -> torch.Tensor:
+    """L2 norms over :func:`unit_dims`, kept broadcastable against ``w``."""
+    return w.square().sum(dim=unit_dims(w, axis), keepdim=True).sqrt()

@@ -1,0 +1,122 @@
+"""Norm constraints with Keras 3's formulas, taken per output unit in PyTorch's layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from reglab._validation import check_coefficient, invalid
+from reglab.constraints._base import EPSILON, Constraint, check_axis, column_norms, registry
+
+__all__ = ["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]
+
+_AXIS_DOC = """axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit
+            in PyTorch's layout: dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a
+            ``ConvNd.weight`` (out, in, *k), the whole vector for a 1-D tensor."""
+
+
+@registry.register("max_norm")
+class MaxNorm(Constraint):
+    """Rescale each unit's incoming weight vector to L2 norm at most ``max_value``.
+
+    ``w * clip(n, 0, max_value) / (1e-7 + n)`` with ``n`` the per-unit norm (Keras'
+    ``MaxNorm``). Srivastava et al. (2014) use it with dropout (``max_value`` 3–4).
+
+    Args:
+        max_value: the largest allowed norm, a finite number >= 0. Default 2.0.
+        {axis}
+
+    >>> MaxNorm(1.0)(torch.tensor([[3.0, 4.0]]))
+    tensor([[0.6000, 0.8000]])
+    """
+
+    def __init__(self, max_value: float = 2.0, axis: int | tuple[int, ...] | None = None) -> None:
+        self.max_value = check_coefficient(max_value, "max_value", "MaxNorm")
+        self.axis = check_axis(axis, "MaxNorm")
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        norms = column_norms(w, self.axis)
+        return w * (norms.clamp(0.0, self.max_value) / (EPSILON + norms))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"max_value": self.max_value, "axis": self.axis}
+
+
+@registry.register("min_max_norm")
+class MinMaxNorm(Constraint):
+    """Move each unit's norm into ``[min_value, max_value]`` at speed ``rate``.
+
+    ``w * (rate * clip(n, min_value, max_value) + (1 - rate) * n) / (1e-7 + n)`` (Keras'
+    ``MinMaxNorm``): ``rate=1`` enforces the bounds strictly, smaller rates move toward them.
+
+    Args:
+        min_value: lower norm bound, >= 0. Default 0.0.
+        max_value: upper norm bound, >= ``min_value``. Default 1.0.
+        rate: in [0, 1]. Default 1.0.
+        {axis}
+    """
+
+    def __init__(
+        self,
+        min_value: float = 0.0,
+        max_value: float = 1.0,
+        rate: float = 1.0,
+        axis: int | tuple[int, ...] | None = None,
+    ) -> None:
+        self.min_value = check_coefficient(min_value, "min_value", "MinMaxNorm")
+        self.max_value = check_coefficient(max_value, "max_value", "MinMaxNorm")
+        if self.max_value < self.min_value:
+            raise invalid(
+                "max_value", "MinMaxNorm", f"a number >= min_value={self.min_value}", max_value
+            )
+        self.rate = check_coefficient(rate, "rate", "MinMaxNorm")
+        if self.rate > 1.0:
+            raise invalid("rate", "MinMaxNorm", "a number in [0, 1]", rate)
+        self.axis = check_axis(axis, "MinMaxNorm")
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        norms = column_norms(w, self.axis)
+        desired = self.rate * norms.clamp(self.min_value, self.max_value) + (1 - self.rate) * norms
+        return w * (desired / (EPSILON + norms))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            "rate": self.rate,
+            "axis": self.axis,
+        }
+
+
+@registry.register("unit_norm")
+class UnitNorm(Constraint):
+    """Rescale each unit's weight vector to unit L2 norm: ``w / (1e-7 + n)`` (Keras').
+
+    Args:
+        {axis}
+    """
+
+    def __init__(self, axis: int | tuple[int, ...] | None = None) -> None:
+        self.axis = check_axis(axis, "UnitNorm")
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        return w / (EPSILON + column_norms(w, self.axis))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}
+
+
+@registry.register("non_neg")
+class NonNeg(Constraint):
+    """Clip negative entries to zero: ``max(w, 0)`` (Keras' ``NonNeg``)."""
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        return w.clamp(min=0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+for _cls in (MaxNorm, MinMaxNorm, UnitNorm):
+    _cls.__doc__ = _cls.__doc__.replace("{axis}", _AXIS_DOC)  # type: ignore[union-attr]

@@ -1,0 +1,43 @@
+"""Model builders used by studies."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from torch import nn
+
+from reglab._validation import check_choice, invalid
+
+__all__ = ["ACTIVATIONS", "mlp"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Fully connected net ``sizes[0] -> ... -> sizes[-1]`` with an activation between layers.
+
+    Modules are named ``fc0, act0, fc1, act1, ..., fc{n}`` so rules can target them
+    (``"act*"`` for every hidden code, ``"fc*"`` for every Linear).
+
+    >>> mlp([64, 256, 10])
+    Sequential(
+      (fc0): Linear(in_features=64, out_features=256, bias=True)
+      (act0): ReLU()
+      (fc1): Linear(in_features=256, out_features=10, bias=True)
+    )
+    """
+    if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
+        raise invalid("sizes", "mlp", "at least 2 positive ints", list(sizes))
+    check_choice(activation, "activation", "mlp", ACTIVATIONS)
+    layers: dict[str, nn.Module] = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers[f"fc{i}"] = nn.Linear(n_in, n_out)
+        if i < len(sizes) - 2:
+            layers[f"act{i}"] = ACTIVATIONS[activation]()
+    return nn.Sequential(OrderedDict(layers))

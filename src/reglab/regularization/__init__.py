@@ -1,0 +1,6 @@
+"""Attach penalties and constraints to existing modules: :func:`attach` and its handle."""
+
+from reglab.regularization.attaching import attach
+from reglab.regularization.handle import Regularization
+
+__all__ = ["Regularization", "attach"]

@@ -1,0 +1,69 @@
+"""``attach``: Keras' kernel/bias/activity regularizers and constraints for any nn.Module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from reglab.regularization.handle import Regularization
+from reglab.regularization.rules import RuleKey, resolve
+
+__all__ = ["attach"]
+
+
+def attach(
+    model: nn.Module,
+    rules: Mapping[RuleKey, Mapping[str, Any]],
+    *,
+    activity_reduction: str = "batch",
+) -> Regularization:
+    """Attach penalties and constraints to an existing model without editing it.
+
+    Args:
+        model: any ``nn.Module``.
+        rules: maps a **glob pattern** over ``model.named_modules()`` names (``"encoder.*"``,
+            ``"fc2"``; ``fnmatch`` syntax, ``*`` also crosses dots), an **nn.Module subclass**
+            (``nn.Conv2d``) or a tuple of them, to a dict with any of:
+
+            * ``kernel``: penalty on the module's own trainable ``weight*`` parameters with
+              ndim >= 2 (Linear/Conv weights; ``nn.LSTM``'s ``weight_ih_l0``, ``weight_hh_l0``..).
+            * ``bias``: penalty on its ``bias*`` parameters. Biases are never penalised unless
+              asked.
+            * ``activity``: penalty on the module's **output** (after whatever the module
+              computes; for tuple outputs such as ``nn.LSTM``'s, the first element). Attach to
+              the activation module (``nn.ReLU``) to regularize post-activation codes.
+            * ``kernel_constraint`` / ``bias_constraint``: projections applied by
+              :meth:`Regularization.apply_constraints` (or after each step once ``bind``-ed).
+            * ``activity_reduction``: overrides the call's ``activity_reduction`` for this rule.
+
+            Penalties and constraints are objects, registry names (``"l2"``, ``"max_norm"``),
+            config dicts, or any callable. Frozen parameters are skipped.
+        activity_reduction: how an activity penalty's value is normalised per recorded call:
+            ``"batch"`` (Keras: divided by ``output.shape[0]``, the batch size of batch-first
+            outputs), ``"sum"`` (as is) or ``"mean"`` (divided by ``output.numel()``, AWD-LSTM's
+            ``alpha * h.pow(2).mean()`` with ``L2(alpha)``). Penalties that are already batch
+            means (``KLSparsity``, ``TemporalDifference``) are never divided.
+
+    Returns:
+        A :class:`Regularization` handle: add ``reg.penalty()`` to the loss each step; log
+        ``reg.terms()``; call ``reg.apply_constraints()`` after ``optimizer.step()`` or
+        ``reg.bind(optimizer)`` once; ``reg.remove()`` (or ``with``) detaches everything.
+
+    Raises:
+        InvalidParameterError: a rule matches no module (the message lists the module names),
+            two rules give one module or parameter the same kind (both rules are named), a rule
+            asks for a kind none of its modules has, or a penalty/constraint is not understood.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from reglab.penalties import L1, L2
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> reg = attach(model, {nn.Linear: dict(kernel=L2(1e-4)), "1": dict(activity=L1(1e-3))})
+    >>> loss = model(torch.randn(16, 4)).pow(2).mean() + reg.penalty()
+    >>> sorted(reg.terms())
+    ['0.kernel', '1.activity', '2.kernel']
+    >>> reg.remove()
+    """
+    return Regularization(model, resolve(model, rules, activity_reduction))

@@ -1,0 +1,196 @@
+"""Resolve ``attach`` rules (name patterns or module types -> regularizers) against a model."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from reglab import constraints, penalties
+from reglab._validation import InvalidParameterError, check_choice
+
+__all__ = ["ActivityBinding", "Bindings", "ConstraintBinding", "WeightBinding", "resolve"]
+
+PENALTY_KINDS = ("kernel", "bias", "activity")
+CONSTRAINT_KINDS = ("kernel_constraint", "bias_constraint")
+REDUCTIONS = ("batch", "sum", "mean")
+_RULE_KEYS = (*PENALTY_KINDS, *CONSTRAINT_KINDS, "activity_reduction")
+
+RuleKey = str | type[nn.Module] | tuple[type[nn.Module], ...]
+
+
+@dataclass(frozen=True)
+class WeightBinding:
+    """One parameter penalised by one penalty; ``term`` is its name in ``terms()``."""
+
+    term: str
+    param_name: str
+    param: nn.Parameter
+    penalty: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ConstraintBinding:
+    """One parameter projected by one constraint after each step."""
+
+    param_name: str
+    param: nn.Parameter
+    constraint: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ActivityBinding:
+    """The output of one module penalised by one penalty, with its batch reduction."""
+
+    term: str
+    module_name: str
+    module: nn.Module
+    penalty: Callable[[torch.Tensor], torch.Tensor]
+    reduction: str
+
+
+@dataclass(frozen=True)
+class Bindings:
+    """Everything one ``attach`` call resolved, in model order."""
+
+    weights: tuple[WeightBinding, ...]
+    activities: tuple[ActivityBinding, ...]
+    constraints: tuple[ConstraintBinding, ...]
+
+
+def _rule_name(key: RuleKey) -> str:
+    if isinstance(key, str):
+        return repr(key)
+    if isinstance(key, tuple):
+        return "(" + ", ".join(k.__name__ for k in key) + ")"
+    return key.__name__
+
+
+def _matcher(key: Any) -> Callable[[str, nn.Module], bool]:
+    if isinstance(key, str):
+        return lambda name, _module: fnmatch.fnmatchcase(name, key)
+    is_type = isinstance(key, type) and issubclass(key, nn.Module)
+    is_types = isinstance(key, tuple) and key and all(
+        isinstance(k, type) and issubclass(k, nn.Module) for k in key
+    )
+    if is_type or is_types:
+        return lambda _name, module: isinstance(module, key)
+    raise InvalidParameterError(
+        "Rule keys of attach must be a glob pattern over named_modules() (a str), an "
+        f"nn.Module subclass, or a tuple of them. Got {key!r} instead."
+    )
+
+
+def _check_spec(key: RuleKey, spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, Mapping):
+        raise InvalidParameterError(
+            f"The rule for {_rule_name(key)} must be a dict of {', '.join(_RULE_KEYS)}. "
+            f"Got {spec!r} instead."
+        )
+    unknown = sorted(set(spec) - set(_RULE_KEYS))
+    if unknown:
+        raise InvalidParameterError(
+            f"The rule for {_rule_name(key)} has unknown key(s) {unknown}. "
+            f"Allowed keys: {', '.join(_RULE_KEYS)}."
+        )
+    out: dict[str, Any] = {k: penalties.get(spec.get(k)) for k in PENALTY_KINDS}
+    out.update({k: constraints.get(spec.get(k)) for k in CONSTRAINT_KINDS})
+    reduction = spec.get("activity_reduction")
+    if reduction is not None:
+        check_choice(reduction, "activity_reduction", f"the rule {_rule_name(key)}", REDUCTIONS)
+    out["activity_reduction"] = reduction
+    return out
+
+
+def _owned(module: nn.Module, kind: str) -> list[tuple[str, nn.Parameter]]:
+    """Trainable parameters of ``module`` itself (not its children) of one kind.
+
+    kernel: ``weight*`` with ndim >= 2 (Linear/Conv weights, nn.LSTM's ``weight_ih_l0`` ...);
+    bias: ``bias*``. Frozen parameters are skipped, like Keras' non-trainable weights.
+    """
+    prefix = "weight" if kind.startswith("kernel") else "bias"
+    return [
+        (name, p)
+        for name, p in module.named_parameters(recurse=False)
+        if name.startswith(prefix) and p.requires_grad and (prefix == "bias" or p.ndim >= 2)
+    ]
+
+
+def resolve(
+    model: nn.Module, rules: Mapping[RuleKey, Mapping[str, Any]], activity_reduction: str
+) -> Bindings:
+    """Match every rule against ``model.named_modules()`` and return what to regularize."""
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(
+            f"The 'model' parameter of attach must be an nn.Module. Got {type(model).__name__}."
+        )
+    if not isinstance(rules, Mapping) or not rules:
+        raise InvalidParameterError(
+            f"The 'rules' parameter of attach must be a non-empty dict. Got {rules!r} instead."
+        )
+    check_choice(activity_reduction, "activity_reduction", "attach", REDUCTIONS)
+    modules = list(model.named_modules())
+    owner: dict[tuple[int, str], RuleKey] = {}  # (id of module or parameter, kind) -> rule
+    weights: list[WeightBinding] = []
+    activities: list[ActivityBinding] = []
+    cons: list[ConstraintBinding] = []
+
+    def claim(obj: object, kind: str, key: RuleKey, where: str) -> bool:
+        """True the first time ``obj`` gets ``kind``; False when the same rule reaches it again
+        (a tied parameter, or a module listed twice); an error when another rule had it."""
+        previous = owner.setdefault((id(obj), kind), key)
+        if previous is key:
+            first = (id(obj), kind) not in reached
+            reached.add((id(obj), kind))
+            return first
+        raise InvalidParameterError(
+            f"Rules {_rule_name(previous)} and {_rule_name(key)} both give {where} a "
+            f"{kind!r}; make the patterns disjoint or merge the rules."
+        )
+
+    reached: set[tuple[int, str]] = set()
+    for key, raw in rules.items():
+        match = _matcher(key)
+        spec = _check_spec(key, raw)
+        matched = [(name, m) for name, m in modules if match(name, m)]
+        if not matched:
+            names = ", ".join(repr(n) for n, _ in modules)
+            raise InvalidParameterError(
+                f"Rule {_rule_name(key)} matches no module of {type(model).__name__}. "
+                f"Available module names: {names}."
+            )
+        for kind in (*PENALTY_KINDS[:2], *CONSTRAINT_KINDS):
+            if spec[kind] is None:
+                continue
+            found = False
+            for mname, module in matched:
+                for pname, param in _owned(module, kind):
+                    found = True
+                    full = f"{mname}.{pname}" if mname else pname
+                    if not claim(param, kind, key, f"parameter {full!r}"):
+                        continue  # a tied parameter reached twice through the same rule
+                    if kind in PENALTY_KINDS:
+                        term = f"{mname}.{kind}" if mname else kind
+                        weights.append(WeightBinding(term, full, param, spec[kind]))
+                    else:
+                        cons.append(ConstraintBinding(full, param, spec[kind]))
+            if not found:
+                what = "weight* parameters with ndim >= 2" if "kernel" in kind else "bias*"
+                names = ", ".join(repr(n) for n, _ in matched)
+                raise InvalidParameterError(
+                    f"Rule {_rule_name(key)} asks for {kind!r} but none of the modules it "
+                    f"matches ({names}) has trainable {what} parameters."
+                )
+        if spec["activity"] is not None:
+            reduction = spec["activity_reduction"] or activity_reduction
+            for mname, module in matched:
+                if claim(module, "activity", key, f"module {mname!r}"):
+                    term = f"{mname}.activity" if mname else "activity"
+                    activities.append(
+                        ActivityBinding(term, mname, module, spec["activity"], reduction)
+                    )
+    return Bindings(tuple(weights), tuple(activities), tuple(cons))
