@@ -17,5 +17,11 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["InvalidParameterError", "Regularization", "__version__", "attach", "constraints",
-           "penalties"]
+__all__ = [
+    "InvalidParameterError",
+    "Regularization",
+    "__version__",
+    "attach",
+    "constraints",
+    "penalties",
+]

@@ -1,4 +1,4 @@
-"""The ``reglab`` command line: small subcommands, one-line errors, exit code 2 for user mistakes."""
+"""The ``reglab`` command line: small subcommands; user mistakes print one line, exit 2."""
 
 from reglab.cli.main import main
 

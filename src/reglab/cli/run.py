@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -27,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive_int, default=30, help="epochs per trial (30)")
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds per config (3)")
     parser.add_argument(
-        "--only", action="append", default=None, metavar="CONFIG",
+        "--only",
+        action="append",
+        default=None,
+        metavar="CONFIG",
         help="run only this config (repeatable); see the table for names",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -35,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def table(rows: list[Row]) -> Table:
     """The results table: mean ± std over seeds for each config."""
-    out = Table(title="reglab default study: digits, MLP 64-256-256-10, Adam (mean±std)")
+    out = Table(
+        title="reglab default study: digits, MLP 64-256-256-10, Adam (mean±std over seeds)",
+        box=box.SIMPLE_HEAD,
+    )
     out.add_column("config", no_wrap=True)
     for column in ("train %", "test %", "gap pts", "zeros %", "‖W‖₂", "s"):
         out.add_column(column, justify="right", no_wrap=True)
@@ -43,11 +50,16 @@ def table(rows: list[Row]) -> Table:
         m = row.metrics
 
         def pct(key: str, m: dict[str, tuple[float, float]] = m) -> str:
-            return f"{100 * m[key][0]:.2f}±{100 * m[key][1]:.2f}"
+            return f"{100 * m[key][0]:.1f}±{100 * m[key][1]:.1f}"
 
         out.add_row(
-            row.config, pct("train_acc"), pct("test_acc"), pct("gap"), pct("zero_frac"),
-            f"{m['weight_norm'][0]:.2f}", f"{m['seconds'][0]:.2f}",
+            row.config,
+            pct("train_acc"),
+            pct("test_acc"),
+            pct("gap"),
+            pct("zero_frac"),
+            f"{m['weight_norm'][0]:.1f}",
+            f"{m['seconds'][0]:.1f}",
         )
     return out
 
@@ -64,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
     total = len(grid) * args.seeds
     start = time.perf_counter()
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, disable=args.no_progress, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.no_progress,
+        transient=True,
     ) as progress:
         task = progress.add_task("trials", total=total)
 

@@ -59,9 +59,12 @@ def check_axis(axis: Any, owner: str) -> int | tuple[int, ...] | None:
         return None
     if isinstance(axis, int) and not isinstance(axis, bool):
         return axis
-    if isinstance(axis, Sequence) and not isinstance(axis, str):
-        if all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
-            return tuple(axis)
+    if (
+        isinstance(axis, Sequence)
+        and not isinstance(axis, str)
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
+    ):
+        return tuple(axis)
     raise invalid("axis", owner, "None, an int or a sequence of ints", axis)
 
 

@@ -4,5 +4,12 @@ from reglab.lab.default_study import DEFAULT_GRID, Row, run_default_study, summa
 from reglab.lab.models import mlp
 from reglab.lab.trial import TrialResult, train_classifier
 
-__all__ = ["DEFAULT_GRID", "Row", "TrialResult", "mlp", "run_default_study", "summarize",
-           "train_classifier"]
+__all__ = [
+    "DEFAULT_GRID",
+    "Row",
+    "TrialResult",
+    "mlp",
+    "run_default_study",
+    "summarize",
+    "train_classifier",
+]

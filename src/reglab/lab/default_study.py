@@ -25,16 +25,17 @@ __all__ = ["DEFAULT_GRID", "Row", "run_default_study", "summarize"]
 _HIDDEN = "act*"  # the hidden ReLU outputs of mlp()
 _KERNELS = "fc*"
 
-#: (config name, attach rules) pairs of the default study.
+#: (config name, attach rules) pairs of the default study. Kernel rules cover every Linear
+#: weight (never biases); "act-L1" penalises both hidden ReLU outputs (Keras' batch reduction).
 DEFAULT_GRID: tuple[tuple[str, Rules | None], ...] = (
     ("none", None),
-    ("L2 kernel 1e-3", {_KERNELS: {"kernel": L2(1e-3)}}),
-    ("L1 kernel 1e-4", {_KERNELS: {"kernel": L1(1e-4)}}),
-    ("L1L2 kernel 1e-5/1e-3", {_KERNELS: {"kernel": L1L2(l1=1e-5, l2=1e-3)}}),
-    ("L1 activity 1e-4", {_HIDDEN: {"activity": L1(1e-4)}}),
-    ("L1 activity 1e-3", {_HIDDEN: {"activity": L1(1e-3)}}),
-    ("L1 activity 1e-2", {_HIDDEN: {"activity": L1(1e-2)}}),
-    ("max-norm 1.0", {_KERNELS: {"kernel_constraint": MaxNorm(1.0)}}),
+    ("L2 1e-3", {_KERNELS: {"kernel": L2(1e-3)}}),
+    ("L1 1e-4", {_KERNELS: {"kernel": L1(1e-4)}}),
+    ("L1L2 1e-5/1e-3", {_KERNELS: {"kernel": L1L2(l1=1e-5, l2=1e-3)}}),
+    ("act-L1 1e-4", {_HIDDEN: {"activity": L1(1e-4)}}),
+    ("act-L1 1e-3", {_HIDDEN: {"activity": L1(1e-3)}}),
+    ("act-L1 1e-2", {_HIDDEN: {"activity": L1(1e-2)}}),
+    ("max-norm 1", {_KERNELS: {"kernel_constraint": MaxNorm(1.0)}}),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -36,7 +37,7 @@ def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
         raise invalid("sizes", "mlp", "at least 2 positive ints", list(sizes))
     check_choice(activation, "activation", "mlp", ACTIVATIONS)
     layers: dict[str, nn.Module] = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers[f"fc{i}"] = nn.Linear(n_in, n_out)
         if i < len(sizes) - 2:
             layers[f"act{i}"] = ACTIVATIONS[activation]()

@@ -72,7 +72,7 @@ class KLSparsity(Penalty):
         q = q.clamp(_CLAMP, 1.0 - _CLAMP)
         g_q = self.weight * (-rho / q + (1 - rho) / (1 - q)) * inside
         n_rows = x.numel() // x.shape[-1]
-        return (g_q / n_rows).expand_as(x).to(x.dtype)
+        return (g_q / n_rows).to(x.dtype).expand(x.shape).contiguous()
 
     def get_config(self) -> dict[str, Any]:
         return {"target": self.target, "weight": self.weight}

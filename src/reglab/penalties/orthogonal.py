@@ -39,7 +39,9 @@ class Orthogonal(Penalty):
 
         value = factor * 0.5 * sum(|P_ij|, i != j) / (n * (n - 1) / 2)
 
-    i.e. ``factor / 2`` times the mean absolute cosine between distinct vectors. This is
+    i.e. ``factor`` times the mean absolute cosine between distinct vectors (each pair appears
+    twice in the sum, hence Keras' 0.5): 0 for orthogonal vectors, ``factor`` for parallel
+    ones. This is
     ``keras.regularizers.OrthogonalRegularizer`` applied to the tensor *as given*. Mind the
     layouts: a Keras ``Dense`` kernel is ``(in, out)`` and a PyTorch ``Linear.weight`` is
     ``(out, in)``, so Keras' ``mode="columns"`` on a kernel (one vector per output unit) is

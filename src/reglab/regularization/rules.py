@@ -74,8 +74,10 @@ def _matcher(key: Any) -> Callable[[str, nn.Module], bool]:
     if isinstance(key, str):
         return lambda name, _module: fnmatch.fnmatchcase(name, key)
     is_type = isinstance(key, type) and issubclass(key, nn.Module)
-    is_types = isinstance(key, tuple) and key and all(
-        isinstance(k, type) and issubclass(k, nn.Module) for k in key
+    is_types = (
+        isinstance(key, tuple)
+        and key
+        and all(isinstance(k, type) and issubclass(k, nn.Module) for k in key)
     )
     if is_type or is_types:
         return lambda _name, module: isinstance(module, key)
