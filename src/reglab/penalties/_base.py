@@ -44,6 +44,13 @@ class Penalty(abc.ABC):
         """Return ``d penalty(x) / d x`` in closed form, same shape and dtype as ``x``."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form gradient")
 
+    def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(penalty(x), gradient(x))`` without recording a graph; the gradient is a fresh
+        tensor the caller may modify in place. Subclasses override it to share work (and
+        allocations) between the two."""
+        with torch.no_grad():
+            return self(x), self.gradient(x)
+
     def has_closed_form(self) -> bool:
         """Whether :meth:`gradient` may be used instead of autograd for this instance."""
         return type(self).gradient is not Penalty.gradient
