@@ -13,7 +13,14 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["InvalidParameterError", "check_choice", "check_coefficient", "invalid"]
+__all__ = [
+    "InvalidParameterError",
+    "check_choice",
+    "check_coefficient",
+    "check_positive_int",
+    "check_probability",
+    "invalid",
+]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -51,4 +58,18 @@ def check_choice(value: Any, name: str, owner: str, choices: Iterable[Any]) -> A
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise invalid(name, owner, f"one of {allowed}", value)
+    return value
+
+
+def check_probability(value: Any, name: str, owner: str) -> float:
+    """Return ``value`` as a float in [0, 1) (a drop probability), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise invalid(name, owner, "a float in [0, 1)", value)
+    return float(value)
+
+
+def check_positive_int(value: Any, name: str, owner: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= ``minimum``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise invalid(name, owner, f"an int >= {minimum}", value)
     return value

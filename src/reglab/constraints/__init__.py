@@ -2,7 +2,8 @@
 
 :class:`MaxNorm`, :class:`MinMaxNorm`, :class:`UnitNorm` and :class:`NonNeg` follow Keras 3's
 formulas (epsilon 1e-7) with norms taken per output unit in PyTorch's layout. Attach them with
-:func:`reglab.attach` (``kernel_constraint=`` / ``bias_constraint=``).
+:func:`reglab.attach` (``kernel_constraint=`` / ``bias_constraint=``). :class:`NormBound` enforces
+a norm bound the other way, as a Lagrangian term with a multiplier updated by dual ascent.
 """
 
 from __future__ import annotations
@@ -10,9 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from reglab.constraints._base import Constraint, registry
+from reglab.constraints.norm_bound import NormBound
 from reglab.constraints.norms import MaxNorm, MinMaxNorm, NonNeg, UnitNorm
 
-__all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get", "serialize"]
+__all__ = [
+    "Constraint",
+    "MaxNorm",
+    "MinMaxNorm",
+    "NonNeg",
+    "NormBound",
+    "UnitNorm",
+    "get",
+    "serialize",
+]
 
 
 def get(identifier: Any) -> Any:

@@ -118,6 +118,11 @@ class Regularization:
         for binding in self.bindings.constraints:
             binding.param.copy_(binding.constraint(binding.param))
 
+    def after_step(self) -> None:
+        """Called by :func:`reglab.training.fit` after every optimizer step: applies the
+        constraints (projections are idempotent, so an extra ``bind`` does no harm)."""
+        self.apply_constraints()
+
     def bind(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
         """Run :meth:`apply_constraints` after every ``optimizer.step()``.
 

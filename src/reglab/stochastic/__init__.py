@@ -1,0 +1,26 @@
+"""Stochastic regularizers: noise injection, the dropout family, and augmentation.
+
+Each is a pure function in :mod:`reglab.stochastic.functional` plus a thin ``nn.Module``;
+all are the identity in eval mode. Use torch's own ``nn.Dropout``, ``nn.Dropout2d`` and
+``nn.AlphaDropout`` for standard dropout — reglab does not rewrite them.
+"""
+
+from reglab.stochastic import functional
+from reglab.stochastic.augmentation import RandomAffine
+from reglab.stochastic.functional import embedding_dropout
+from reglab.stochastic.noise import GaussianDropout, GaussianNoise
+from reglab.stochastic.recurrent import EmbeddingDropout, LockedDropout
+from reglab.stochastic.weights import DropConnect, WeightDrop, WeightNoise
+
+__all__ = [
+    "DropConnect",
+    "EmbeddingDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "LockedDropout",
+    "RandomAffine",
+    "WeightDrop",
+    "WeightNoise",
+    "embedding_dropout",
+    "functional",
+]

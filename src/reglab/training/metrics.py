@@ -1,0 +1,12 @@
+"""Per-batch metrics for ``fit``: ``metric(output, target) -> 0-dim tensor``."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["accuracy"]
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose arg-max class equals ``y``. Shape: ``(N, k)``, ``(N,)`` -> ()."""
+    return (logits.argmax(dim=-1) == y).float().mean()

@@ -1,0 +1,298 @@
+"""``fit``: a short, linear training loop with regularization, callbacks and progress."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from reglab._validation import InvalidParameterError, check_positive_int, invalid
+from reglab.training.callbacks import Callback, TrainState
+from reglab.training.history import History
+
+__all__ = ["Regularizer", "fit"]
+
+Batch = tuple[Any, Any]
+LossFn = Callable[[Any, Any], torch.Tensor]
+
+
+@runtime_checkable
+class Regularizer(Protocol):
+    """Anything ``fit`` can add to the loss: :class:`reglab.Regularization`,
+    :class:`reglab.constraints.NormBound`, or your own object with ``penalty()``. An optional
+    ``after_step()`` runs after every optimizer step (projections, dual updates) and an optional
+    ``terms()`` is logged."""
+
+    def penalty(self) -> torch.Tensor: ...
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def _length(y: Any) -> int:
+    return len(next(iter(y.values()))) if isinstance(y, Mapping) else len(y)
+
+
+def _index(y: Any, idx: torch.Tensor) -> Any:
+    return {k: v[idx] for k, v in y.items()} if isinstance(y, Mapping) else y[idx]
+
+
+def _batches(
+    data: Any, batch_size: int, shuffle: bool, generator: torch.Generator | None, name: str
+) -> Iterator[Batch]:
+    """In-memory ``(x, y)`` tensors are batched by index slicing; anything else is iterated
+    (a DataLoader yielding ``(x, y)``)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        x, y = data
+        n = len(x)
+        if _length(y) != n:
+            raise invalid(
+                name,
+                "fit",
+                "(x, y) with as many targets as inputs",
+                f"{n} inputs, {_length(y)} targets",
+            )
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for idx in order.split(batch_size):
+            yield x[idx], _index(y, idx)
+        return
+    if not isinstance(data, Iterable):
+        raise invalid(name, "fit", "a DataLoader or an (x, y) pair of tensors", type(data).__name__)
+    yield from data
+
+
+def _loss(
+    loss: LossFn | Mapping[str, LossFn],
+    weights: Mapping[str, float] | None,
+    output: Any,
+    y: Any,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total data loss and, for per-task losses, each task's term."""
+    if not isinstance(loss, Mapping):
+        return loss(output, y), {}
+    parts = {task: fn(output[task], y[task]) for task, fn in loss.items()}
+    weights = weights or {}
+    total = sum(
+        (weights.get(task, 1.0) * value for task, value in parts.items()),
+        start=torch.zeros((), device=next(iter(parts.values())).device),
+    )
+    return total, parts
+
+
+class _Means:
+    """Running means of logged scalars, weighted by batch size (no device syncs until read)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, value: torch.Tensor, n: int) -> None:
+        value = value.detach().float() * n
+        self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        return {prefix + k: float(v) / self.counts[k] for k, v in self.sums.items()}
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module,
+    data: Any,
+    loss: Any,
+    loss_weights: Any,
+    metrics: Mapping[str, LossFn],
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    means = _Means()
+    try:
+        for x, y in _batches(data, batch_size, False, None, "val"):
+            x, y = _to(x, device), _to(y, device)
+            output = model(x)
+            value, parts = _loss(loss, loss_weights, output, y)
+            n = len(x)
+            means.add("loss", value, n)
+            for task, part in parts.items():
+                means.add(f"loss/{task}", part, n)
+            for name, fn in metrics.items():
+                means.add(name, torch.as_tensor(fn(output, y)), n)
+    finally:
+        model.train(was_training)
+    return means.result("val_")
+
+
+def fit(
+    model: nn.Module,
+    train: Any,
+    val: Any = None,
+    *,
+    loss: LossFn | Mapping[str, LossFn],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    regularization: Regularizer | Sequence[Regularizer] | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int | None = None,
+    metrics: Mapping[str, LossFn] | None = None,
+    loss_weights: Mapping[str, float] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs and return its :class:`History`.
+
+    Each step: ``output = model(transform(x))``; ``loss(output, y)`` plus every
+    ``regularization.penalty()``; backward; ``optimizer.step()``; then each regularizer's
+    ``after_step()`` (constraint projections, NormBound's dual update) and the callbacks'
+    ``on_batch_end``. After each epoch, ``val`` is evaluated in eval mode without gradients.
+
+    Args:
+        model: the module; moved to ``device``.
+        train, val: a DataLoader yielding ``(x, y)``, or an in-memory ``(x, y)`` pair of tensors
+            (batched by index slicing — no per-sample collation — shuffled each epoch with
+            ``seed``). ``y`` may be a dict of per-task targets.
+        loss: ``loss(output, y) -> scalar``, or a dict of per-task losses applied to
+            ``output[task]`` and ``y[task]`` and summed with ``loss_weights`` (default 1 each).
+        optimizer: a torch optimizer over ``model``'s parameters.
+        epochs: number of epochs (>= 1).
+        regularization: one or several objects with ``penalty()`` (see :class:`Regularizer`).
+        callbacks: :class:`Callback` instances, e.g. :class:`EarlyStopping`.
+        device: where to train.
+        progress: show a progress bar with the latest metrics.
+        batch_size: rows per step for in-memory data.
+        shuffle: reshuffle in-memory data each epoch.
+        seed: seeds the shuffling (not the model's initialisation).
+        metrics: ``{name: fn(output, y)}`` averaged over rows, logged as ``name`` and
+            ``val_name``.
+        loss_weights: per-task weights for a dict ``loss``.
+        transform: applied to each training input batch only (augmentation, input noise).
+
+    Logs per epoch: ``loss`` (mean data loss over the epoch's training batches, without
+    penalties), ``loss/<task>``, metrics, ``penalty`` (mean total penalty) and ``penalty/<term>``
+    from each regularizer's ``terms()``, ``val_*``, ``step_time`` (mean seconds per step),
+    ``epoch_time``, ``epoch``.
+
+    >>> from torch import nn
+    >>> model = nn.Linear(3, 2)
+    >>> x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    >>> history = fit(model, (x, y), loss=nn.functional.cross_entropy,
+    ...               optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2,
+    ...               progress=False)
+    >>> len(history), "loss" in history.keys()
+    (2, True)
+    """
+    epochs = check_positive_int(epochs, "epochs", "fit")
+    batch_size = check_positive_int(batch_size, "batch_size", "fit")
+    regularizers: list[Any] = (
+        []
+        if regularization is None
+        else list(regularization)
+        if isinstance(regularization, Sequence)
+        else [regularization]
+    )
+    for r in regularizers:
+        if not isinstance(r, Regularizer):
+            raise InvalidParameterError(
+                "The 'regularization' parameter of fit must be objects with a penalty() method "
+                f"(e.g. reglab.attach(...)). Got {type(r).__name__}."
+            )
+    metrics = dict(metrics or {})
+    device = torch.device(device)
+    model.to(device)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    history = History()
+    state = TrainState(model=model, optimizer=optimizer, history=history)
+
+    def call(hook: str) -> None:
+        for cb in callbacks:
+            getattr(cb, hook)(state)
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("epoch", total=epochs)
+        call("on_train_begin")
+        for epoch in range(epochs):
+            state.epoch = epoch
+            call("on_epoch_begin")
+            model.train()
+            means, step_times = _Means(), []
+            epoch_start = time.perf_counter()
+            for x, y in _batches(train, batch_size, shuffle, generator, "train"):
+                step_start = time.perf_counter()
+                x, y = _to(x, device), _to(y, device)
+                if transform is not None:
+                    x = transform(x)
+                output = model(x)
+                data_loss, parts = _loss(loss, loss_weights, output, y)
+                total = data_loss
+                n = len(x)
+                if regularizers:
+                    penalty = sum(r.penalty() for r in regularizers)
+                    total = data_loss + penalty
+                    means.add("penalty", torch.as_tensor(penalty), n)
+                    for r in regularizers:
+                        for term, value in getattr(r, "terms", dict)().items():
+                            means.add(f"penalty/{term}", value, n)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                for r in regularizers:
+                    if hasattr(r, "after_step"):
+                        r.after_step()
+                means.add("loss", data_loss, n)
+                for name, part in parts.items():
+                    means.add(f"loss/{name}", part, n)
+                for name, fn in metrics.items():
+                    means.add(
+                        name,
+                        torch.as_tensor(
+                            fn(output.detach() if isinstance(output, torch.Tensor) else output, y)
+                        ),
+                        n,
+                    )
+                state.step += 1
+                step_times.append(time.perf_counter() - step_start)
+                call("on_batch_end")
+            logs = means.result()
+            if not step_times:
+                raise InvalidParameterError("The 'train' data of fit yielded no batch.")
+            if val is not None:
+                logs.update(_evaluate(model, val, loss, loss_weights, metrics, batch_size, device))
+            logs["step_time"] = sum(step_times) / len(step_times)
+            logs["epoch_time"] = time.perf_counter() - epoch_start
+            logs["epoch"] = float(epoch)
+            if not math.isfinite(logs["loss"]):
+                state.stop, state.stop_reason = True, f"loss became {logs['loss']}"
+            state.logs = logs
+            call("on_epoch_end")
+            history.epochs.append(logs)
+            shown = ", ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "val_loss") if k in logs)
+            bar.update(task, advance=1, description=f"epoch {epoch + 1}/{epochs} {shown}")
+            if state.stop:
+                history.stop_reason = state.stop_reason
+                break
+        call("on_train_end")
+    return history
