@@ -82,7 +82,7 @@ class EarlyStopping(Callback):
     >>> [stopper.update(v, epoch) for epoch, v in enumerate([6, 5, 5, 5, 5])]
     [False, False, False, True, True]
     >>> stopper.stopped_epoch, stopper.best, stopper.best_epoch
-    (3, 5, 1)
+    (3, 5.0, 1)
     """
 
     def __init__(
