@@ -13,10 +13,13 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 __all__ = [
     "InvalidParameterError",
     "check_choice",
     "check_coefficient",
+    "check_coefficients",
     "check_positive_int",
     "check_probability",
     "invalid",
@@ -50,6 +53,16 @@ def check_coefficient(value: Any, name: str, owner: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise invalid(name, owner, "a finite number >= 0", value)
     return value
+
+
+def check_coefficients(value: Any, name: str, owner: str) -> float | torch.Tensor:
+    """Like :func:`check_coefficient`, but also accepts a 1-D tensor of finite values >= 0:
+    one coefficient per ensemble member (see :class:`reglab.ensembles.ModelStack`)."""
+    if isinstance(value, torch.Tensor) and value.ndim == 1 and value.numel() > 0:
+        if value.is_floating_point() and bool(torch.isfinite(value).all()) and bool((value >= 0).all()):
+            return value.detach()
+        raise invalid(name, owner, "finite values >= 0 (a float tensor)", value)
+    return check_coefficient(value, name, owner)
 
 
 def check_choice(value: Any, name: str, owner: str, choices: Iterable[Any]) -> Any:

@@ -1,4 +1,9 @@
-"""Elementwise norm penalties: L1, L2, L1L2 (Keras 3's exact formulas) and ExpAbs."""
+"""Elementwise norm penalties: L1, L2, L1L2 (Keras 3's exact formulas) and ExpAbs.
+
+Their coefficients may also be 1-D tensors of length K, one per member of a
+:class:`reglab.ensembles.ModelStack`: the penalised tensor then has the members along dim 0
+and ``value = Σ_k c_k · Σ f(x[k])``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,45 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_coefficient
+from reglab._validation import check_coefficients
 from reglab.penalties._base import Penalty, registry
 
 __all__ = ["L1", "L1L2", "L2", "ExpAbs"]
 
+Coefficient = float | torch.Tensor
+
 # The fused fast path calls value_and_gradient() once per step on every penalised weight. On
-# CPU each fresh parameter-sized allocation costs page faults, so these share one allocation
-# (the gradient) and reduce with allocation-free dot products.
+# CPU each fresh parameter-sized allocation costs page faults, so the scalar-coefficient case
+# shares one allocation (the gradient) and reduces with allocation-free dot products.
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+def _per_member(c: torch.Tensor, x: torch.Tensor, owner: str) -> torch.Tensor:
+    """``c`` (K,) shaped to broadcast against ``x`` (K, ...)."""
+    if x.ndim == 0 or x.shape[0] != c.shape[0]:
+        raise ValueError(
+            f"{owner} has {c.shape[0]} per-member coefficients but the tensor has shape "
+            f"{tuple(x.shape)}; members must be along dim 0."
+        )
+    return c.to(x.device, x.dtype).view(-1, *([1] * (x.ndim - 1)))
+
+
+def _weighted_sum(c: Coefficient, elementwise: torch.Tensor, owner: str) -> torch.Tensor:
+    """``c * Σ elementwise``, per member along dim 0 when ``c`` is a tensor."""
+    if isinstance(c, torch.Tensor):
+        return (_per_member(c, elementwise, owner) * elementwise).sum()
+    return c * elementwise.sum()
+
+
+def _scale(g: torch.Tensor, c: Coefficient, owner: str) -> torch.Tensor:
+    return g.mul_(_per_member(c, g, owner) if isinstance(c, torch.Tensor) else c)
+
+
+def _config(c: Coefficient) -> Coefficient:
+    return c.clone() if isinstance(c, torch.Tensor) else c
 
 
 @registry.register("l1")
@@ -28,7 +60,8 @@ class L1(Penalty):
     The gradient is ``l1 * sign(x)`` (0 at 0, like autograd's).
 
     Args:
-        l1: coefficient, a finite number >= 0. Default 0.01 (Keras' default).
+        l1: coefficient, a finite number >= 0 (or a (K,) tensor, one per stack member).
+            Default 0.01 (Keras' default).
 
     Shape:
         Any tensor; returns a 0-dim tensor.
@@ -37,21 +70,23 @@ class L1(Penalty):
     tensor(1.5000)
     """
 
-    def __init__(self, l1: float = 0.01) -> None:
-        self.l1 = check_coefficient(l1, "l1", "L1")
+    def __init__(self, l1: Coefficient = 0.01) -> None:
+        self.l1 = check_coefficients(l1, "l1", "L1")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.l1 * x.abs().sum()
+        return _weighted_sum(self.l1, x.abs(), "L1")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sign(x).mul_(self.l1)
+        return _scale(torch.sign(x), self.l1, "L1")
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.l1, torch.Tensor):
+            return super().value_and_gradient(x)
         sign = torch.sign(x)
         return self.l1 * _dot(x, sign), sign.mul_(self.l1)
 
     def get_config(self) -> dict[str, Any]:
-        return {"l1": self.l1}
+        return {"l1": _config(self.l1)}
 
 
 @registry.register("l2")
@@ -62,26 +97,29 @@ class L2(Penalty):
     where the penalty's gradient is rescaled; use AdamW for decoupled decay).
 
     Args:
-        l2: coefficient, a finite number >= 0. Default 0.01 (Keras' default).
+        l2: coefficient, a finite number >= 0 (or a (K,) tensor, one per stack member).
+            Default 0.01 (Keras' default).
 
     >>> L2(2.0)(torch.ones(5, 5))
     tensor(50.)
     """
 
-    def __init__(self, l2: float = 0.01) -> None:
-        self.l2 = check_coefficient(l2, "l2", "L2")
+    def __init__(self, l2: Coefficient = 0.01) -> None:
+        self.l2 = check_coefficients(l2, "l2", "L2")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.l2 * x.square().sum()
+        return _weighted_sum(self.l2, x.square(), "L2")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul(2.0 * self.l2)
+        return _scale(x.mul(2.0), self.l2, "L2")
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.l2, torch.Tensor):
+            return super().value_and_gradient(x)
         return self.l2 * _dot(x, x), x.mul(2.0 * self.l2)
 
     def get_config(self) -> dict[str, Any]:
-        return {"l2": self.l2}
+        return {"l2": _config(self.l2)}
 
 
 @registry.register("l1l2", "l1_l2")
@@ -90,59 +128,67 @@ class L1L2(Penalty):
 
     Both coefficients default to 0.0, exactly as in Keras 3, so ``L1L2()`` and the strings
     ``"l1l2"`` / ``"l1_l2"`` build a zero penalty (Keras 3's ``get("l1l2")`` does the same).
+    Either coefficient may be a (K,) tensor, one per stack member.
 
     >>> L1L2(l1=0.5, l2=0.25)(torch.tensor([1.0, -2.0]))
     tensor(2.7500)
     """
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
-        self.l1 = check_coefficient(l1, "l1", "L1L2")
-        self.l2 = check_coefficient(l2, "l2", "L1L2")
+    def __init__(self, l1: Coefficient = 0.0, l2: Coefficient = 0.0) -> None:
+        self.l1 = check_coefficients(l1, "l1", "L1L2")
+        self.l2 = check_coefficients(l2, "l2", "L1L2")
+
+    def _per_member(self) -> bool:
+        return isinstance(self.l1, torch.Tensor) or isinstance(self.l2, torch.Tensor)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.l1 * x.abs().sum() + self.l2 * x.square().sum()
+        return _weighted_sum(self.l1, x.abs(), "L1L2") + _weighted_sum(self.l2, x.square(), "L1L2")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        # One allocation: sign(x) * l1 + 2 * l2 * x.
-        return torch.sign(x).mul_(self.l1).add_(x, alpha=2.0 * self.l2)
+        return _scale(torch.sign(x), self.l1, "L1L2").add_(_scale(x.mul(2.0), self.l2, "L1L2"))
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._per_member():
+            return super().value_and_gradient(x)
+        # One allocation: sign(x) * l1 + 2 * l2 * x.
         sign = torch.sign(x)
         value = self.l1 * _dot(x, sign) + self.l2 * _dot(x, x)
         return value, sign.mul_(self.l1).add_(x, alpha=2.0 * self.l2)
 
     def get_config(self) -> dict[str, Any]:
-        return {"l1": self.l1, "l2": self.l2}
+        return {"l1": _config(self.l1), "l2": _config(self.l2)}
 
 
 @registry.register("exp_abs")
 class ExpAbs(Penalty):
     """Exponential penalty ``scale * sum(exp(|x|) - 1)``.
 
-    Near zero it behaves like ``scale * (|x| + x**2/2)`` — a weaker pull to exactly zero than a
-    pure L1 of the same scale's slope at large ``|x|`` — while large weights are penalised
-    exponentially, harder than any L2.
+    Near zero it behaves like ``scale * (|x| + x**2/2)`` — an L1 pull toward zero plus a little
+    curvature — while large weights are penalised exponentially, harder than any L2.
 
     Args:
-        scale: coefficient, a finite number >= 0. Default 0.01.
+        scale: coefficient, a finite number >= 0 (or a (K,) tensor, one per stack member).
+            Default 0.01.
 
     >>> ExpAbs(1.0)(torch.zeros(3))
     tensor(0.)
     """
 
-    def __init__(self, scale: float = 0.01) -> None:
-        self.scale = check_coefficient(scale, "scale", "ExpAbs")
+    def __init__(self, scale: Coefficient = 0.01) -> None:
+        self.scale = check_coefficients(scale, "scale", "ExpAbs")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * torch.expm1(x.abs()).sum()
+        return _weighted_sum(self.scale, torch.expm1(x.abs()), "ExpAbs")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(x.abs()).mul_(torch.sign(x)).mul_(self.scale)
+        return _scale(torch.exp(x.abs()).mul_(torch.sign(x)), self.scale, "ExpAbs")
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.scale, torch.Tensor):
+            return super().value_and_gradient(x)
         e = torch.exp(x.abs())
         value = self.scale * (e.sum() - x.numel())
         return value, e.mul_(torch.sign(x)).mul_(self.scale)
 
     def get_config(self) -> dict[str, Any]:
-        return {"scale": self.scale}
+        return {"scale": _config(self.scale)}

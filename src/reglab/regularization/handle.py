@@ -31,7 +31,9 @@ def _scale(binding: ActivityBinding, output: torch.Tensor) -> float:
     if isinstance(penalty, Penalty) and penalty.batch_normalized:
         return 1.0
     if binding.reduction == "batch":  # Keras: divide by the batch size, output.shape[0]
-        return 1.0 / output.shape[0] if output.ndim > 0 else 1.0
+        # Modules inside a ModelStack output (K, B, ...) and say so with reglab_batch_dim = 1.
+        batch_dim = getattr(binding.module, "reglab_batch_dim", 0)
+        return 1.0 / output.shape[batch_dim] if output.ndim > batch_dim else 1.0
     if binding.reduction == "mean":  # AWD-LSTM's AR: alpha * h.pow(2).mean()
         return 1.0 / max(output.numel(), 1)
     return 1.0
