@@ -59,7 +59,11 @@ def check_coefficients(value: Any, name: str, owner: str) -> float | torch.Tenso
     """Like :func:`check_coefficient`, but also accepts a 1-D tensor of finite values >= 0:
     one coefficient per ensemble member (see :class:`reglab.ensembles.ModelStack`)."""
     if isinstance(value, torch.Tensor) and value.ndim == 1 and value.numel() > 0:
-        if value.is_floating_point() and bool(torch.isfinite(value).all()) and bool((value >= 0).all()):
+        if (
+            value.is_floating_point()
+            and bool(torch.isfinite(value).all())
+            and bool((value >= 0).all())
+        ):
             return value.detach()
         raise invalid(name, owner, "finite values >= 0 (a float tensor)", value)
     return check_coefficient(value, name, owner)
