@@ -15,13 +15,24 @@ from reglab.ensembles.stack import ModelStack, stacked_loss
 __all__ = ["Bagging"]
 
 
+def _adam(params: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Fused Adam where this torch supports it on the parameters' device: on CPU the default
+    implementation's intermediates for large stacked tensors cost page faults (see the
+    README's performance section)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 class Bagging:
     """A bagged ensemble of neural classifiers, scikit-learn style.
 
     ``fit`` draws one bootstrap sample per member once (n rows with replacement, from a seed
     derived per member from ``random_state``), initialises member k under its own seed, and
     trains all members at once as a :class:`ModelStack` on their own samples (each epoch
-    visits each member's sample in a fresh order), with Adam and cross-entropy.
+    visits each member's sample in a fresh order), with Adam (fused where available) and
+    cross-entropy.
     Prediction averages the members' probabilities (``vote="soft"``) or their votes
     (``"hard"``).
 
