@@ -78,10 +78,11 @@ def test_idx_round_trip_and_corruption(tmp_path: Path) -> None:
 
 def test_loader_verifies_shapes_caches_and_scales(tmp_path: Path) -> None:
     _tiny(tmp_path)
-    (x, y), (xt, yt) = load_idx_dataset(TINY, tmp_path)
+    (x, _y), (_xt, yt) = load_idx_dataset(TINY, tmp_path)
     assert x.shape == (6, 16)
     assert x.dtype == torch.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0
+    assert x.max() <= 1.0
     assert yt.tolist() == [3, 7]
     assert (tmp_path / "tiny" / "train_images.npy").is_file()  # cached decode
     (raw, _), _ = load_idx_dataset(TINY, tmp_path, as_float=False, flatten=False)
@@ -144,9 +145,10 @@ def test_real_mnist_when_present() -> None:
 
 
 def test_digits_split() -> None:
-    (x, y), (xt, yt) = digits()
+    (x, y), (xt, _yt) = digits()
     assert (x.shape, xt.shape) == ((1347, 64), (450, 64))
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0
+    assert x.max() <= 1.0
     assert torch.bincount(y).min() > 120  # stratified
 
 
