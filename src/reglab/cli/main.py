@@ -7,12 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from reglab import __version__
-from reglab.cli import data, run
+from reglab.cli import data, report, run, studies, worker
+from reglab.cli.studies import Show
+from reglab.lab.sweep import RunDirBusy
 
 __all__ = ["main"]
 
 # Each subcommand module provides NAME, HELP, add_arguments(parser) and run(args) -> int.
-_SUBCOMMANDS = (run, data)
+_SUBCOMMANDS = (run, worker, studies, Show, report, data)
 
 
 class UserError(Exception):
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reglab: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RunDirBusy, TimeoutError) as err:
         # reglab raises InvalidParameterError (ValueError+TypeError) for bad input.
         if args.debug:
             raise

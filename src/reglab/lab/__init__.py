@@ -1,15 +1,33 @@
-"""The lab: studies that train models with and without regularizers and report what happened."""
+"""The lab: studies as TOML files, sweeps on Optuna, run directories, reports."""
 
-from reglab.lab.default_study import DEFAULT_GRID, Row, run_default_study, summarize
+from reglab.lab.catalog import builtin_studies, find_study
+from reglab.lab.grid import GridPoint, Trial, expand, trials
 from reglab.lab.models import mlp
-from reglab.lab.trial import TrialResult, train_classifier
+from reglab.lab.report import coefficient_series, curves, render_report, summarize
+from reglab.lab.rundir import RunDir
+from reglab.lab.runner import TrialOutcome, load_data, run_trial
+from reglab.lab.studyfile import Study, StudyError, load_study, parse_study
+from reglab.lab.sweep import Sweep
 
 __all__ = [
-    "DEFAULT_GRID",
-    "Row",
-    "TrialResult",
+    "GridPoint",
+    "RunDir",
+    "Study",
+    "StudyError",
+    "Sweep",
+    "Trial",
+    "TrialOutcome",
+    "builtin_studies",
+    "coefficient_series",
+    "curves",
+    "expand",
+    "find_study",
+    "load_data",
+    "load_study",
     "mlp",
-    "run_default_study",
+    "parse_study",
+    "render_report",
+    "run_trial",
     "summarize",
-    "train_classifier",
+    "trials",
 ]

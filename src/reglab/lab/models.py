@@ -20,11 +20,18 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    input_dropout: float = 0.0,
+) -> nn.Sequential:
     """Fully connected net ``sizes[0] -> ... -> sizes[-1]`` with an activation between layers.
 
-    Modules are named ``fc0, act0, fc1, act1, ..., fc{n}`` so rules can target them
-    (``"act*"`` for every hidden code, ``"fc*"`` for every Linear).
+    Modules are named ``drop_in, fc0, act0, drop0, fc1, act1, drop1, ..., fc{n}`` (dropout
+    modules only when their probability is > 0), so rules can target them (``"act*"`` for every
+    hidden code, ``"fc*"`` for every Linear). Dropout follows each hidden activation
+    (Srivastava et al. 2014 use 0.2 on inputs and 0.5 on hidden units).
 
     >>> mlp([64, 256, 10])
     Sequential(

@@ -1,0 +1,33 @@
+"""``reglab report RUN_DIR``: (re)write a run's report from its storage."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from reglab.lab import RunDir, Sweep, parse_study, render_report
+
+NAME = "report"
+HELP = "write RUN_DIR/report.html, summary.md and PNGs from the run's results"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--storage", help="Optuna storage URL (default: the run dir's SQLite)")
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = RunDir(args.run_dir)
+    raw = run_dir.study_raw()
+    study = parse_study(raw, raw.get("name", "study"))
+    if args.storage is None and not (run_dir.path / "storage.db").is_file():
+        raise FileNotFoundError(f"{run_dir.path} has no storage.db; pass --storage URL")
+    sweep = Sweep(study, args.storage or run_dir.storage_url, run_dir)
+    records = sweep.results()
+    path = render_report(
+        run_dir.path, f"reglab study: {study.name}", study.description, records, len(sweep.trials)
+    )
+    Console().print(f"{len(records)}/{len(sweep.trials)} trials; report: {path}")
+    return 0

@@ -1,0 +1,43 @@
+"""Built-in studies shipped inside the package, and resolving a STUDY argument."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from reglab.lab.studyfile import Study, StudyError, parse_study
+
+__all__ = ["builtin_studies", "find_study"]
+
+
+def builtin_studies() -> dict[str, str]:
+    """Built-in study name -> TOML text."""
+    folder = resources.files("reglab.lab") / "studies"
+    return {
+        p.name.removesuffix(".toml"): p.read_text(encoding="utf-8")
+        for p in sorted(folder.iterdir(), key=lambda p: p.name)
+        if p.name.endswith(".toml")
+    }
+
+
+def find_study(name_or_path: str) -> tuple[Study, dict[str, Any], str]:
+    """Resolve a built-in study name or a path to a TOML file: ``(study, raw, text)``."""
+    studies = builtin_studies()
+    if name_or_path in studies:
+        text, origin = studies[name_or_path], name_or_path
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise StudyError(
+                f"{name_or_path}: no such study file or built-in study; built-in "
+                f"studies: {', '.join(studies)}"
+            )
+        text, origin = path.read_text(encoding="utf-8"), path.stem
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise StudyError(f"{origin}: not valid TOML: {err}") from None
+    return parse_study(raw, origin), raw, text

@@ -1,0 +1,271 @@
+"""Reports: pure functions compute the numbers (tested); renderers draw and write them."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reglab._io import atomic_write, atomic_write_text
+
+__all__ = ["COLUMNS", "coefficient_series", "curves", "render_report", "summarize"]
+
+#: Metrics shown in tables: (key, header, scale, decimals).
+COLUMNS = (
+    ("train_acc", "train %", 100, 2),
+    ("test_acc", "test %", 100, 2),
+    ("gap", "gap pts", 100, 2),
+    ("test_loss", "test NLL", 1, 3),
+    ("test_ece", "ECE %", 100, 2),
+    ("zero_frac", "zeros %", 100, 1),
+    ("weight_norm", "‖W‖₂", 1, 1),
+    ("epochs_run", "epochs", 1, 0),
+    ("seconds", "s", 1, 1),
+)
+
+Record = dict[str, Any]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """One row per grid point (file order): label, entry, params, seeds, and ``(mean, std)`` over
+    seeds of every metric."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in records:
+        row = rows.setdefault(
+            r["point"],
+            {
+                "point": r["point"],
+                "label": r["label"],
+                "entry": r["entry"],
+                "params": r["params"],
+                "seeds": [],
+                "values": {},
+            },
+        )
+        row["seeds"].append(r["seed"])
+        for k, v in r["metrics"].items():
+            row["values"].setdefault(k, []).append(v)
+    out = []
+    for row in rows.values():
+        values = row.pop("values")
+        row["metrics"] = {k: _mean_std(v) for k, v in values.items()}
+        out.append(row)
+    return out
+
+
+def curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
+    """Per grid point, the seed-mean per-epoch ``loss`` (training) and ``val_loss`` (held-out;
+    the test set when the study has no validation split), truncated to the shortest run."""
+    grouped: dict[str, list[list[dict[str, float]]]] = {}
+    labels: dict[str, str] = {}
+    for r in records:
+        grouped.setdefault(r["point"], []).append(r["history"])
+        labels[r["point"]] = r["label"]
+    out = {}
+    for point, histories in grouped.items():
+        n = min(len(h) for h in histories)
+        out[point] = {
+            "label": labels[point],
+            **{
+                key: [statistics.fmean(h[i][key] for h in histories) for i in range(n)]
+                for key in ("loss", "val_loss")
+                if all(key in h[0] for h in histories if h)
+            },
+        }
+    return out
+
+
+def coefficient_series(
+    summary: Sequence[dict[str, Any]], metrics: Sequence[str] = ("test_acc", "gap", "zero_frac")
+) -> dict[str, dict[str, Any]]:
+    """For each grid entry that sweeps exactly one numeric parameter over >= 2 values:
+    ``{"param": name, "x": [...], metric: {"mean": [...], "std": [...]}}`` sorted by x."""
+    by_entry: dict[str, list[dict[str, Any]]] = {}
+    for row in summary:
+        by_entry.setdefault(row["entry"], []).append(row)
+    out = {}
+    for entry, rows in by_entry.items():
+        params = rows[0]["params"]
+        if len(rows) < 2 or len(params) != 1:
+            continue
+        (name,) = params
+        if not all(isinstance(r["params"][name], (int, float)) for r in rows):
+            continue
+        rows = sorted(rows, key=lambda r: r["params"][name])
+        series: dict[str, Any] = {"param": name, "x": [r["params"][name] for r in rows]}
+        for m in metrics:
+            series[m] = {
+                "mean": [r["metrics"][m][0] for r in rows],
+                "std": [r["metrics"][m][1] for r in rows],
+            }
+        out[entry] = series
+    return out
+
+
+# -- rendering -------------------------------------------------------------------------------
+def _figure(**kwargs: Any) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _save(fig: Any, path: Path) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    data = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(data))
+    return data
+
+
+def _learning_curves(curve_data: dict[str, dict[str, Any]]) -> Any:
+    n = len(curve_data)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(figsize=(3.2 * ncols, 2.4 * nrows))
+    for i, c in enumerate(curve_data.values()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        if "loss" in c:
+            ax.plot(range(1, len(c["loss"]) + 1), c["loss"], label="train")
+        if "val_loss" in c:
+            ax.plot(range(1, len(c["val_loss"]) + 1), c["val_loss"], label="held-out")
+        ax.set_title(c["label"], fontsize=8)
+        ax.set_yscale("log")
+        ax.tick_params(labelsize=7)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle("Learning curves (data loss, mean over seeds)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _coefficients(series: dict[str, dict[str, Any]]) -> Any:
+    metrics = ("test_acc", "gap", "zero_frac")
+    fig = _figure(figsize=(10, 2.8 * len(series)))
+    for i, (entry, s) in enumerate(series.items()):
+        for j, m in enumerate(metrics):
+            ax = fig.add_subplot(len(series), len(metrics), i * len(metrics) + j + 1)
+            ax.errorbar(s["x"], s[m]["mean"], yerr=s[m]["std"], marker="o", capsize=3)
+            if min(s["x"]) > 0:
+                ax.set_xscale("log")
+            ax.set_xlabel(s["param"].split(".")[-1], fontsize=8)
+            ax.set_title(f"{entry}: {m}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _bars(summary: Sequence[dict[str, Any]]) -> Any:
+    fig = _figure(figsize=(10, 3))
+    labels = [r["label"] for r in summary]
+    for j, (m, title) in enumerate(
+        (
+            ("test_acc", "test accuracy"),
+            ("gap", "train − test"),
+            ("zero_frac", "exact-zero hidden activations"),
+        )
+    ):
+        ax = fig.add_subplot(1, 3, j + 1)
+        means = [r["metrics"].get(m, (math.nan, 0))[0] for r in summary]
+        stds = [r["metrics"].get(m, (math.nan, 0))[1] for r in summary]
+        ax.barh(range(len(labels)), means, xerr=stds, capsize=2)
+        ax.set_yticks(range(len(labels)), labels if j == 0 else [""] * len(labels), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _fmt(metric: tuple[float, float], scale: float, decimals: int) -> str:
+    mean, std = metric
+    if math.isnan(mean):
+        return "–"
+    return f"{scale * mean:.{decimals}f} ± {scale * std:.{decimals}f}"
+
+
+def markdown_table(summary: Sequence[dict[str, Any]]) -> str:
+    header = "| config | seeds | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"
+    rule = "|---|---|" + "---|" * len(COLUMNS)
+    lines = [header, rule]
+    for row in summary:
+        cells = [_fmt(row["metrics"].get(k, (math.nan, math.nan)), s, d) for k, _, s, d in COLUMNS]
+        lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_report(
+    folder: str | Path, title: str, description: str, records: Sequence[Record], total_trials: int
+) -> Path:
+    """Write PNGs, ``summary.md`` and a self-contained ``report.html`` (images embedded as
+    base64) into ``folder``; returns the HTML path."""
+    folder = Path(folder)
+    summary = summarize(records)
+    images: list[tuple[str, str, bytes]] = []
+    if records:
+        images.append(
+            (
+                "results.png",
+                "Results per configuration (mean ± std over seeds)",
+                _save(_bars(summary), folder / "results.png"),
+            )
+        )
+        images.append(
+            (
+                "learning_curves.png",
+                "Training vs held-out loss: the overfitting picture",
+                _save(_learning_curves(curves(records)), folder / "learning_curves.png"),
+            )
+        )
+        series = coefficient_series(summary)
+        if series:
+            images.append(
+                (
+                    "coefficients.png",
+                    "Metrics vs swept coefficient (log axis, seed spread as error bars)",
+                    _save(_coefficients(series), folder / "coefficients.png"),
+                )
+            )
+    table = markdown_table(summary)
+    status = f"{len(records)} of {total_trials} trials complete."
+    atomic_write_text(
+        folder / "summary.md",
+        f"# {title}\n\n{description.strip()}\n\n{status}\n\n"
+        f"{table}\n\n" + "".join(f"![{c}]({n})\n\n" for n, c, _ in images),
+    )
+    rows = "".join(
+        "<tr><td>"
+        + html.escape(r["label"])
+        + f"</td><td>{len(r['seeds'])}</td>"
+        + "".join(
+            f"<td>{html.escape(_fmt(r['metrics'].get(k, (math.nan, math.nan)), s, d))}</td>"
+            for k, _, s, d in COLUMNS
+        )
+        + "</tr>"
+        for r in summary
+    )
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in COLUMNS)
+    figures = "".join(
+        f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(c)}</figcaption></figure>'
+        for _, c, data in images
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body><h1>{html.escape(title)}</h1>
+<p>{html.escape(description.strip())}</p><p>{status}</p>
+<table><tr><th>config</th><th>seeds</th>{head}</tr>{rows}</table>{figures}</body></html>
+"""
+    return atomic_write_text(folder / "report.html", page)

@@ -1,0 +1,83 @@
+"""The run directory: resolved study, storage, per-trial files, report. Atomic writes only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reglab._io import atomic_write, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from reglab.lab.runner import TrialOutcome
+
+__all__ = ["RunDir"]
+
+
+class RunDir:
+    """``runs/<study>-<timestamp>/`` (or any folder):
+
+    * ``study.toml``: the study file as run; ``resolved.json``: its expanded grid;
+    * ``storage.db``: the SQLite Optuna storage (unless ``--storage`` points elsewhere);
+    * ``trials/<key>/history.csv``, ``metrics.json``, ``model.safetensors``;
+    * ``report.html``, ``summary.md``, ``*.png``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def storage_url(self) -> str:
+        return f"sqlite:///{(self.path / 'storage.db').resolve()}"
+
+    def write_study(self, raw: dict[str, Any], source_text: str, resolved: Any) -> None:
+        """Record the study as run. ``study.json`` (the effective document, overrides applied)
+        is authoritative: resuming into a directory that holds another study is refused."""
+        previous = self.path / "study.json"
+        if previous.is_file() and json.loads(previous.read_text()) != json.loads(
+            json.dumps(raw, default=str)
+        ):
+            raise ValueError(
+                f"{self.path} holds a run of a different study (or other --epochs/--seeds); "
+                "resume with the same settings or choose another --out directory."
+            )
+        atomic_write_json(previous, raw)
+        atomic_write_text(self.path / "study.toml", source_text)
+        atomic_write_json(self.path / "resolved.json", resolved)
+
+    def study_raw(self) -> dict[str, Any]:
+        path = self.path / "study.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.path} is not a reglab run directory (no study.json)")
+        return json.loads(path.read_text())
+
+    def save_trial(self, key: str, outcome: TrialOutcome) -> None:
+        from safetensors.torch import save
+
+        folder = self.path / "trials" / key
+        rows = outcome.history
+        buffer = io.StringIO()
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(folder / "history.csv", buffer.getvalue())
+        state = {k: v.detach().cpu().contiguous() for k, v in outcome.model.state_dict().items()}
+        payload = save(state, metadata={"trial": key})
+        atomic_write(folder / "model.safetensors", lambda f: f.write(payload))
+        atomic_write_json(folder / "metrics.json", outcome.metrics)  # written last: "done"
+
+    def remove_partial_files(self) -> int:
+        """Delete temporary files left by a process killed mid-write; returns how many."""
+        stale = list(self.path.rglob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def trial_metrics(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for path in sorted((self.path / "trials").glob("*/metrics.json")):
+            out[path.parent.name] = json.loads(path.read_text())
+        return out

@@ -1,0 +1,56 @@
+"""Report numbers from pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from reglab.lab.report import coefficient_series, curves, markdown_table, summarize
+
+
+def _record(point, entry, params, seed, acc, hist):
+    return {
+        "key": f"{point}__seed{seed}",
+        "point": point,
+        "label": point,
+        "entry": entry,
+        "params": params,
+        "seed": seed,
+        "metrics": {"test_acc": acc, "gap": 1 - acc, "zero_frac": acc / 2},
+        "history": [{"loss": h, "val_loss": 2 * h} for h in hist],
+    }
+
+
+RECORDS = [
+    _record("b", "L2", {"l2": 1e-2}, 0, 0.8, [3.0, 2.0]),
+    _record("b", "L2", {"l2": 1e-2}, 1, 0.6, [1.0, 0.0, 5.0]),
+    _record("a", "L2", {"l2": 1e-3}, 0, 0.9, [1.0]),
+    _record("n", "none", {}, 0, 0.5, [1.0]),
+]
+
+
+def test_summarize_means_and_sample_std() -> None:
+    rows = {r["point"]: r for r in summarize(RECORDS)}
+    assert rows["b"]["seeds"] == [0, 1]
+    mean, std = rows["b"]["metrics"]["test_acc"]
+    assert mean == pytest.approx(0.7)
+    assert std == pytest.approx(0.1414213562, rel=1e-6)
+    assert rows["a"]["metrics"]["test_acc"] == (0.9, 0.0)
+
+
+def test_curves_average_seeds_over_the_common_length() -> None:
+    c = curves(RECORDS)["b"]
+    assert c["loss"] == [2.0, 1.0]
+    assert c["val_loss"] == [4.0, 2.0]
+
+
+def test_coefficient_series_sorted_and_only_for_single_axis_sweeps() -> None:
+    series = coefficient_series(summarize(RECORDS))
+    assert list(series) == ["L2"]
+    assert series["L2"]["x"] == [1e-3, 1e-2]
+    assert series["L2"]["test_acc"]["mean"] == pytest.approx([0.9, 0.7])
+
+
+def test_markdown_table() -> None:
+    table = markdown_table(summarize(RECORDS))
+    assert table.splitlines()[0].startswith("| config | seeds | train % | test %")
+    assert "| b | 2 | – | 70.00 ± 14.14 |" in table
