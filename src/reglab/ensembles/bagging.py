@@ -117,7 +117,7 @@ class Bagging:
             models.append(self.model_fn())
         self.bootstrap_indices_ = torch.from_numpy(np.stack(rows)).long()  # (K, n)
         stack = ModelStack(models).to(device)
-        optimizer = torch.optim.Adam(stack.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = _adam(list(stack.parameters()), self.lr, self.weight_decay)
         criterion = stacked_loss(F.cross_entropy, per_member_targets=True)
         shuffle = torch.Generator().manual_seed(self.member_seeds_[0])
         X, y_index = X.to(device), y_index.to(device)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from reglab._validation import check_choice, invalid
+from reglab._validation import check_choice, check_probability, invalid
 
 __all__ = ["ACTIVATIONS", "mlp"]
 
@@ -43,9 +43,15 @@ def mlp(
     if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
         raise invalid("sizes", "mlp", "at least 2 positive ints", list(sizes))
     check_choice(activation, "activation", "mlp", ACTIVATIONS)
+    dropout = check_probability(dropout, "dropout", "mlp")
+    input_dropout = check_probability(input_dropout, "input_dropout", "mlp")
     layers: dict[str, nn.Module] = {}
+    if input_dropout > 0:
+        layers["drop_in"] = nn.Dropout(input_dropout)
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers[f"fc{i}"] = nn.Linear(n_in, n_out)
         if i < len(sizes) - 2:
             layers[f"act{i}"] = ACTIVATIONS[activation]()
+            if dropout > 0:
+                layers[f"drop{i}"] = nn.Dropout(dropout)
     return nn.Sequential(OrderedDict(layers))

@@ -1,0 +1,65 @@
+"""The study model builder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from reglab import InvalidParameterError
+from reglab.lab import find_study, mlp, run_trial
+from reglab.lab.grid import expand
+
+
+def test_mlp_layout_and_dropout() -> None:
+    model = mlp([4, 8, 8, 2], dropout=0.5, input_dropout=0.2)
+    assert [n for n, _ in model.named_children()] == [
+        "drop_in",
+        "fc0",
+        "act0",
+        "drop0",
+        "fc1",
+        "act1",
+        "drop1",
+        "fc2",
+    ]
+    assert model.drop0.p == 0.5
+    assert model.drop_in.p == 0.2
+    assert [n for n, _ in mlp([4, 8, 2]).named_children()] == ["fc0", "act0", "fc1"]
+    x = torch.ones(64, 4)
+    assert not torch.equal(model(x), model(x))  # dropout active in training mode
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"'dropout' parameter of mlp must be a float in \[0, 1\)\. Got 1\.5",
+    ):
+        mlp([4, 2], dropout=1.5)
+    with pytest.raises(
+        InvalidParameterError, match=r"'activation' parameter of mlp must be one of"
+    ):
+        mlp([4, 2], activation="swish")
+    assert isinstance(mlp([4, 3, 2], activation="tanh").act0, nn.Tanh)
+
+
+def test_grid_settings_reach_the_trained_model(tmp_path) -> None:
+    study = tmp_path / "s.toml"
+    study.write_text("""
+name = "s"
+seeds = [0]
+[data]
+name = "digits"
+subset = 200
+[model]
+sizes = [64, 16, 10]
+[train]
+epochs = 2
+[[grid]]
+name = "d"
+model.dropout = { values = [0.1, 0.6] }
+""")
+    parsed, _, _ = find_study(str(study))
+    a, b = (run_trial(p.config, 0) for p in expand(parsed))
+    assert isinstance(a.model.drop0, nn.Dropout)
+    assert (a.model.drop0.p, b.model.drop0.p) == (0.1, 0.6)
+    assert a.metrics["train_loss"] != b.metrics["train_loss"]
