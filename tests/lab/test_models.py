@@ -63,3 +63,39 @@ model.dropout = { values = [0.1, 0.6] }
     assert isinstance(a.model.drop0, nn.Dropout)
     assert (a.model.drop0.p, b.model.drop0.p) == (0.1, 0.6)
     assert a.metrics["train_loss"] != b.metrics["train_loss"]
+
+
+def make_small_net(hidden: int = 8) -> nn.Module:
+    """A user model factory, referenced from a study file by its dotted path."""
+    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+def test_factory_model_kind(tmp_path) -> None:
+    study = tmp_path / "f.toml"
+    study.write_text("""
+name = "f"
+seeds = [0]
+[data]
+name = "digits"
+subset = 100
+[model]
+kind = "factory"
+factory = "tests.lab.test_models:make_small_net"
+options = { hidden = 5 }
+[train]
+epochs = 1
+[[grid]]
+name = "x"
+""")
+    parsed, _, _ = find_study(str(study))
+    (point,) = expand(parsed)
+    outcome = run_trial(point.config, 0)
+    assert outcome.model[0].out_features == 5
+    bad = tmp_path / "g.toml"
+    bad.write_text(
+        'name = "g"\n[model]\nkind = "factory"\nfactory = "nodots"\n[[grid]]\nname = "x"\n'
+    )
+    with pytest.raises(
+        InvalidParameterError, match=r"g\.model\.factory: expected 'package\.module:function'"
+    ):
+        find_study(str(bad))

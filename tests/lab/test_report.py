@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from reglab.lab.report import coefficient_series, curves, markdown_table, summarize
+from reglab.lab.report import (
+    coefficient_series,
+    curves,
+    markdown_table,
+    reliability,
+    summarize,
+    weight_histograms,
+)
 
 
 def _record(point, entry, params, seed, acc, hist):
@@ -54,3 +62,29 @@ def test_markdown_table() -> None:
     table = markdown_table(summarize(RECORDS))
     assert table.splitlines()[0].startswith("| config | seeds | train % | test %")
     assert "| b | 2 | – | 70.00 ± 14.14 |" in table
+
+
+def test_reliability_pools_bins_over_seeds() -> None:
+    a = {
+        "point": "p",
+        "label": "p",
+        "reliability": {"count": [2, 0], "confidence": [0.5, 0], "accuracy": [1.0, 0]},
+    }
+    b = {
+        "point": "p",
+        "label": "p",
+        "reliability": {"count": [6, 4], "confidence": [0.7, 0.9], "accuracy": [0.5, 1.0]},
+    }
+    pooled = reliability([a, b])["p"]
+    assert pooled["count"] == [8, 4]
+    assert pooled["confidence"] == pytest.approx([(2 * 0.5 + 6 * 0.7) / 8, 0.9])
+    assert pooled["accuracy"] == pytest.approx([(2 * 1.0 + 6 * 0.5) / 8, 1.0])
+
+
+def test_weight_histograms_share_one_symmetric_range() -> None:
+    h = weight_histograms(
+        {"a": [np.array([[-1.0, 0.0], [0.0, 0.5]])], "b": [np.zeros((3, 3))]}, bins=4
+    )
+    assert h["a"]["edges"] == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert h["a"]["counts"] == [1, 0, 2, 1]
+    assert h["b"]["counts"] == [0, 0, 9, 0]

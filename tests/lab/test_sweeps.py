@@ -69,9 +69,15 @@ def test_sweep_end_to_end_with_report(
     _check_run_dir(out, 6)
     html = (out / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 3  # results, learning curves, coefficient sweep
+    assert len(sources) == 5  # results, learning curves, weights, reliability, coefficients
     assert all(s.startswith("data:image/png;base64,") for s in sources)  # self-contained
-    for png in ("results.png", "learning_curves.png", "coefficients.png"):
+    for png in (
+        "results.png",
+        "learning_curves.png",
+        "coefficients.png",
+        "weights.png",
+        "reliability.png",
+    ):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "| L2 l2=0.0001 | 2 |" in (out / "summary.md").read_text()
     states = _completions(f"sqlite:///{out / 'storage.db'}", tiny_study)

@@ -13,7 +13,15 @@ from typing import Any
 
 from reglab._io import atomic_write, atomic_write_text
 
-__all__ = ["COLUMNS", "coefficient_series", "curves", "render_report", "summarize"]
+__all__ = [
+    "COLUMNS",
+    "coefficient_series",
+    "curves",
+    "reliability",
+    "render_report",
+    "summarize",
+    "weight_histograms",
+]
 
 #: Metrics shown in tables: (key, header, scale, decimals).
 COLUMNS = (
@@ -114,6 +122,82 @@ def coefficient_series(
     return out
 
 
+def reliability(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    """Per grid point, the test-set reliability bins pooled over seeds: ``count`` summed,
+    ``confidence`` and ``accuracy`` count-weighted (NaN for empty bins)."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for r in records:
+        bins = r.get("reliability")
+        if not bins:
+            continue
+        p = pooled.setdefault(
+            r["point"],
+            {
+                "label": r["label"],
+                "count": [0.0] * len(bins["count"]),
+                "conf": [0.0] * len(bins["count"]),
+                "acc": [0.0] * len(bins["count"]),
+            },
+        )
+        for i, n in enumerate(bins["count"]):
+            if n:
+                p["count"][i] += n
+                p["conf"][i] += n * bins["confidence"][i]
+                p["acc"][i] += n * bins["accuracy"][i]
+    out = {}
+    for point, p in pooled.items():
+        out[point] = {
+            "label": p["label"],
+            "count": p["count"],
+            "confidence": [
+                c / n if n else math.nan for c, n in zip(p["conf"], p["count"], strict=True)
+            ],
+            "accuracy": [
+                a / n if n else math.nan for a, n in zip(p["acc"], p["count"], strict=True)
+            ],
+        }
+    return out
+
+
+def weight_histograms(
+    kernels: dict[str, Sequence[Any]], bins: int = 60
+) -> dict[str, dict[str, list[float]]]:
+    """Per label, a histogram of all kernel entries (arrays/tensors) over one shared range
+    symmetric around 0: ``{"edges": [...], "counts": [...]}``."""
+    import numpy as np
+
+    flat = {
+        k: np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in ts])
+        for k, ts in kernels.items()
+        if ts
+    }
+    if not flat:
+        return {}
+    limit = max(float(np.abs(v).max()) for v in flat.values()) or 1.0
+    edges = np.linspace(-limit, limit, bins + 1)
+    return {
+        k: {"edges": edges.tolist(), "counts": np.histogram(v, edges)[0].astype(float).tolist()}
+        for k, v in flat.items()
+    }
+
+
+def _kernels_from_checkpoints(folder: Path, records: Sequence[Record]) -> dict[str, list[Any]]:
+    """First seed's kernels (2-D+ ``*weight`` tensors) of each point, from ``model.safetensors``."""
+    from safetensors.numpy import load_file
+
+    out: dict[str, list[Any]] = {}
+    for r in records:
+        if r["label"] in out:
+            continue
+        path = folder / "trials" / r["key"] / "model.safetensors"
+        if path.is_file():
+            tensors = load_file(str(path))
+            out[r["label"]] = [
+                t for n, t in tensors.items() if n.endswith("weight") and t.ndim >= 2
+            ]
+    return out
+
+
 # -- rendering -------------------------------------------------------------------------------
 def _figure(**kwargs: Any) -> Any:
     from matplotlib.figure import Figure
@@ -188,6 +272,40 @@ def _bars(summary: Sequence[dict[str, Any]]) -> Any:
     return fig
 
 
+def _grid_axes(fig: Any, n: int, ncols: int = 4) -> list[Any]:
+    nrows = math.ceil(n / ncols)
+    return [fig.add_subplot(nrows, min(ncols, n), i + 1) for i in range(n)]
+
+
+def _reliability_figure(data: dict[str, dict[str, Any]]) -> Any:
+    n = len(data)
+    fig = _figure(figsize=(2.6 * min(4, n), 2.5 * math.ceil(n / 4)))
+    for ax, d in zip(_grid_axes(fig, n), data.values(), strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.plot(d["confidence"], d["accuracy"], marker="o", ms=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(d["label"], fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Reliability diagrams (test set, 15 bins): accuracy vs confidence", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _histogram_figure(data: dict[str, dict[str, list[float]]]) -> Any:
+    n = len(data)
+    fig = _figure(figsize=(2.6 * min(4, n), 2.2 * math.ceil(n / 4)))
+    for ax, (label, h) in zip(_grid_axes(fig, n), data.items(), strict=True):
+        edges = h["edges"]
+        ax.stairs(h["counts"], edges, fill=True)
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Kernel weight histograms (first seed; log count)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _fmt(metric: tuple[float, float], scale: float, decimals: int) -> str:
     mean, std = metric
     if math.isnan(mean):
@@ -228,6 +346,24 @@ def render_report(
                 _save(_learning_curves(curves(records)), folder / "learning_curves.png"),
             )
         )
+        histograms = weight_histograms(_kernels_from_checkpoints(folder, records))
+        if histograms:
+            images.append(
+                (
+                    "weights.png",
+                    "Weight histograms: L1 piles weights at zero, L2 shrinks them densely",
+                    _save(_histogram_figure(histograms), folder / "weights.png"),
+                )
+            )
+        bins = reliability(records)
+        if bins:
+            images.append(
+                (
+                    "reliability.png",
+                    "Calibration: points on the diagonal are calibrated",
+                    _save(_reliability_figure(bins), folder / "reliability.png"),
+                )
+            )
         series = coefficient_series(summary)
         if series:
             images.append(

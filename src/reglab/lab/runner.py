@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections.abc import Callable
@@ -16,7 +17,11 @@ from torch.nn import functional as F
 import reglab
 from reglab.data import digits, fashion_mnist, mnist
 from reglab.lab.models import mlp
-from reglab.losses import LabelSmoothingCrossEntropy, expected_calibration_error
+from reglab.losses import (
+    LabelSmoothingCrossEntropy,
+    expected_calibration_error,
+    reliability_diagram,
+)
 from reglab.stochastic import GaussianNoise, RandomAffine
 from reglab.training import Callback, EarlyStopping, accuracy, fit
 
@@ -33,6 +38,7 @@ class TrialOutcome:
     metrics: dict[str, float]
     history: list[dict[str, float]]
     model: nn.Module
+    reliability: dict[str, list[float]] | None = None  # test-set bins: count, confidence, acc
 
 
 @lru_cache(maxsize=4)
@@ -65,6 +71,22 @@ def load_data(data: dict[str, Any]) -> tuple[Split, tuple[torch.Tensor, torch.Te
     return ((x, y), (xt, yt)), val
 
 
+def build_model(model_cfg: dict[str, Any]) -> nn.Module:
+    """The study's model: ``kind = "mlp"`` (reglab's :func:`~reglab.lab.mlp`) or
+    ``kind = "factory"`` with ``factory = "package.module:function"`` (imported, then called
+    with the ``options`` table as keyword arguments)."""
+    if model_cfg["kind"] == "factory":
+        module_name, _, attr = model_cfg["factory"].partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+        return factory(**model_cfg.get("options", {}))
+    return mlp(
+        list(model_cfg["sizes"]),
+        model_cfg["activation"],
+        float(model_cfg["dropout"]),
+        float(model_cfg["input_dropout"]),
+    )
+
+
 @torch.no_grad()
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     model.eval()
@@ -82,7 +104,13 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
     probs = logits.softmax(-1)
     zeros = sum(int((c == 0).sum()) for c in codes)
     total = sum(c.numel() for c in codes)
+    bins = reliability_diagram(probs, y, n_bins=15)
     return {
+        "reliability": {
+            "count": bins.count.tolist(),
+            "confidence": bins.confidence.tolist(),
+            "accuracy": bins.accuracy.tolist(),
+        },
         "acc": accuracy(logits, y).item(),
         "loss": F.cross_entropy(logits, y).item(),
         "ece": expected_calibration_error(probs, y),
@@ -102,12 +130,7 @@ def run_trial(
     (train, test), val = load_data(config["data"])
     model_cfg, train_cfg = config["model"], config["train"]
     torch.manual_seed(seed)
-    model = mlp(
-        list(model_cfg["sizes"]),
-        model_cfg["activation"],
-        float(model_cfg["dropout"]),
-        float(model_cfg["input_dropout"]),
-    )
+    model = build_model(model_cfg)
     if train_cfg["optimizer"] == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=float(train_cfg["lr"]), momentum=float(train_cfg["momentum"])
@@ -170,6 +193,8 @@ def run_trial(
         weight_zero = sum(int((p.abs() < 1e-3).sum()) for p in kernels) / sum(
             p.numel() for p in kernels
         )
+    reliability = on_test.pop("reliability")
+    on_train.pop("reliability")
     metrics = {
         "train_acc": on_train["acc"],
         "test_acc": on_test["acc"],
@@ -190,4 +215,4 @@ def run_trial(
         {k: float(v) for k, v in epoch.items() if not k.startswith("penalty/")}
         for epoch in history.epochs
     ]
-    return TrialOutcome(metrics, rows, model)
+    return TrialOutcome(metrics, rows, model, reliability)

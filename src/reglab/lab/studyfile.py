@@ -34,6 +34,8 @@ _MODEL_DEFAULTS = {
     "activation": "relu",
     "dropout": 0.0,
     "input_dropout": 0.0,
+    "factory": "",
+    "options": {},
 }
 _TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "epochs": 30, "batch_size": 64}
 _GRID_KEYS = {
@@ -138,6 +140,8 @@ def _check_section(path: str, table: Any, defaults: Mapping[str, Any]) -> dict[s
             _check_type(f"{path}.{key}", value, str, "a string")
         elif isinstance(default, list):
             _check_type(f"{path}.{key}", value, list, "a list")
+        elif isinstance(default, dict):
+            _check_type(f"{path}.{key}", value, dict, "a table")
     return table
 
 
@@ -213,8 +217,14 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
     }
     if data["name"] not in DATASETS:
         raise _fail(f"{origin}.data.name", f"expected one of {', '.join(DATASETS)}", data["name"])
-    if model["kind"] != "mlp":
-        raise _fail(f"{origin}.model.kind", "expected 'mlp'", model["kind"])
+    if model["kind"] not in ("mlp", "factory"):
+        raise _fail(f"{origin}.model.kind", "expected 'mlp' or 'factory'", model["kind"])
+    if model["kind"] == "factory" and ":" not in model["factory"]:
+        raise _fail(
+            f"{origin}.model.factory",
+            "expected 'package.module:function' with kind = 'factory'",
+            model["factory"],
+        )
     if train["optimizer"] not in ("adam", "sgd"):
         raise _fail(f"{origin}.train.optimizer", "expected 'adam' or 'sgd'", train["optimizer"])
     grid_raw = raw.get("grid")

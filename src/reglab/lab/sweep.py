@@ -151,6 +151,7 @@ class Sweep:
             self.run_dir.save_trial(key, outcome)
             trial.set_user_attr("metrics", outcome.metrics)
             trial.set_user_attr("history", outcome.history)
+            trial.set_user_attr("reliability", outcome.reliability)
             if on_trial is not None:
                 on_trial(spec, "done")
             return outcome.metrics["test_acc"]
@@ -212,6 +213,7 @@ class Sweep:
                     "params": spec.point.params,
                     "metrics": t.user_attrs["metrics"],
                     "history": t.user_attrs["history"],
+                    "reliability": t.user_attrs.get("reliability"),
                 }
             )
         order = list(self.trials)
