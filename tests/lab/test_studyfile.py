@@ -74,7 +74,7 @@ def test_cross_and_zip() -> None:
         ),
         (
             {**BASE, "model": {"depth": 3}},
-            r"^s\.model\.depth: unknown key; allowed: activation, dropout",
+            r"^s\.model\.depth: unknown key; allowed: activation, coefficient, corruption, dropout",
         ),
         (
             {**BASE, "grid": [{"name": "a", "rules": {"fc*": {"kernel": "l3"}}}]},

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from reglab.lab import RunDir, Sweep, parse_study, render_report
+from reglab.lab.runner import image_shape
 
 NAME = "report"
 HELP = "write RUN_DIR/report.html, summary.md and PNGs from the run's results"
@@ -27,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
     sweep = Sweep(study, args.storage or run_dir.storage_url, run_dir)
     records = sweep.results()
     path = render_report(
-        run_dir.path, f"reglab study: {study.name}", study.description, records, len(sweep.trials)
+        run_dir.path,
+        f"reglab study: {study.name}",
+        study.description,
+        records,
+        len(sweep.trials),
+        image_shape(study),
     )
     Console().print(f"{len(records)}/{len(sweep.trials)} trials; report: {path}")
     return 0

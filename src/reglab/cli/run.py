@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from reglab.lab import RunDir, Sweep, expand, find_study, parse_study, render_report, summarize
+from reglab.lab.runner import image_shape
 from reglab.lab.sweep import DirectoryLock
 
 NAME = "run"
@@ -94,6 +95,10 @@ _CONSOLE_COLUMNS = (
     ("test_acc", "test %", 100, 1, True),
     ("gap", "gap", 100, 1, True),
     ("test_ece", "ECE %", 100, 1, False),
+    ("mean_member_acc", "member %", 100, 1, False),
+    ("test_recon", "recon", 1, 3, True),
+    ("fvu", "FVU", 1, 3, False),
+    ("l0", "L0", 1, 1, False),
     ("zero_frac", "zeros %", 100, 0, False),
     ("weight_norm", "‖W‖", 1, 1, False),
     ("seconds", "s", 1, 1, False),
@@ -105,11 +110,13 @@ def results_table(summary: list[dict[str, Any]], title: str) -> Table:
     in the run's summary.md and report.html."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("config", no_wrap=True, max_width=22)
-    for _, header, _, _, _ in _CONSOLE_COLUMNS:
+    recorded = {k for row in summary for k in row["metrics"]}
+    columns = [c for c in _CONSOLE_COLUMNS if c[0] in recorded][:7]
+    for _, header, _, _, _ in columns:
         table.add_column(header, justify="right", no_wrap=True)
     for row in summary:
         cells = []
-        for key, _, scale, decimals, spread in _CONSOLE_COLUMNS:
+        for key, _, scale, decimals, spread in columns:
             mean, std = row["metrics"].get(key, (float("nan"), 0.0))
             text = f"{scale * mean:.{decimals}f}"
             cells.append(f"{text}±{scale * std:.{decimals}f}" if spread else text)
@@ -216,7 +223,12 @@ def run(args: argparse.Namespace) -> int:
                     )
         records = sweep.results()
         report = render_report(
-            run_dir.path, f"reglab study: {study.name}", study.description, records, total
+            run_dir.path,
+            f"reglab study: {study.name}",
+            study.description,
+            records,
+            total,
+            image_shape(study),
         )
         console.print(results_table(summarize(records), f"{study.name} (mean±std over seeds)"))
         console.print(

@@ -58,7 +58,15 @@ def _fmt(value: Any) -> str:
 
 
 def _points(study: Study, entry: GridEntry) -> list[GridPoint]:
-    axes = list(_axes(entry.overrides))
+    # The entry's settings over the study's defaults; sweep axes may sit in either.
+    overrides = copy.deepcopy(entry.overrides)
+    base = {
+        "data": dict(study.data),
+        "model": {**study.model, **overrides.pop("model", {})},
+        "train": {**study.train, **overrides.pop("train", {})},
+        **overrides,
+    }
+    axes = list(_axes(base))
     names = [".".join(p for p in path if p not in ("config",)) for path, _ in axes]
     values = [
         axis_values(f"{study.name}.grid.{entry.name}.{n}", a)
@@ -75,15 +83,9 @@ def _points(study: Study, entry: GridEntry) -> list[GridPoint]:
         combos = list(itertools.product(*values))
     points = []
     for combo in combos:
-        overrides = copy.deepcopy(entry.overrides)
+        config = copy.deepcopy(base)
         for (path, _), value in zip(axes, combo, strict=True):
-            _set(overrides, path, value)
-        config = {
-            "data": dict(study.data),
-            "model": {**study.model, **overrides.pop("model", {})},
-            "train": {**study.train, **overrides.pop("train", {})},
-            **overrides,
-        }
+            _set(config, path, value)
         short = [n.split(".")[-1] for n in names]
         params = dict(zip(names, combo, strict=True))
         label = entry.name + "".join(f" {s}={_fmt(v)}" for s, v in zip(short, combo, strict=True))

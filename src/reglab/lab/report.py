@@ -17,9 +17,11 @@ __all__ = [
     "COLUMNS",
     "coefficient_series",
     "curves",
+    "ensemble_curve",
     "reliability",
     "render_report",
     "summarize",
+    "table_columns",
     "weight_histograms",
 ]
 
@@ -30,6 +32,14 @@ COLUMNS = (
     ("gap", "gap pts", 100, 2),
     ("test_loss", "test NLL", 1, 3),
     ("test_ece", "ECE %", 100, 2),
+    ("mean_member_acc", "member %", 100, 2),
+    ("members", "k", 1, 0),
+    ("ensemble_mse", "ens. MSE", 1, 4),
+    ("predicted_mse", "v/k+(k-1)c/k", 1, 4),
+    ("test_recon", "recon", 1, 3),
+    ("fvu", "FVU", 1, 3),
+    ("l0", "L0", 1, 1),
+    ("dead_fraction", "dead %", 100, 1),
     ("zero_frac", "zeros %", 100, 1),
     ("weight_norm", "‖W‖₂", 1, 1),
     ("epochs_run", "epochs", 1, 0),
@@ -84,6 +94,8 @@ def curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
     out = {}
     for point, histories in grouped.items():
         n = min(len(h) for h in histories)
+        if n == 0:  # e.g. bagged ensembles: no per-epoch history
+            continue
         out[point] = {
             "label": labels[point],
             **{
@@ -95,11 +107,16 @@ def curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+_SWEEP_METRICS = ("test_acc", "gap", "test_recon", "fvu", "zero_frac", "l0", "ensemble_mse")
+
+
 def coefficient_series(
-    summary: Sequence[dict[str, Any]], metrics: Sequence[str] = ("test_acc", "gap", "zero_frac")
+    summary: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """For each grid entry that sweeps exactly one numeric parameter over >= 2 values:
-    ``{"param": name, "x": [...], metric: {"mean": [...], "std": [...]}}`` sorted by x."""
+    ``{"param": name, "x": [...], metric: {"mean": [...], "std": [...]}}`` sorted by x.
+    ``metrics`` defaults to the first three recorded among test accuracy, gap, reconstruction
+    error, FVU, exact-zero fraction, L0 and ensemble MSE."""
     by_entry: dict[str, list[dict[str, Any]]] = {}
     for row in summary:
         by_entry.setdefault(row["entry"], []).append(row)
@@ -111,14 +128,31 @@ def coefficient_series(
         (name,) = params
         if not all(isinstance(r["params"][name], (int, float)) for r in rows):
             continue
+        chosen = list(metrics or [m for m in _SWEEP_METRICS if m in rows[0]["metrics"]][:3])
         rows = sorted(rows, key=lambda r: r["params"][name])
-        series: dict[str, Any] = {"param": name, "x": [r["params"][name] for r in rows]}
-        for m in metrics:
-            series[m] = {
-                "mean": [r["metrics"][m][0] for r in rows],
-                "std": [r["metrics"][m][1] for r in rows],
-            }
+        series: dict[str, Any] = {
+            "param": name,
+            "x": [r["params"][name] for r in rows],
+            "metrics": chosen,
+        }
+        for m in chosen:
+            stats = [r["metrics"].get(m, (math.nan, math.nan)) for r in rows]
+            series[m] = {"mean": [s[0] for s in stats], "std": [s[1] for s in stats]}
         out[entry] = series
+    return out
+
+
+def ensemble_curve(summary: Sequence[dict[str, Any]]) -> dict[str, list[float]] | None:
+    """Ensemble rows sorted by member count k: measured ensemble MSE, the prediction
+    ``v/k + (k−1)c/k``, the mean member MSE, and ensemble vs mean member accuracy."""
+    rows = sorted(
+        (r for r in summary if "members" in r["metrics"]), key=lambda r: r["metrics"]["members"][0]
+    )
+    if not rows:
+        return None
+    keys = ("ensemble_mse", "predicted_mse", "mean_member_mse", "test_acc", "mean_member_acc")
+    out = {"k": [r["metrics"]["members"][0] for r in rows]}
+    out.update({k: [r["metrics"][k][0] for r in rows] for k in keys})
     return out
 
 
@@ -235,11 +269,11 @@ def _learning_curves(curve_data: dict[str, dict[str, Any]]) -> Any:
 
 
 def _coefficients(series: dict[str, dict[str, Any]]) -> Any:
-    metrics = ("test_acc", "gap", "zero_frac")
     fig = _figure(figsize=(10, 2.8 * len(series)))
     for i, (entry, s) in enumerate(series.items()):
+        metrics = s["metrics"]
         for j, m in enumerate(metrics):
-            ax = fig.add_subplot(len(series), len(metrics), i * len(metrics) + j + 1)
+            ax = fig.add_subplot(len(series), 3, i * 3 + j + 1)
             ax.errorbar(s["x"], s[m]["mean"], yerr=s[m]["std"], marker="o", capsize=3)
             if min(s["x"]) > 0:
                 ax.set_xscale("log")
@@ -306,6 +340,44 @@ def _histogram_figure(data: dict[str, dict[str, list[float]]]) -> Any:
     return fig
 
 
+def _ensemble_figure(curve: dict[str, list[float]]) -> Any:
+    fig = _figure(figsize=(8, 2.8))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(curve["k"], curve["ensemble_mse"], marker="o", label="ensemble (measured)")
+    ax.plot(curve["k"], curve["predicted_mse"], ls="--", label="v/k + (k-1)c/k")
+    ax.plot(curve["k"], curve["mean_member_mse"], marker="s", label="mean member")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("members k", fontsize=8)
+    ax.set_title("squared error of probabilities", fontsize=8)
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 2, 2)
+    ax.plot(curve["k"], curve["test_acc"], marker="o", label="ensemble")
+    ax.plot(curve["k"], curve["mean_member_acc"], marker="s", label="mean member")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("members k", fontsize=8)
+    ax.set_title("test accuracy", fontsize=8)
+    ax.legend(fontsize=7)
+    for a in fig.axes:
+        a.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _filters_from_checkpoints(folder: Path, records: Sequence[Record]) -> dict[str, Any]:
+    """First seed's encoder filters (``encoder.0.weight``) of each autoencoder point."""
+    from safetensors.torch import load_file
+
+    out: dict[str, Any] = {}
+    for r in records:
+        path = folder / "trials" / r["key"] / "model.safetensors"
+        if r["point"] in out or not path.is_file():
+            continue
+        weights = load_file(str(path))
+        if "encoder.0.weight" in weights:
+            out[r["point"]] = (r["label"], weights["encoder.0.weight"])
+    return out
+
+
 def _fmt(metric: tuple[float, float], scale: float, decimals: int) -> str:
     mean, std = metric
     if math.isnan(mean):
@@ -313,23 +385,38 @@ def _fmt(metric: tuple[float, float], scale: float, decimals: int) -> str:
     return f"{scale * mean:.{decimals}f} ± {scale * std:.{decimals}f}"
 
 
-def markdown_table(summary: Sequence[dict[str, Any]]) -> str:
-    header = "| config | seeds | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"
-    rule = "|---|---|" + "---|" * len(COLUMNS)
+def table_columns(summary: Sequence[dict[str, Any]]) -> list[tuple[str, str, float, int]]:
+    """The :data:`COLUMNS` that at least one row recorded."""
+    recorded = {k for row in summary for k in row["metrics"]}
+    return [c for c in COLUMNS if c[0] in recorded] or list(COLUMNS)
+
+
+def markdown_table(
+    summary: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, float, int]] = COLUMNS
+) -> str:
+    header = "| config | seeds | " + " | ".join(h for _, h, _, _ in columns) + " |"
+    rule = "|---|---|" + "---|" * len(columns)
     lines = [header, rule]
     for row in summary:
-        cells = [_fmt(row["metrics"].get(k, (math.nan, math.nan)), s, d) for k, _, s, d in COLUMNS]
+        cells = [_fmt(row["metrics"].get(k, (math.nan, math.nan)), s, d) for k, _, s, d in columns]
         lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def render_report(
-    folder: str | Path, title: str, description: str, records: Sequence[Record], total_trials: int
+    folder: str | Path,
+    title: str,
+    description: str,
+    records: Sequence[Record],
+    total_trials: int,
+    image_shape: tuple[int, int] | None = None,
 ) -> Path:
     """Write PNGs, ``summary.md`` and a self-contained ``report.html`` (images embedded as
-    base64) into ``folder``; returns the HTML path."""
+    base64) into ``folder``; returns the HTML path. ``image_shape`` (h, w) enables filter
+    pictures of autoencoder studies."""
     folder = Path(folder)
     summary = summarize(records)
+    columns = table_columns(summary)
     images: list[tuple[str, str, bytes]] = []
     if records:
         images.append(
@@ -339,13 +426,15 @@ def render_report(
                 _save(_bars(summary), folder / "results.png"),
             )
         )
-        images.append(
-            (
-                "learning_curves.png",
-                "Training vs held-out loss: the overfitting picture",
-                _save(_learning_curves(curves(records)), folder / "learning_curves.png"),
+        curve_data = curves(records)
+        if curve_data:
+            images.append(
+                (
+                    "learning_curves.png",
+                    "Training vs held-out loss: the overfitting picture",
+                    _save(_learning_curves(curve_data), folder / "learning_curves.png"),
+                )
             )
-        )
         histograms = weight_histograms(_kernels_from_checkpoints(folder, records))
         if histograms:
             images.append(
@@ -364,6 +453,25 @@ def render_report(
                     _save(_reliability_figure(bins), folder / "reliability.png"),
                 )
             )
+        curve = ensemble_curve(summary)
+        if curve:
+            images.append(
+                (
+                    "ensemble.png",
+                    "Ensemble error vs number of members k: measured, "
+                    "predicted by v/k + (k-1)c/k, and the mean member",
+                    _save(_ensemble_figure(curve), folder / "ensemble.png"),
+                )
+            )
+        if image_shape is not None:
+            from reglab.autoencoders import plot_filters
+
+            for point, (label, weight) in _filters_from_checkpoints(folder, records).items():
+                name = f"filters_{point}.png"
+                fig = plot_filters(weight[:64], image_shape, ncols=16, title=label)
+                images.append(
+                    (name, f"Encoder filters (first seed): {label}", _save(fig, folder / name))
+                )
         series = coefficient_series(summary)
         if series:
             images.append(
@@ -373,7 +481,7 @@ def render_report(
                     _save(_coefficients(series), folder / "coefficients.png"),
                 )
             )
-    table = markdown_table(summary)
+    table = markdown_table(summary, columns)
     status = f"{len(records)} of {total_trials} trials complete."
     atomic_write_text(
         folder / "summary.md",
@@ -386,12 +494,12 @@ def render_report(
         + f"</td><td>{len(r['seeds'])}</td>"
         + "".join(
             f"<td>{html.escape(_fmt(r['metrics'].get(k, (math.nan, math.nan)), s, d))}</td>"
-            for k, _, s, d in COLUMNS
+            for k, _, s, d in columns
         )
         + "</tr>"
         for r in summary
     )
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in COLUMNS)
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in columns)
     figures = "".join(
         f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(c)}</figcaption></figure>'

@@ -15,7 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import reglab
+from reglab.autoencoders import SparseAutoencoder, corrupt, dictionary_metrics
 from reglab.data import digits, fashion_mnist, mnist
+from reglab.ensembles import Bagging, error_decomposition
 from reglab.lab.models import mlp
 from reglab.losses import (
     LabelSmoothingCrossEntropy,
@@ -69,6 +71,11 @@ def load_data(data: dict[str, Any]) -> tuple[Split, tuple[torch.Tensor, torch.Te
         x, xt = (x - mean) / std, (xt - mean) / std
         val = None if val is None else ((val[0] - mean) / std, val[1])
     return ((x, y), (xt, yt)), val
+
+
+def image_shape(study: Any) -> tuple[int, int]:
+    """(h, w) of one input image of the study's dataset (for filter pictures)."""
+    return _IMAGE_SHAPES[study.data["name"]][1:]
 
 
 def build_model(model_cfg: dict[str, Any]) -> nn.Module:
@@ -126,17 +133,18 @@ def run_trial(
 
     Deterministic on CPU for a given config and seed (initialisation, batch order, dropout and
     noise all derive from ``seed``). ``epoch_callback(epoch, epochs)`` reports progress.
+    Three kinds of trial: a classifier (default), an autoencoder (``model.kind =
+    "autoencoder"``), or a bagged ensemble of classifiers (a grid ``ensemble`` table).
     """
+    if config.get("ensemble"):
+        return _run_bagging(config, seed)
+    if config["model"]["kind"] == "autoencoder":
+        return _run_autoencoder(config, seed, epoch_callback)
     (train, test), val = load_data(config["data"])
     model_cfg, train_cfg = config["model"], config["train"]
     torch.manual_seed(seed)
     model = build_model(model_cfg)
-    if train_cfg["optimizer"] == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=float(train_cfg["lr"]), momentum=float(train_cfg["momentum"])
-        )
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
+    optimizer = _optimizer(model, train_cfg)
     reg = reglab.attach(model, config["rules"]) if config.get("rules") else None
     eps = float(config.get("label_smoothing", 0.0))
     loss = LabelSmoothingCrossEntropy(eps) if eps > 0 else F.cross_entropy
@@ -160,12 +168,7 @@ def run_trial(
         stopper = EarlyStopping(**config["early_stopping"])
         callbacks.append(stopper)
     if epoch_callback is not None:
-
-        class _Progress(Callback):
-            def on_epoch_end(self, state: Any) -> None:
-                epoch_callback(state.epoch + 1, int(train_cfg["epochs"]))
-
-        callbacks.append(_Progress())
+        callbacks.append(_Progress(epoch_callback, int(train_cfg["epochs"])))
     monitor = val if val is not None else test  # curves; test is never used to decide anything
     start = time.perf_counter()
     history = fit(
@@ -216,3 +219,146 @@ def run_trial(
         for epoch in history.epochs
     ]
     return TrialOutcome(metrics, rows, model, reliability)
+
+
+class _Progress(Callback):
+    def __init__(self, report: Callable[[int, int], None], epochs: int) -> None:
+        self.report, self.epochs = report, epochs
+
+    def on_epoch_end(self, state: Any) -> None:
+        self.report(state.epoch + 1, self.epochs)
+
+
+def _optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    if train_cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=float(train_cfg["lr"]), momentum=float(train_cfg["momentum"])
+        )
+    return torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
+
+
+def _kernel_stats(model: nn.Module) -> dict[str, float]:
+    with torch.no_grad():
+        kernels = [
+            p
+            for n, p in model.named_parameters()
+            if n.split(".")[-1].startswith("weight") and p.ndim >= 2
+        ]
+        count = sum(p.numel() for p in kernels)
+        return {
+            "weight_norm": math.sqrt(sum(float(p.square().sum()) for p in kernels)),
+            "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in kernels) / count,
+        }
+
+
+def _run_autoencoder(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """A (sparse, denoising) autoencoder ``sizes = [d_in, d_code]`` trained on the inputs."""
+    (train, test), val = load_data(config["data"])
+    x, xt = train[0], test[0]
+    m, train_cfg = config["model"], config["train"]
+    torch.manual_seed(seed)
+    sparse = m["sparsity"] != "none"
+    ae = SparseAutoencoder(
+        int(m["sizes"][0]),
+        int(m["sizes"][1]),
+        m["sparsity"] if sparse else "l1",
+        coefficient=float(m["coefficient"]) if sparse else 0.0,
+        target=float(m["target"]),
+        k=int(m["k"]) or None,
+        tied=bool(m["tied"]),
+    )
+    reg = reglab.attach(ae, config["rules"]) if config.get("rules") else None
+    transform = None
+    if m["corruption"] != "none":  # denoising: corrupt inputs, targets stay clean
+
+        def transform(batch: torch.Tensor) -> torch.Tensor:
+            return corrupt(batch, m["corruption"], float(m["level"]))
+
+    callbacks = (
+        [] if epoch_callback is None else [_Progress(epoch_callback, int(train_cfg["epochs"]))]
+    )
+    held_out = val[0] if val is not None else xt
+    start = time.perf_counter()
+    history = fit(
+        ae,
+        (x, x),
+        (held_out, held_out),
+        loss=ae.loss,
+        optimizer=_optimizer(ae, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=reg,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+        transform=transform,
+    )
+    seconds = time.perf_counter() - start
+    if reg is not None:
+        reg.remove()
+    ae.eval()
+    stats = dictionary_metrics(ae, xt)
+    with torch.no_grad():
+        codes = ae.encode(xt)
+    metrics = {
+        "train_recon": ae.reconstruction_error(x).mean().item(),
+        "test_recon": ae.reconstruction_error(xt).mean().item(),
+        "fvu": stats.fvu,
+        "l0": stats.l0,
+        "dead_fraction": stats.dead_fraction,
+        "zero_frac": (codes == 0).double().mean().item(),
+        "mean_activation": codes.mean().item(),
+        **_kernel_stats(ae),
+        "epochs_run": float(len(history)),
+        "seconds": seconds,
+    }
+    rows = [
+        {k: float(v) for k, v in e.items() if not k.startswith("penalty/")} for e in history.epochs
+    ]
+    return TrialOutcome(metrics, rows, ae, None)
+
+
+def _run_bagging(config: dict[str, Any], seed: int) -> TrialOutcome:
+    """A bagged ensemble of ``members`` models (Adam, the study's training settings)."""
+    (train, test), _ = load_data(config["data"])
+    (x, y), (xt, yt) = train, test
+    m, train_cfg, ensemble = config["model"], config["train"], config["ensemble"]
+    start = time.perf_counter()
+    bag = Bagging(
+        lambda: build_model(m),
+        n_members=int(ensemble["members"]),
+        bootstrap=bool(ensemble.get("bootstrap", True)),
+        random_state=seed,
+        epochs=int(train_cfg["epochs"]),
+        batch_size=int(train_cfg["batch_size"]),
+        lr=float(train_cfg["lr"]),
+    ).fit(x, y)
+    seconds = time.perf_counter() - start
+    members = bag.member_proba(xt)  # (K, N, C)
+    decomposition = error_decomposition(members, F.one_hot(yt, members.shape[-1]).double())
+    member_acc = (members.argmax(-1) == yt).double().mean(1)
+    proba = bag.predict_proba(xt)
+    bins = reliability_diagram(proba, yt, n_bins=15)
+    train_acc, test_acc = bag.score(x, y), bag.score(xt, yt)
+    metrics = {
+        "train_acc": train_acc,
+        "test_acc": test_acc,
+        "gap": train_acc - test_acc,
+        "test_ece": expected_calibration_error(proba, yt),
+        "mean_member_acc": member_acc.mean().item(),
+        "members": float(decomposition["k"]),
+        **{
+            k: float(decomposition[k])
+            for k in ("v", "c", "predicted_mse", "ensemble_mse", "mean_member_mse", "correlation")
+        },
+        **_kernel_stats(bag.stack_),
+        "seconds": seconds,
+    }
+    reliability = {
+        "count": bins.count.tolist(),
+        "confidence": bins.confidence.tolist(),
+        "accuracy": bins.accuracy.tolist(),
+    }
+    return TrialOutcome(metrics, [], bag.stack_, reliability)

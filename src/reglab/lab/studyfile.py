@@ -36,6 +36,14 @@ _MODEL_DEFAULTS = {
     "input_dropout": 0.0,
     "factory": "",
     "options": {},
+    # kind = "autoencoder": sizes = [d_in, d_code]
+    "sparsity": "none",
+    "coefficient": 0.0,
+    "target": 0.05,
+    "k": 0,
+    "tied": False,
+    "corruption": "none",
+    "level": 0.0,
 }
 _TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "epochs": 30, "batch_size": 64}
 _GRID_KEYS = {
@@ -48,6 +56,7 @@ _GRID_KEYS = {
     "input_noise",
     "augment",
     "early_stopping",
+    "ensemble",
 }
 _RULE_KEYS = {
     "kernel",
@@ -217,8 +226,27 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
     }
     if data["name"] not in DATASETS:
         raise _fail(f"{origin}.data.name", f"expected one of {', '.join(DATASETS)}", data["name"])
-    if model["kind"] not in ("mlp", "factory"):
-        raise _fail(f"{origin}.model.kind", "expected 'mlp' or 'factory'", model["kind"])
+    if model["kind"] not in ("mlp", "factory", "autoencoder"):
+        raise _fail(
+            f"{origin}.model.kind", "expected 'mlp', 'factory' or 'autoencoder'", model["kind"]
+        )
+    if model["kind"] == "autoencoder":
+        if len(model["sizes"]) != 2:
+            raise _fail(
+                f"{origin}.model.sizes", "an autoencoder takes [d_in, d_code]", model["sizes"]
+            )
+        if model["sparsity"] not in ("none", "l1", "kl", "topk"):
+            raise _fail(
+                f"{origin}.model.sparsity",
+                "expected 'none', 'l1', 'kl' or 'topk'",
+                model["sparsity"],
+            )
+        if model["corruption"] not in ("none", "mask", "gaussian", "salt_pepper"):
+            raise _fail(
+                f"{origin}.model.corruption",
+                "expected 'none', 'mask', 'gaussian' or 'salt_pepper'",
+                model["corruption"],
+            )
     if model["kind"] == "factory" and ":" not in model["factory"]:
         raise _fail(
             f"{origin}.model.factory",
@@ -252,6 +280,20 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
                 _check_type(f"{path}.{key}", entry[key], (int, float), "a number")
         if "augment" in entry:
             _check_keys(f"{path}.augment", entry["augment"], {"degrees", "translate", "scale"})
+        if "ensemble" in entry:
+            ensemble = _check_keys(f"{path}.ensemble", entry["ensemble"], {"members", "bootstrap"})
+            _check_type(f"{path}.ensemble.members", ensemble.get("members"), int, "an int >= 1")
+            clash = sorted(
+                set(entry)
+                & {"rules", "early_stopping", "label_smoothing", "input_noise", "augment"}
+            )
+            if clash:
+                raise _fail(
+                    f"{path}.ensemble",
+                    f"cannot be combined with {', '.join(clash)} "
+                    "(bagged members train with plain Adam)",
+                    entry["ensemble"],
+                )
         if "early_stopping" in entry:
             _check_keys(
                 f"{path}.early_stopping",

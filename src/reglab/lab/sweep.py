@@ -154,7 +154,8 @@ class Sweep:
             trial.set_user_attr("reliability", outcome.reliability)
             if on_trial is not None:
                 on_trial(spec, "done")
-            return outcome.metrics["test_acc"]
+            # Optuna needs a value; the lab reads results from the user attributes.
+            return outcome.metrics.get("test_acc", -outcome.metrics.get("test_recon", 0.0))
 
         return objective
 
