@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reglab.lab import RunDir, Sweep, parse_study, render_report
-from reglab.lab.runner import image_shape
+from reglab.lab import RunDir, Sweep, parse_study
+from reglab.lab.report import write_report
 
 NAME = "report"
 HELP = "write RUN_DIR/report.html, summary.md and PNGs from the run's results"
@@ -27,13 +27,6 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{run_dir.path} has no storage.db; pass --storage URL")
     sweep = Sweep(study, args.storage or run_dir.storage_url, run_dir)
     records = sweep.results()
-    path = render_report(
-        run_dir.path,
-        f"reglab study: {study.name}",
-        study.description,
-        records,
-        len(sweep.trials),
-        image_shape(study),
-    )
+    path = write_report(run_dir.path, study, records, len(sweep.trials))
     Console().print(f"{len(records)}/{len(sweep.trials)} trials; report: {path}")
     return 0

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from reglab.lab import RunDir, Sweep, expand, find_study, parse_study, render_report, summarize
-from reglab.lab.runner import image_shape
+from reglab.lab import RunDir, Sweep, expand, find_study, parse_study, summarize
+from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock
 
 NAME = "run"
@@ -222,14 +222,7 @@ def run(args: argparse.Namespace) -> int:
                         f"{len(failed)} worker process(es) failed (exit codes {failed})"
                     )
         records = sweep.results()
-        report = render_report(
-            run_dir.path,
-            f"reglab study: {study.name}",
-            study.description,
-            records,
-            total,
-            image_shape(study),
-        )
+        report = write_report(run_dir.path, study, records, total)
         console.print(results_table(summarize(records), f"{study.name} (mean±std over seeds)"))
         console.print(
             f"{len(records)}/{total} trials complete; {time.perf_counter() - start:.1f}"

@@ -23,6 +23,7 @@ __all__ = [
     "summarize",
     "table_columns",
     "weight_histograms",
+    "write_report",
 ]
 
 #: Metrics shown in tables: (key, header, scale, decimals).
@@ -403,6 +404,22 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def write_report(
+    run_dir_path: str | Path, study: Any, records: Sequence[Record], total_trials: int
+) -> Path:
+    """:func:`render_report` with a study's title, description and image shape."""
+    from reglab.lab.runner import image_shape
+
+    return render_report(
+        run_dir_path,
+        f"reglab study: {study.name}",
+        study.description,
+        records,
+        total_trials,
+        image_shape(study),
+    )
+
+
 def render_report(
     folder: str | Path,
     title: str,
@@ -418,68 +435,56 @@ def render_report(
     summary = summarize(records)
     columns = table_columns(summary)
     images: list[tuple[str, str, bytes]] = []
+
+    def add(name: str, caption: str, figure: Any) -> None:
+        images.append((name, caption, _save(figure, folder / name)))
+
     if records:
-        images.append(
-            (
-                "results.png",
-                "Results per configuration (mean ± std over seeds)",
-                _save(_bars(summary), folder / "results.png"),
-            )
-        )
+        add("results.png", "Results per configuration (mean ± std over seeds)", _bars(summary))
         curve_data = curves(records)
         if curve_data:
-            images.append(
-                (
-                    "learning_curves.png",
-                    "Training vs held-out loss: the overfitting picture",
-                    _save(_learning_curves(curve_data), folder / "learning_curves.png"),
-                )
+            add(
+                "learning_curves.png",
+                "Training vs held-out loss: the overfitting picture",
+                _learning_curves(curve_data),
             )
         histograms = weight_histograms(_kernels_from_checkpoints(folder, records))
         if histograms:
-            images.append(
-                (
-                    "weights.png",
-                    "Weight histograms: L1 piles weights at zero, L2 shrinks them densely",
-                    _save(_histogram_figure(histograms), folder / "weights.png"),
-                )
+            add(
+                "weights.png",
+                "Weight histograms: L1 piles weights at zero, L2 shrinks them densely",
+                _histogram_figure(histograms),
             )
         bins = reliability(records)
         if bins:
-            images.append(
-                (
-                    "reliability.png",
-                    "Calibration: points on the diagonal are calibrated",
-                    _save(_reliability_figure(bins), folder / "reliability.png"),
-                )
+            add(
+                "reliability.png",
+                "Calibration: points on the diagonal are calibrated",
+                _reliability_figure(bins),
             )
         curve = ensemble_curve(summary)
         if curve:
-            images.append(
-                (
-                    "ensemble.png",
-                    "Ensemble error vs number of members k: measured, "
-                    "predicted by v/k + (k-1)c/k, and the mean member",
-                    _save(_ensemble_figure(curve), folder / "ensemble.png"),
-                )
+            add(
+                "ensemble.png",
+                "Ensemble error vs number of members k: measured, predicted by "
+                "v/k + (k-1)c/k, and the mean member",
+                _ensemble_figure(curve),
             )
         if image_shape is not None:
             from reglab.autoencoders import plot_filters
 
             for point, (label, weight) in _filters_from_checkpoints(folder, records).items():
-                name = f"filters_{point}.png"
-                fig = plot_filters(weight[:64], image_shape, ncols=16, title=label)
-                images.append(
-                    (name, f"Encoder filters (first seed): {label}", _save(fig, folder / name))
+                add(
+                    f"filters_{point}.png",
+                    f"Encoder filters (first seed): {label}",
+                    plot_filters(weight[:64], image_shape, ncols=16, title=label),
                 )
         series = coefficient_series(summary)
         if series:
-            images.append(
-                (
-                    "coefficients.png",
-                    "Metrics vs swept coefficient (log axis, seed spread as error bars)",
-                    _save(_coefficients(series), folder / "coefficients.png"),
-                )
+            add(
+                "coefficients.png",
+                "Metrics vs swept coefficient (log axis, seed spread as error bars)",
+                _coefficients(series),
             )
     table = markdown_table(summary, columns)
     status = f"{len(records)} of {total_trials} trials complete."
