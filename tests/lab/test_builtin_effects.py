@@ -63,3 +63,24 @@ def test_bagging_error_falls_with_members_and_obeys_the_decomposition() -> None:
     assert eight["ensemble_mse"] < eight["mean_member_mse"]
     assert eight["c"] < eight["v"]  # bootstrap members are less than perfectly correlated
     assert eight["test_acc"] > eight["mean_member_acc"] + 0.01
+
+
+def test_sparse_autoencoder_codes_are_sparse() -> None:
+    pytest.importorskip("skimage")
+    none = _metrics("sparse-autoencoder", "none", 3)
+    topk = _metrics("sparse-autoencoder", "TopK_k=4", 3)
+    l1 = _metrics("sparse-autoencoder", "L1_coefficient=0.1", 3)
+    assert topk["l0"] == 4.0
+    assert l1["l0"] < 0.6 * none["l0"], (l1["l0"], none["l0"])
+    assert none["fvu"] < topk["fvu"]  # sparsity costs reconstruction
+
+
+def test_augmentation_regularizes_when_data_are_scarce() -> None:
+    # The full run (docs/results.md) did NOT reproduce a test-accuracy gain from affine
+    # augmentation of 8x8 digits (92.7 % vs 93.4 %); what it does show is regularization:
+    # the model fits its 200 training digits less (train 97.7 % vs 100 %) and the gap narrows
+    # (5.0 vs 6.6 points). This test asserts that measured effect.
+    none = _metrics("noise-and-augmentation", "none", 30)
+    augmented = _metrics("noise-and-augmentation", "augment", 30)
+    assert augmented["train_acc"] < none["train_acc"]
+    assert augmented["gap"] < none["gap"] - 0.005, (augmented["gap"], none["gap"])

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 import reglab
 from reglab.autoencoders import SparseAutoencoder, corrupt, dictionary_metrics
-from reglab.data import digits, fashion_mnist, mnist
+from reglab.data import digits, fashion_mnist, image_patches, mnist
 from reglab.ensembles import Bagging, error_decomposition
 from reglab.lab.models import mlp
 from reglab.losses import (
@@ -30,7 +30,12 @@ from reglab.training import Callback, EarlyStopping, accuracy, fit
 __all__ = ["TrialOutcome", "load_data", "run_trial"]
 
 Split = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-_IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+_IMAGE_SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "patches": (1, 8, 8),
+}
 
 
 @dataclass
@@ -44,8 +49,21 @@ class TrialOutcome:
 
 
 @lru_cache(maxsize=4)
+def _patches() -> Split:
+    """20,000 ZCA-whitened 8x8 natural-image patches, 16,000 / 4,000 (labels are all 0)."""
+    x = image_patches(size=8, n=20000, seed=0, normalize="zca")
+    y = torch.zeros(len(x), dtype=torch.long)
+    return (x[:16000], y[:16000]), (x[16000:], y[16000:])
+
+
 def _dataset(name: str) -> Split:
-    return {"digits": digits, "mnist": mnist, "fashion-mnist": fashion_mnist}[name]()
+    loaders = {
+        "digits": digits,
+        "mnist": mnist,
+        "fashion-mnist": fashion_mnist,
+        "patches": _patches,
+    }
+    return loaders[name]()
 
 
 def load_data(data: dict[str, Any]) -> tuple[Split, tuple[torch.Tensor, torch.Tensor] | None]:

@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 __all__ = ["DATASETS", "GridEntry", "Study", "StudyError", "load_study", "parse_study"]
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "patches")
 
 _DATA_DEFAULTS = {"name": "digits", "subset": 0, "standardize": False, "validation": 0.0}
 _MODEL_DEFAULTS = {
@@ -229,6 +229,12 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
     if model["kind"] not in ("mlp", "factory", "autoencoder"):
         raise _fail(
             f"{origin}.model.kind", "expected 'mlp', 'factory' or 'autoencoder'", model["kind"]
+        )
+    if data["name"] == "patches" and model["kind"] != "autoencoder":
+        raise _fail(
+            f"{origin}.data.name",
+            "'patches' has no labels: use model.kind = 'autoencoder'",
+            data["name"],
         )
     if model["kind"] == "autoencoder":
         if len(model["sizes"]) != 2:
