@@ -84,3 +84,9 @@ def test_augmentation_regularizes_when_data_are_scarce() -> None:
     augmented = _metrics("noise-and-augmentation", "augment", 30)
     assert augmented["train_acc"] < none["train_acc"]
     assert augmented["gap"] < none["gap"] - 0.005, (augmented["gap"], none["gap"])
+
+
+def test_linear_autoencoder_finds_the_principal_subspace() -> None:
+    m = _metrics("linear-ae-pca", "linear_sizes=64x4", 60)
+    assert m["max_angle"] < 5.0, m["max_angle"]  # degrees; full run: docs/results.md
+    assert m["test_recon"] == pytest.approx(m["pca_recon"], rel=0.02)

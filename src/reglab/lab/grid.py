@@ -54,6 +54,8 @@ def _slug(text: str) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, list):  # layer sizes [64, 4] -> 64x4
+        return "x".join(_fmt(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -38,6 +38,8 @@ COLUMNS = (
     ("ensemble_mse", "ens. MSE", 1, 4),
     ("predicted_mse", "v/k+(k-1)c/k", 1, 4),
     ("test_recon", "recon", 1, 3),
+    ("pca_recon", "PCA recon", 1, 3),
+    ("max_angle", "max angle °", 1, 2),
     ("fvu", "FVU", 1, 3),
     ("l0", "L0", 1, 1),
     ("dead_fraction", "dead %", 100, 1),

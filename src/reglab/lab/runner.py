@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import reglab
-from reglab.autoencoders import SparseAutoencoder, corrupt, dictionary_metrics
+from reglab.autoencoders import (
+    Autoencoder,
+    LinearAutoencoder,
+    SparseAutoencoder,
+    corrupt,
+    dictionary_metrics,
+    principal_angles,
+)
 from reglab.data import digits, fashion_mnist, image_patches, mnist
 from reglab.ensembles import Bagging, error_decomposition
 from reglab.lab.models import mlp
@@ -276,17 +284,25 @@ def _run_autoencoder(
     (train, test), val = load_data(config["data"])
     x, xt = train[0], test[0]
     m, train_cfg = config["model"], config["train"]
+    if m["linear"]:  # centre with the training mean, as PCA does
+        mean = x.mean(0)
+        x, xt = x - mean, xt - mean
+        val = None if val is None else (val[0] - mean, val[1])
     torch.manual_seed(seed)
     sparse = m["sparsity"] != "none"
-    ae = SparseAutoencoder(
-        int(m["sizes"][0]),
-        int(m["sizes"][1]),
-        m["sparsity"] if sparse else "l1",
-        coefficient=float(m["coefficient"]) if sparse else 0.0,
-        target=float(m["target"]),
-        k=int(m["k"]) or None,
-        tied=bool(m["tied"]),
-    )
+    ae: Autoencoder
+    if m["linear"]:
+        ae = LinearAutoencoder(int(m["sizes"][0]), int(m["sizes"][1]))
+    else:
+        ae = SparseAutoencoder(
+            int(m["sizes"][0]),
+            int(m["sizes"][1]),
+            m["sparsity"] if sparse else "l1",
+            coefficient=float(m["coefficient"]) if sparse else 0.0,
+            target=float(m["target"]),
+            k=int(m["k"]) or None,
+            tied=bool(m["tied"]),
+        )
     reg = reglab.attach(ae, config["rules"]) if config.get("rules") else None
     transform = None
     if m["corruption"] != "none":  # denoising: corrupt inputs, targets stay clean
@@ -332,10 +348,28 @@ def _run_autoencoder(
         "epochs_run": float(len(history)),
         "seconds": seconds,
     }
+    if m["linear"]:
+        metrics.update(_pca_comparison(ae, x, xt))
     rows = [
         {k: float(v) for k, v in e.items() if not k.startswith("penalty/")} for e in history.epochs
     ]
     return TrialOutcome(metrics, rows, ae, None)
+
+
+def _pca_comparison(ae: Any, x: torch.Tensor, xt: torch.Tensor) -> dict[str, float]:
+    """Principal angles between the decoder's span and PCA's top-k subspace (scikit-learn, fit
+    on the training rows), and PCA's own test reconstruction error, for the same k."""
+    from sklearn.decomposition import PCA
+
+    angles = np.degrees(principal_angles(ae, x))
+    pca = PCA(n_components=len(angles)).fit(x.double().numpy())
+    test = xt.double().numpy()
+    reconstruction = pca.inverse_transform(pca.transform(test))
+    return {
+        "max_angle": float(angles.max()),
+        "mean_angle": float(angles.mean()),
+        "pca_recon": float(((reconstruction - test) ** 2).sum(1).mean()),
+    }
 
 
 def _run_bagging(config: dict[str, Any], seed: int) -> TrialOutcome:

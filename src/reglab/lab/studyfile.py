@@ -44,6 +44,7 @@ _MODEL_DEFAULTS = {
     "tied": False,
     "corruption": "none",
     "level": 0.0,
+    "linear": False,  # a LinearAutoencoder on centred inputs, compared with PCA
 }
 _TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "epochs": 30, "batch_size": 64}
 _GRID_KEYS = {
@@ -237,7 +238,9 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
             data["name"],
         )
     if model["kind"] == "autoencoder":
-        if len(model["sizes"]) != 2:
+        sizes = model["sizes"]
+        candidates = axis_values(f"{origin}.model.sizes", sizes) if is_axis(sizes) else [sizes]
+        if any(not isinstance(s, list) or len(s) != 2 for s in candidates):
             raise _fail(
                 f"{origin}.model.sizes", "an autoencoder takes [d_in, d_code]", model["sizes"]
             )
