@@ -17,10 +17,6 @@ __all__ = ["main"]
 _SUBCOMMANDS = (run, worker, studies, Show, report, data)
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit code 2."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reglab", description="Regularization for PyTorch, and a lab that measures it."

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -231,8 +230,3 @@ def run(args: argparse.Namespace) -> int:
         return 0 if len(records) == total else 1
     finally:
         lock.release()
-
-
-def configure_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reglab._io import atomic_write, atomic_write_bytes
+from reglab._io import atomic_write
 
-__all__ = ["DatasetNotFoundError", "atomic_write_bytes", "data_dir", "md5", "save_npy"]
+__all__ = ["DatasetNotFoundError", "data_dir", "md5", "save_npy"]
 
 
 class DatasetNotFoundError(FileNotFoundError):

