@@ -99,3 +99,33 @@ name = "x"
         InvalidParameterError, match=r"g\.model\.factory: expected 'package\.module:function'"
     ):
         find_study(str(bad))
+
+
+def test_unimportable_factory_is_a_one_line_user_error(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    study = tmp_path / "h.toml"
+    study.write_text(
+        'name = "h"\nseeds = [0]\n[model]\nkind = "factory"\n'
+        'factory = "no_such_module:make"\n[train]\nepochs = 1\n[[grid]]\nname = "x"\n'
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reglab",
+            "run",
+            str(study),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "model.factory: cannot import 'no_such_module:make'" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import reglab
+from reglab._validation import InvalidParameterError
 from reglab.autoencoders import (
     Autoencoder,
     LinearAutoencoder,
@@ -110,7 +111,13 @@ def build_model(model_cfg: dict[str, Any]) -> nn.Module:
     with the ``options`` table as keyword arguments)."""
     if model_cfg["kind"] == "factory":
         module_name, _, attr = model_cfg["factory"].partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise InvalidParameterError(
+                f"model.factory: cannot import {model_cfg['factory']!r} ({err}); expected "
+                "'package.module:function' importable from here"
+            ) from None
         return factory(**model_cfg.get("options", {}))
     return mlp(
         list(model_cfg["sizes"]),

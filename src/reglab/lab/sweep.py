@@ -41,7 +41,9 @@ class RunDirBusy(RuntimeError):
     """Another reglab process holds the run directory."""
 
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Optuna logs every failed trial with its traceback at WARNING; reglab reports failures itself
+# (one line from the CLI, the full traceback with --debug).
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 _KEY = "trial_key"
 
