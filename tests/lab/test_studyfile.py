@@ -65,7 +65,7 @@ def test_cross_and_zip() -> None:
         ),
         (
             {**BASE, "data": {"name": "cifar"}},
-            r"^s\.data\.name: expected one of digits, mnist, fashion-mnist, patches \(got 'cifar'\)",
+            r"^s\.data\.name: expected one of digits, mnist, .*patches.* \(got 'cifar'\)",
         ),
         ({**BASE, "train": {"lr": "fast"}}, r"^s\.train\.lr: expected a number \(got 'fast'\)"),
         (

@@ -12,6 +12,7 @@ from reglab.data.fetch import get_fashion_mnist, get_mnist
 from reglab.data.idx import read_idx
 from reglab.data.mnist import fashion_mnist, mnist
 from reglab.data.patches import BUNDLED_IMAGES, image_patches
+from reglab.data.teacher import teacher_student
 
 __all__ = [
     "BUNDLED_IMAGES",
@@ -26,4 +27,5 @@ __all__ = [
     "list_datasets",
     "mnist",
     "read_idx",
+    "teacher_student",
 ]

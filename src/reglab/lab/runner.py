@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,17 +24,23 @@ from reglab.autoencoders import (
     SparseAutoencoder,
     corrupt,
     dictionary_metrics,
+    pretrain_layerwise,
     principal_angles,
 )
-from reglab.data import digits, fashion_mnist, image_patches, mnist
+from reglab.constraints import NormBound
+from reglab.data import digits, fashion_mnist, image_patches, mnist, teacher_student
 from reglab.ensembles import Bagging, error_decomposition
 from reglab.lab.models import mlp
+from reglab.lab.posthoc import post_hoc_stopping
+from reglab.lab.regression import ridge_metrics
 from reglab.losses import (
     LabelSmoothingCrossEntropy,
     expected_calibration_error,
+    fit_temperature,
     reliability_diagram,
 )
-from reglab.stochastic import GaussianNoise, RandomAffine
+from reglab.sharing import MultiTask, SemiSupervised
+from reglab.stochastic import GaussianNoise, RandomAffine, WeightNoise
 from reglab.training import Callback, EarlyStopping, accuracy, fit
 
 __all__ = ["TrialOutcome", "load_data", "run_trial"]
@@ -75,13 +82,23 @@ def _dataset(name: str) -> Split:
     return loaders[name]()
 
 
-def load_data(data: dict[str, Any]) -> tuple[Split, tuple[torch.Tensor, torch.Tensor] | None]:
+def load_data(
+    data: dict[str, Any], seed: int = 0
+) -> tuple[Split, tuple[torch.Tensor, torch.Tensor] | None]:
     """``((train, test), validation)`` for a study's ``[data]`` settings.
 
     ``subset`` keeps a seeded random subset of the training rows (the same for every trial);
     ``validation`` holds out that fraction of the training rows; ``standardize`` centres and
-    scales every feature with statistics of the (remaining) training rows.
+    scales every feature with statistics of the (remaining) training rows; ``labels = n``
+    keeps the labels of ``n`` random training rows and sets the others to ``-1``
+    (scikit-learn's "unlabelled"). The ``teacher`` regression problem is the one exception to
+    "the same data for every trial": each ``seed`` draws a fresh teacher and sample, so seeds
+    average over problem instances as Krogh & Hertz do.
     """
+    if data["name"] == "teacher":
+        return teacher_student(
+            int(data["subset"]) or 90, int(data["inputs"]), float(data["noise"]), seed=seed
+        ), None
     (x, y), (xt, yt) = _dataset(data["name"])
     generator = torch.Generator().manual_seed(12345)
     if data["subset"]:
@@ -97,6 +114,10 @@ def load_data(data: dict[str, Any]) -> tuple[Split, tuple[torch.Tensor, torch.Te
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
         x, xt = (x - mean) / std, (xt - mean) / std
         val = None if val is None else ((val[0] - mean) / std, val[1])
+    if data["labels"]:
+        unlabelled = torch.randperm(len(x), generator=generator)[int(data["labels"]) :]
+        y = y.clone()
+        y[unlabelled] = -1
     return ((x, y), (xt, yt)), val
 
 
@@ -173,14 +194,163 @@ def run_trial(
         return _run_bagging(config, seed)
     if config["model"]["kind"] == "autoencoder":
         return _run_autoencoder(config, seed, epoch_callback)
+    if config["model"]["kind"] == "linear":
+        return _run_regression(config, seed, epoch_callback)
+    return _run_classifier(config, seed, epoch_callback)
+
+
+def _run_classifier(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """A classifier, optionally pre-trained layer-wise, shared with a decoder
+    (semi-supervised) or with a parity head (multi-task)."""
     (train, test), val = load_data(config["data"])
     model_cfg, train_cfg = config["model"], config["train"]
     torch.manual_seed(seed)
-    model = build_model(model_cfg)
-    optimizer = _optimizer(model, train_cfg)
-    reg = reglab.attach(model, config["rules"]) if config.get("rules") else None
-    eps = float(config.get("label_smoothing", 0.0))
-    loss = LabelSmoothingCrossEntropy(eps) if eps > 0 else F.cross_entropy
+    net = build_model(model_cfg)
+    if config.get("pretrain"):  # on every training row, labelled or not
+        pre = config["pretrain"]
+        pretrain_layerwise(
+            net,
+            train[0],
+            kind=pre.get("kind", "denoising"),
+            epochs=int(pre.get("epochs", 10)),
+            level=float(pre.get("level", 0.25)),
+            lr=float(train_cfg["lr"]),
+            batch_size=int(train_cfg["batch_size"]),
+            seed=seed,
+        )
+    if config.get("weight_noise"):
+        for name, module in list(net.named_children()):
+            if isinstance(module, nn.Linear):
+                setattr(net, name, WeightNoise(module, "weight", float(config["weight_noise"])))
+    regularizers: list[Any] = []
+    if config.get("rules"):
+        regularizers.append(reglab.attach(net, config["rules"]))
+    if config.get("norm_bound"):
+        bound = config["norm_bound"]
+        regularizers.append(
+            NormBound(
+                [p for n, p in net.named_parameters() if n.endswith("weight")],
+                float(bound["max_norm"]),
+                lr_dual=float(bound.get("lr_dual", 0.1)),
+            )
+        )
+    smoothing = config.get("label_smoothing") or {}
+    eps = float(smoothing.get("eps", 0.0))
+    ce: Callable[..., torch.Tensor] = (
+        LabelSmoothingCrossEntropy(eps, smoothing.get("form", "uniform"))
+        if eps > 0
+        else F.cross_entropy
+    )
+    model, fit_train, fit_monitor, loss, weights, acc = _task_setup(
+        config, net, ce, train, val, test
+    )
+    callbacks: list[Callback] = []
+    stopper = None
+    if config.get("early_stopping"):
+        stopper = EarlyStopping(**config["early_stopping"])
+        callbacks.append(stopper)
+    if config.get("post_hoc_stopping"):
+        callbacks.append(_TestCurve(net, test))
+    if epoch_callback is not None:
+        callbacks.append(_Progress(epoch_callback, int(train_cfg["epochs"])))
+    start = time.perf_counter()
+    history = fit(
+        model,
+        fit_train,
+        fit_monitor,
+        loss=loss,
+        loss_weights=weights,
+        optimizer=_optimizer(model, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=regularizers,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+        metrics={"acc": acc},
+        transform=_transform(config),
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        if hasattr(reg, "remove"):
+            reg.remove()
+    labelled = train[1] >= 0
+    on_train = _evaluate(net, train[0][labelled], train[1][labelled])
+    on_test = _evaluate(net, *test)
+    reliability = on_test.pop("reliability")
+    metrics = {
+        "train_acc": on_train["acc"],
+        "test_acc": on_test["acc"],
+        "gap": on_train["acc"] - on_test["acc"],
+        "train_loss": on_train["loss"],
+        "test_loss": on_test["loss"],
+        "test_ece": on_test["ece"],
+        "zero_frac": on_test["zero_frac"],
+        "mean_activation": on_test["mean_activation"],
+        **_kernel_stats(net),
+        **_dropout_inference(net, *test, seed),
+        **(_temperature_scaled(net, val, test) if val is not None else {}),
+        "epochs_run": float(len(history)),
+        "seconds": seconds,
+    }
+    if stopper is not None:
+        metrics["best_epoch"] = float(stopper.best_epoch)
+    rows = _history_rows(history)
+    if config.get("post_hoc_stopping"):
+        metrics.update(post_hoc_stopping(rows, config["post_hoc_stopping"]))
+    return TrialOutcome(metrics, rows, net, reliability)
+
+
+def _task_setup(
+    config: dict[str, Any],
+    net: nn.Sequential,
+    ce: Callable[..., torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    test: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[nn.Module, Any, Any, Any, dict[str, float] | None, Callable[..., torch.Tensor]]:
+    """(model, train data, monitor data, loss, loss weights, accuracy) for ``fit``.
+
+    The classifier ``net`` is ``trunk = net[:-1]`` then ``head = net[-1]``; the wrappers share
+    those modules, so training the wrapper trains ``net``. Only labelled rows (``y >= 0``) are
+    used, except by the semi-supervised model, which reconstructs every row."""
+    monitor = val if val is not None else test  # curves; test is never used to decide anything
+    trunk, head = net[:-1], net[-1]
+    hidden, d_in = _in_out(net)
+    labelled = train[1] >= 0
+    x, y = train[0][labelled], train[1][labelled]
+    if config.get("semi_supervised"):
+        recon = float(config["semi_supervised"].get("recon_weight", 1.0))
+        semi = SemiSupervised(trunk, nn.Linear(hidden, d_in), head, recon)
+        return semi, train, monitor, semi.loss, None, lambda out, t: accuracy(out.logits, t)
+    if config.get("multitask"):
+        weight = float(config["multitask"].get("parity_weight", 1.0))
+        multi = MultiTask(trunk, {"digit": head, "parity": nn.Linear(hidden, 2)})
+
+        def tasks(data: tuple[torch.Tensor, torch.Tensor]) -> Any:
+            return data[0], {"digit": data[1], "parity": data[1] % 2}
+
+        return (
+            multi,
+            tasks((x, y)),
+            tasks(monitor),
+            {"digit": ce, "parity": F.cross_entropy},
+            {"digit": 1.0, "parity": weight},
+            lambda out, t: accuracy(out["digit"], t["digit"]),
+        )
+    return net, (x, y), monitor, ce, None, accuracy
+
+
+def _in_out(net: nn.Sequential) -> tuple[int, int]:
+    """(width of the last hidden layer, input dimension) of an MLP."""
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].in_features, linears[0].in_features
+
+
+def _transform(config: dict[str, Any]) -> nn.Module | None:
+    """Input augmentation and noise, applied to training batches only."""
     transforms: list[nn.Module] = []
     if config.get("augment"):
         aug = config["augment"]
@@ -194,53 +364,55 @@ def run_trial(
         )
     if config.get("input_noise"):
         transforms.append(GaussianNoise(float(config["input_noise"])))
-    transform = nn.Sequential(*transforms) if transforms else None
-    callbacks: list[Callback] = []
-    stopper = None
-    if config.get("early_stopping"):
-        stopper = EarlyStopping(**config["early_stopping"])
-        callbacks.append(stopper)
-    if epoch_callback is not None:
-        callbacks.append(_Progress(epoch_callback, int(train_cfg["epochs"])))
-    monitor = val if val is not None else test  # curves; test is never used to decide anything
-    start = time.perf_counter()
-    history = fit(
-        model,
-        train,
-        monitor,
-        loss=loss,
-        optimizer=optimizer,
-        epochs=int(train_cfg["epochs"]),
-        regularization=reg,
-        callbacks=callbacks,
-        batch_size=int(train_cfg["batch_size"]),
-        seed=seed,
-        progress=False,
-        metrics={"acc": accuracy},
-        transform=transform,
-    )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
-    on_train, on_test = _evaluate(model, *train), _evaluate(model, *test)
-    reliability = on_test.pop("reliability")
-    on_train.pop("reliability")
-    metrics = {
-        "train_acc": on_train["acc"],
-        "test_acc": on_test["acc"],
-        "gap": on_train["acc"] - on_test["acc"],
-        "train_loss": on_train["loss"],
-        "test_loss": on_test["loss"],
-        "test_ece": on_test["ece"],
-        "zero_frac": on_test["zero_frac"],
-        "mean_activation": on_test["mean_activation"],
-        **_kernel_stats(model),
-        "epochs_run": float(len(history)),
-        "seconds": seconds,
+    return nn.Sequential(*transforms) if transforms else None
+
+
+class _TestCurve(Callback):
+    """Logs ``test_acc`` and ``test_loss`` every epoch, for post-hoc stopping analyses only
+    (no decision during training reads them)."""
+
+    def __init__(self, net: nn.Module, test: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.net, self.test = net, test
+
+    def on_epoch_end(self, state: Any) -> None:
+        was_training = self.net.training
+        on_test = _evaluate(self.net, *self.test)
+        self.net.train(was_training)
+        state.logs["test_acc"], state.logs["test_loss"] = on_test["acc"], on_test["loss"]
+
+
+@torch.no_grad()
+def _dropout_inference(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, passes: int = 20
+) -> dict[str, float]:
+    """Monte-Carlo dropout (Gal & Ghahramani 2016): test accuracy and NLL of the mean softmax
+    over ``passes`` stochastic forward passes, to compare with weight scaling (the eval-mode
+    network). Empty for a network without dropout."""
+    if not any(isinstance(m, nn.Dropout) for m in net.modules()):
+        return {}
+    net.train()
+    torch.manual_seed(seed + 1)
+    probs = torch.stack([net(x).softmax(-1) for _ in range(passes)]).mean(0)
+    net.eval()
+    return {
+        "test_acc_mc": (probs.argmax(-1) == y).double().mean().item(),
+        "test_loss_mc": F.nll_loss(probs.clamp_min(1e-12).log(), y).item(),
     }
-    if stopper is not None:
-        metrics["best_epoch"] = float(stopper.best_epoch)
-    return TrialOutcome(metrics, _history_rows(history), model, reliability)
+
+
+@torch.no_grad()
+def _temperature_scaled(
+    net: nn.Module, val: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """Temperature scaling fit on the validation rows; the test ECE after it (Guo et al. 2017)."""
+    net.eval()
+    labelled = val[1] >= 0
+    temperature = fit_temperature(net(val[0][labelled]), val[1][labelled])
+    probs = (net(test[0]) / temperature).softmax(-1)
+    return {
+        "temperature": temperature,
+        "test_ece_ts": expected_calibration_error(probs, test[1]),
+    }
 
 
 class _Progress(Callback):
@@ -417,3 +589,63 @@ def _run_bagging(config: dict[str, Any], seed: int) -> TrialOutcome:
         "accuracy": bins.accuracy.tolist(),
     }
     return TrialOutcome(metrics, [], bag.stack_, reliability)
+
+
+def _run_regression(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """A linear model ``fc0: Linear(d, 1, bias=False)`` trained from zero on the teacher's
+    mean squared error, with the grid's penalties, constraints or norm bound; compared with
+    the closed forms of :mod:`reglab.lab.regression`. Zero initialisation keeps gradient
+    descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
+    (train, test), _ = load_data(config["data"], seed)
+    (x, y), (xt, yt) = train, test
+    net = nn.Sequential(OrderedDict(fc0=nn.Linear(x.shape[1], 1, bias=False)))
+    nn.init.zeros_(net.fc0.weight)
+    regularizers: list[Any] = []
+    if config.get("rules"):
+        regularizers.append(reglab.attach(net, config["rules"]))
+    if config.get("norm_bound"):
+        bound = config["norm_bound"]
+        regularizers.append(
+            NormBound(
+                [net.fc0.weight], float(bound["max_norm"]), lr_dual=float(bound.get("lr_dual", 0.1))
+            )
+        )
+    train_cfg = config["train"]
+    callbacks = (
+        [] if epoch_callback is None else [_Progress(epoch_callback, int(train_cfg["epochs"]))]
+    )
+
+    def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out.squeeze(-1), target)
+
+    start = time.perf_counter()
+    history = fit(
+        net,
+        (x, y),
+        (xt, yt),
+        loss=mse,
+        optimizer=_optimizer(net, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=regularizers,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        if hasattr(reg, "remove"):
+            reg.remove()
+    with torch.no_grad():
+        w = net.fc0.weight.detach().double().ravel()
+        metrics = {
+            "train_mse": mse(net(x), y).item(),
+            "test_mse": mse(net(xt), yt).item(),
+            "weight_norm": float(w.norm()),
+            **ridge_metrics(w.numpy(), x.double().numpy(), y.double().numpy()),
+            "epochs_run": float(len(history)),
+            "seconds": seconds,
+        }
+    return TrialOutcome(metrics, _history_rows(history), net, None)

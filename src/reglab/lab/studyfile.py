@@ -23,11 +23,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DATASETS", "GridEntry", "Study", "StudyError", "load_study", "parse_study"]
+__all__ = [
+    "DATASETS",
+    "MODEL_KINDS",
+    "GridEntry",
+    "Study",
+    "StudyError",
+    "load_study",
+    "parse_study",
+]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "patches")
+DATASETS = ("digits", "mnist", "fashion-mnist", "patches", "teacher")
+MODEL_KINDS = ("mlp", "factory", "autoencoder", "linear")
 
-_DATA_DEFAULTS = {"name": "digits", "subset": 0, "standardize": False, "validation": 0.0}
+
+_DATA_DEFAULTS = {
+    "name": "digits",
+    "subset": 0,
+    "standardize": False,
+    "validation": 0.0,
+    # keep labels on only this many training rows (the rest get label -1): for pre-training,
+    # semi-supervised learning and linear probes; 0 keeps every label
+    "labels": 0,
+    # name = "teacher": input dimension and training-target noise (subset = training rows)
+    "inputs": 100,
+    "noise": 0.5,
+}
 _MODEL_DEFAULTS = {
     "kind": "mlp",
     "sizes": [64, 256, 256, 10],
@@ -58,6 +79,21 @@ _GRID_KEYS = {
     "augment",
     "early_stopping",
     "ensemble",
+    "weight_noise",
+    "norm_bound",
+    "pretrain",
+    "semi_supervised",
+    "multitask",
+    "post_hoc_stopping",
+}
+#: Keys of the grid tables that configure one technique each.
+_GRID_TABLES = {
+    "label_smoothing": {"eps", "form"},
+    "norm_bound": {"max_norm", "lr_dual"},
+    "pretrain": {"kind", "epochs", "level"},
+    "semi_supervised": {"recon_weight"},
+    "multitask": {"parity_weight"},
+    "post_hoc_stopping": {"patience", "gl", "pq", "up"},
 }
 _RULE_KEYS = {
     "kernel",
@@ -227,9 +263,15 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
     }
     if data["name"] not in DATASETS:
         raise _fail(f"{origin}.data.name", f"expected one of {', '.join(DATASETS)}", data["name"])
-    if model["kind"] not in ("mlp", "factory", "autoencoder"):
+    if model["kind"] not in MODEL_KINDS:
         raise _fail(
-            f"{origin}.model.kind", "expected 'mlp', 'factory' or 'autoencoder'", model["kind"]
+            f"{origin}.model.kind", f"expected one of {', '.join(MODEL_KINDS)}", model["kind"]
+        )
+    if (data["name"] == "teacher") != (model["kind"] == "linear"):
+        raise _fail(
+            f"{origin}.model.kind",
+            "the 'teacher' regression data and model.kind = 'linear' go together",
+            model["kind"],
         )
     if data["name"] == "patches" and model["kind"] != "autoencoder":
         raise _fail(
@@ -284,9 +326,40 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
             _check_section(f"{path}.model", entry["model"], _MODEL_DEFAULTS)
         if "train" in entry:
             _check_section(f"{path}.train", entry["train"], _TRAIN_DEFAULTS)
-        for key in ("label_smoothing", "input_noise"):
+        for key in ("input_noise", "weight_noise"):
             if key in entry:
                 _check_type(f"{path}.{key}", entry[key], (int, float), "a number")
+        smoothing = entry.get("label_smoothing")
+        if isinstance(smoothing, (int, float)) or is_axis(smoothing):  # shorthand for eps
+            entry["label_smoothing"] = {"eps": smoothing}
+        if "label_smoothing" in entry:
+            _check_type(
+                f"{path}.label_smoothing.eps",
+                entry["label_smoothing"].get("eps", 0.1),
+                (int, float),
+                "a number",
+            )
+
+        for key, allowed in _GRID_TABLES.items():
+            if key in entry:
+                _check_keys(f"{path}.{key}", entry[key], allowed)
+        form = _first(entry.get("label_smoothing", {})).get("form", "uniform")
+        if form not in ("uniform", "others"):
+            raise _fail(f"{path}.label_smoothing.form", "expected 'uniform' or 'others'", form)
+        if "semi_supervised" in entry and ({"multitask", "label_smoothing"} & set(entry)):
+            raise _fail(
+                f"{path}.semi_supervised",
+                "cannot be combined with multitask or label_smoothing (it has its own loss)",
+                entry["semi_supervised"],
+            )
+
+        if "post_hoc_stopping" in entry and float(data["validation"]) <= 0:
+            raise _fail(
+                f"{path}.post_hoc_stopping",
+                "needs data.validation > 0 (the criteria watch the validation loss)",
+                entry["post_hoc_stopping"],
+            )
+
         if "augment" in entry:
             _check_keys(f"{path}.augment", entry["augment"], {"degrees", "translate", "scale"})
         if "ensemble" in entry:
