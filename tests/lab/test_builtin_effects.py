@@ -90,3 +90,24 @@ def test_linear_autoencoder_finds_the_principal_subspace() -> None:
     m = _metrics("linear-ae-pca", "linear_sizes=64x4", 60)
     assert m["max_angle"] < 5.0, m["max_angle"]  # degrees; full run: docs/results.md
     assert m["test_recon"] == pytest.approx(m["pca_recon"], rel=0.02)
+
+
+def test_norm_constraints_land_on_the_ridge_path_and_l2_is_u_shaped() -> None:
+    def m(key: str) -> dict[str, float]:
+        return _metrics("norm-constraints", key, 3000)
+
+    none = m("none")
+    assert none["pinv_gap"] < 1e-3  # gradient descent from zero finds pinv(X) y
+    assert none["train_mse"] < 1e-4  # and interpolates the noisy targets
+    for key, l2 in (("L2_l2=0.01", 0.01), ("L2_l2=1", 1.0), ("L2_l2=10", 10.0)):
+        assert m(key)["equiv_l2"] == pytest.approx(l2, rel=0.01)
+        assert m(key)["ridge_gap"] < 1e-3
+    # Krogh-Hertz: the test error is U-shaped in the penalty (measured 1.18 / 0.54 / 1.00).
+    best = m("L2_l2=1")["test_mse"]
+    assert best < 0.7 * none["test_mse"] and best < 0.7 * m("L2_l2=10")["test_mse"]
+    # Projection and Lagrangian bound: the same point of the ridge path, with norm k = 0.6.
+    projected, lagrangian = m("max-norm"), m("norm-bound")
+    for bounded in (projected, lagrangian):
+        assert bounded["weight_norm"] == pytest.approx(0.6, rel=0.01)
+        assert bounded["ridge_gap"] < 0.01
+    assert projected["equiv_l2"] == pytest.approx(lagrangian["equiv_l2"], rel=0.02)

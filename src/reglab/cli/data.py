@@ -9,12 +9,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab._validation import invalid
-from reglab.data import get_fashion_mnist, get_mnist, list_datasets
+from reglab.data import get_fashion_mnist, get_gutenberg, get_mnist, list_datasets
 
 NAME = "data"
 HELP = "get datasets (mnist, fashion-mnist) or list what is available offline"
 
-_GETTERS = {"mnist": get_mnist, "fashion-mnist": get_fashion_mnist}
+_GETTERS = {"mnist": get_mnist, "fashion-mnist": get_fashion_mnist, "gutenberg": get_gutenberg}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -57,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="worker processes on this machine (threads split between them)",
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch threads per worker (default: CPU count / jobs)",
+    )
     parser.add_argument("--epochs", type=positive_int, help="override every grid point's epochs")
     parser.add_argument("--seeds", type=positive_int, help="use only the first N seeds")
     add_worker_options(parser)
@@ -94,6 +100,12 @@ _CONSOLE_COLUMNS = (
     ("test_acc", "test %", 100, 1, True),
     ("gap", "gap", 100, 1, True),
     ("test_ece", "ECE %", 100, 1, False),
+    ("test_ece_ts", "ECE T %", 100, 1, False),
+    ("test_acc_mc", "MC %", 100, 1, False),
+    ("probe_test_acc", "probe %", 100, 1, True),
+    ("test_mse", "test MSE", 1, 3, True),
+    ("train_mse", "train MSE", 1, 3, False),
+    ("equiv_l2", "equiv L2", 1, 4, False),
     ("mean_member_acc", "member %", 100, 1, False),
     ("test_recon", "recon", 1, 3, True),
     ("fvu", "FVU", 1, 3, False),
@@ -124,7 +136,8 @@ def results_table(summary: list[dict[str, Any]], title: str) -> Table:
 
 
 def _spawn_workers(args: argparse.Namespace, run_dir: RunDir, storage: str) -> list[Any]:
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+
     cmd = [
         sys.executable,
         "-m",
@@ -196,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         ) as progress:
             trial_task = progress.add_task("trials", total=total, completed=done_before)
             if args.jobs == 1:
+                if args.threads:
+                    torch.set_num_threads(args.threads)
                 epoch_task = progress.add_task("epochs", total=1)
 
                 def on_trial(trial: Any, event: str) -> None:

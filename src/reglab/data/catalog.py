@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from reglab.data._store import data_dir
+from reglab.data.fetch import GUTENBERG_COMPLETE
 from reglab.data.mnist import FASHION_MNIST, MNIST
 
 __all__ = ["DatasetStatus", "list_datasets"]
@@ -33,6 +34,15 @@ def list_datasets(root: str | os.PathLike[str] | None = None) -> list[DatasetSta
         folder = base / spec.folder
         here = all((folder / f).is_file() for f in spec.files.values())
         rows.append(DatasetStatus(spec.name, here, str(folder), spec.how_to_get))
+    gutenberg = base / "gutenberg"
+    rows.append(
+        DatasetStatus(
+            "gutenberg",
+            (gutenberg / GUTENBERG_COMPLETE).is_file(),
+            str(gutenberg),
+            "reglab data get gutenberg",
+        )
+    )
     rows.append(
         DatasetStatus(
             "image-patches",

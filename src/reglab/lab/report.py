@@ -33,6 +33,16 @@ COLUMNS = (
     ("gap", "gap pts", 100, 2),
     ("test_loss", "test NLL", 1, 3),
     ("test_ece", "ECE %", 100, 2),
+    ("test_ece_ts", "ECE temp-scaled %", 100, 2),
+    ("test_acc_mc", "MC-dropout test %", 100, 2),
+    ("probe_test_acc", "probe test %", 100, 2),
+    ("probe_raw_acc", "raw-pixel probe %", 100, 2),
+    ("mean_activation", "mean act.", 1, 3),
+    ("train_mse", "train MSE", 1, 4),
+    ("test_mse", "test MSE", 1, 4),
+    ("equiv_l2", "equiv. L2", 1, 4),
+    ("ridge_gap", "off ridge path", 1, 5),
+    ("pinv_gap", "from pinv", 1, 4),
     ("mean_member_acc", "member %", 100, 2),
     ("members", "k", 1, 0),
     ("ensemble_mse", "ens. MSE", 1, 4),
@@ -111,7 +121,18 @@ def curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-_SWEEP_METRICS = ("test_acc", "gap", "test_recon", "fvu", "zero_frac", "l0", "ensemble_mse")
+_SWEEP_METRICS = (
+    "test_mse",
+    "train_mse",
+    "pinv_gap",
+    "test_acc",
+    "gap",
+    "test_recon",
+    "fvu",
+    "zero_frac",
+    "l0",
+    "ensemble_mse",
+)
 
 
 def coefficient_series(
@@ -395,6 +416,29 @@ def table_columns(summary: Sequence[dict[str, Any]]) -> list[tuple[str, str, flo
     return [c for c in COLUMNS if c[0] in recorded] or list(COLUMNS)
 
 
+def stopping_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Post-hoc stopping results (``stop/<criterion>`` metrics): one row per grid point and
+    criterion with the stop epoch and the test accuracy of the last and of the best weights."""
+    rows = []
+    for row in summary:
+        metrics = row["metrics"]
+        for key in (k for k in metrics if k.startswith("stop/")):
+            name = key.removeprefix("stop/")
+            rows.append(
+                [
+                    row["label"],
+                    name,
+                    _fmt(metrics[key], 1, 1),
+                    _fmt(metrics[f"test_acc_last/{name}"], 100, 2),
+                    _fmt(metrics[f"test_acc_best/{name}"], 100, 2),
+                ]
+            )
+    return rows
+
+
+_STOPPING_HEADERS = ("config", "criterion", "stop epoch", "test % (last)", "test % (best)")
+
+
 def markdown_table(
     summary: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, float, int]] = COLUMNS
 ) -> str:
@@ -490,6 +534,14 @@ def render_report(
                 _coefficients(series),
             )
     table = markdown_table(summary, columns)
+    stopping = stopping_rows(summary)
+    if stopping:
+        table += (
+            "\n\nEarly-stopping criteria replayed on the logged runs:\n\n"
+            + f"| {' | '.join(_STOPPING_HEADERS)} |\n|"
+            + "---|" * len(_STOPPING_HEADERS)
+            + "".join(f"\n| {' | '.join(cells)} |" for cells in stopping)
+        )
     status = f"{len(records)} of {total_trials} trials complete."
     atomic_write_text(
         folder / "summary.md",
@@ -508,6 +560,14 @@ def render_report(
         for r in summary
     )
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in columns)
+    if stopping:
+        rows += "</table><p>Early-stopping criteria replayed on the logged runs:</p><table><tr>"
+        rows += "".join(f"<th>{html.escape(h)}</th>" for h in _STOPPING_HEADERS) + "</tr>"
+        rows += "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+            for cells in stopping
+        )
+
     figures = "".join(
         f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(c)}</figcaption></figure>'

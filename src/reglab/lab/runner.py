@@ -30,6 +30,12 @@ from reglab.autoencoders import (
 from reglab.constraints import NormBound
 from reglab.data import digits, fashion_mnist, image_patches, mnist, teacher_student
 from reglab.ensembles import Bagging, error_decomposition
+from reglab.lab.language import (
+    LSTMLanguageModel,
+    corpus_windows,
+    language_model_metrics,
+    sequence_loss,
+)
 from reglab.lab.models import mlp
 from reglab.lab.posthoc import post_hoc_stopping
 from reglab.lab.regression import ridge_metrics
@@ -196,6 +202,9 @@ def run_trial(
         return _run_autoencoder(config, seed, epoch_callback)
     if config["model"]["kind"] == "linear":
         return _run_regression(config, seed, epoch_callback)
+    if config["model"]["kind"] == "lstm-lm":
+        return _run_language_model(config, seed, epoch_callback)
+
     return _run_classifier(config, seed, epoch_callback)
 
 
@@ -528,7 +537,35 @@ def _run_autoencoder(
     }
     if m["linear"]:
         metrics.update(_pca_comparison(ae, x, xt))
+    if config["data"]["labels"]:
+        metrics.update(_linear_probe(ae, train, test))
     return TrialOutcome(metrics, _history_rows(history), ae, None)
+
+
+def _linear_probe(
+    ae: Autoencoder,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+) -> dict[str, float]:
+    """Test accuracy of a multinomial logistic regression (scikit-learn) fit on the codes of
+    the labelled training rows, and of the same probe on the raw inputs (the baseline a
+    representation has to beat)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labelled = train[1] >= 0
+    with torch.no_grad():
+        views = {
+            "probe_test_acc": (ae.encode(train[0][labelled]), ae.encode(test[0])),
+            "probe_raw_acc": (train[0][labelled], test[0]),
+        }
+    out = {}
+    for key, (features, test_features) in views.items():
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        probe.fit(features.double().numpy(), train[1][labelled].numpy())
+        out[key] = float(probe.score(test_features.double().numpy(), test[1].numpy()))
+    return out
 
 
 def _pca_comparison(ae: Any, x: torch.Tensor, xt: torch.Tensor) -> dict[str, float]:
@@ -624,7 +661,7 @@ def _run_regression(
     history = fit(
         net,
         (x, y),
-        (xt, yt),
+        None,  # thousands of full-batch epochs: the test error is measured once, at the end
         loss=mse,
         optimizer=_optimizer(net, train_cfg),
         epochs=int(train_cfg["epochs"]),
@@ -649,3 +686,47 @@ def _run_regression(
             "seconds": seconds,
         }
     return TrialOutcome(metrics, _history_rows(history), net, None)
+
+
+def _run_language_model(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """An :class:`~reglab.lab.language.LSTMLanguageModel` (``model.options`` are its keyword
+    arguments, plus ``bptt``, the window length) trained on windows of the Gutenberg corpus;
+    perplexities and the AR/TAR activation statistics of :func:`language_model_metrics`."""
+    options = dict(config["model"]["options"])
+    length = int(options.pop("bptt", 35))
+    vocab_size, splits = corpus_windows(config["data"], length)
+    torch.manual_seed(seed)
+    try:
+        model = LSTMLanguageModel(vocab_size, **options)
+    except TypeError as err:
+        raise InvalidParameterError(f"model.options: {err}") from None
+    regularizers = [reglab.attach(model.body, config["rules"])] if config.get("rules") else []
+    train_cfg = config["train"]
+    callbacks = (
+        [] if epoch_callback is None else [_Progress(epoch_callback, int(train_cfg["epochs"]))]
+    )
+    start = time.perf_counter()
+    history = fit(
+        model,
+        splits["train"],
+        splits["valid"],
+        loss=sequence_loss,
+        optimizer=_optimizer(model, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=regularizers,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        reg.remove()
+    metrics = {
+        **language_model_metrics(model, splits),
+        "epochs_run": float(len(history)),
+        "seconds": seconds,
+    }
+    return TrialOutcome(metrics, _history_rows(history), model, None)

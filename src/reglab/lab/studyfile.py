@@ -33,8 +33,8 @@ __all__ = [
     "parse_study",
 ]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "patches", "teacher")
-MODEL_KINDS = ("mlp", "factory", "autoencoder", "linear")
+DATASETS = ("digits", "mnist", "fashion-mnist", "patches", "teacher", "gutenberg")
+MODEL_KINDS = ("mlp", "factory", "autoencoder", "linear", "lstm-lm")
 
 
 _DATA_DEFAULTS = {
@@ -267,12 +267,14 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         raise _fail(
             f"{origin}.model.kind", f"expected one of {', '.join(MODEL_KINDS)}", model["kind"]
         )
-    if (data["name"] == "teacher") != (model["kind"] == "linear"):
-        raise _fail(
-            f"{origin}.model.kind",
-            "the 'teacher' regression data and model.kind = 'linear' go together",
-            model["kind"],
-        )
+    for dataset, kind in (("teacher", "linear"), ("gutenberg", "lstm-lm")):
+        if (data["name"] == dataset) != (model["kind"] == kind):
+            raise _fail(
+                f"{origin}.model.kind",
+                f"the '{dataset}' data and model.kind = '{kind}' go together",
+                model["kind"],
+            )
+
     if data["name"] == "patches" and model["kind"] != "autoencoder":
         raise _fail(
             f"{origin}.data.name",
