@@ -177,3 +177,22 @@ def test_data_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     statuses = {s.name: s.available for s in list_datasets(tmp_path)}
     assert statuses["digits"]
     assert not statuses["mnist"]
+
+
+def test_gutenberg_corpus_splits_contiguous_chunks_with_a_10k_vocabulary() -> None:
+    from reglab.data import gutenberg
+
+    try:
+        corpus = gutenberg()
+    except DatasetNotFoundError:
+        pytest.skip("Gutenberg not fetched here (reglab data get gutenberg)")
+    sizes = [len(corpus.train), len(corpus.valid), len(corpus.test)]
+    assert sum(sizes) > 2_000_000  # about 2.1 M words
+    assert 0.85 < sizes[0] / sum(sizes) < 0.95
+    assert abs(sizes[1] - sizes[2]) <= 10_000
+    assert len(corpus.vocab) == 10_000
+    assert corpus.vocab[:2] == ("<unk>", "<eos>")
+    assert corpus.train.max() < 10_000
+    assert corpus.train.min() >= 0
+    unk = float((corpus.test == 0).double().mean())
+    assert 0.01 < unk < 0.1  # rare words map to <unk>, as in PTB (about 5 %)

@@ -25,7 +25,9 @@ def test_ridge_matches_scikit_learn_with_alpha_n_times_l2() -> None:
 def test_ridge_tends_to_the_pseudo_inverse_solution() -> None:
     x, y = _problem()  # under-determined: 40 rows, 60 inputs
     pinv = np.linalg.pinv(x) @ y
-    gaps = [np.linalg.norm(ridge(x, y, a) - pinv) / np.linalg.norm(pinv) for a in (1e-2, 1e-4, 1e-8)]
+    gaps = [
+        np.linalg.norm(ridge(x, y, a) - pinv) / np.linalg.norm(pinv) for a in (1e-2, 1e-4, 1e-8)
+    ]
     assert gaps == sorted(gaps, reverse=True)
     assert gaps[-1] < 1e-6
     np.testing.assert_allclose(ridge(x, y, 0.0), pinv, rtol=1e-9, atol=1e-12)
@@ -46,7 +48,8 @@ def test_equivalent_l2_inverts_the_norm_of_the_ridge_path() -> None:
 def test_teacher_student_is_seeded_and_test_targets_are_noise_free() -> None:
     (x, y), (xt, yt) = teacher_student(n_train=30, n_inputs=10, noise=2.0, n_test=50, seed=1)
     (x2, y2), _ = teacher_student(n_train=30, n_inputs=10, noise=2.0, n_test=50, seed=1)
-    assert np.array_equal(x.numpy(), x2.numpy()) and np.array_equal(y.numpy(), y2.numpy())
+    assert np.array_equal(x.numpy(), x2.numpy())
+    assert np.array_equal(y.numpy(), y2.numpy())
     w, *_ = np.linalg.lstsq(xt.double().numpy(), yt.double().numpy(), rcond=None)
     np.testing.assert_allclose(xt.double().numpy() @ w, yt.double().numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="noise"):

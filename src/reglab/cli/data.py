@@ -12,15 +12,17 @@ from reglab._validation import invalid
 from reglab.data import get_fashion_mnist, get_gutenberg, get_mnist, list_datasets
 
 NAME = "data"
-HELP = "get datasets (mnist, fashion-mnist) or list what is available offline"
+HELP = "get datasets (mnist, fashion-mnist, gutenberg) or list what is available offline"
 
 _GETTERS = {"mnist": get_mnist, "fashion-mnist": get_fashion_mnist, "gutenberg": get_gutenberg}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="{get,list}", required=True)
-    get = sub.add_parser("get", help="put a dataset's files in the data directory")
-    get.add_argument("name", help=f"one of {', '.join(_GETTERS)}")
+    get = sub.add_parser("get", help="put datasets' files in the data directory")
+    get.add_argument(
+        "names", nargs="+", metavar="NAME", help=f"one or more of {', '.join(_GETTERS)}"
+    )
     get.add_argument(
         "--root", default=None, help="data directory (default: $REGLAB_DATA or the user cache dir)"
     )
@@ -31,12 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.data_command == "get":
-        if args.name not in _GETTERS:
-            raise invalid("NAME", "reglab data get", f"one of {', '.join(_GETTERS)}", args.name)
-        with console.status(f"getting {args.name} ..."):
-            folder = _GETTERS[args.name](args.root)
-        console.print(f"{args.name}: verified files in {folder}")
+        for name in args.names:  # check every name before fetching anything
+            if name not in _GETTERS:
+                raise invalid("NAME", "reglab data get", f"one of {', '.join(_GETTERS)}", name)
+        for name in args.names:
+            with console.status(f"getting {name} ..."):
+                folder = _GETTERS[name](args.root)
+            console.print(f"{name}: verified files in {folder}")
         return 0
+
     table = Table(title="reglab datasets")
     for column in ("name", "available", "location", "how to get"):
         table.add_column(column)

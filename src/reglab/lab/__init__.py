@@ -2,6 +2,7 @@
 
 from reglab.lab.catalog import builtin_studies, find_study
 from reglab.lab.grid import GridPoint, Trial, expand, trials
+from reglab.lab.language import LSTMLanguageModel
 from reglab.lab.models import mlp
 from reglab.lab.report import coefficient_series, curves, render_report, summarize
 from reglab.lab.rundir import RunDir
@@ -11,6 +12,7 @@ from reglab.lab.sweep import Sweep
 
 __all__ = [
     "GridPoint",
+    "LSTMLanguageModel",
     "RunDir",
     "Study",
     "StudyError",

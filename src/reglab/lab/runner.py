@@ -127,9 +127,11 @@ def load_data(
     return ((x, y), (xt, yt)), val
 
 
-def image_shape(study: Any) -> tuple[int, int]:
-    """(h, w) of one input image of the study's dataset (for filter pictures)."""
-    return _IMAGE_SHAPES[study.data["name"]][1:]
+def image_shape(study: Any) -> tuple[int, int] | None:
+    """(h, w) of one input image of the study's dataset (for filter pictures); None when its
+    inputs are not images (teacher, gutenberg)."""
+    shape = _IMAGE_SHAPES.get(study.data["name"])
+    return None if shape is None else shape[1:]
 
 
 def build_model(model_cfg: dict[str, Any]) -> nn.Module:
@@ -301,6 +303,7 @@ def _run_classifier(
         **_kernel_stats(net),
         **_dropout_inference(net, *test, seed),
         **(_temperature_scaled(net, val, test) if val is not None else {}),
+        **_shared_task_metrics(model, test),
         "epochs_run": float(len(history)),
         "seconds": seconds,
     }
@@ -388,6 +391,26 @@ class _TestCurve(Callback):
         on_test = _evaluate(self.net, *self.test)
         self.net.train(was_training)
         state.logs["test_acc"], state.logs["test_loss"] = on_test["acc"], on_test["loss"]
+
+
+@torch.no_grad()
+def _shared_task_metrics(
+    model: nn.Module, test: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """What the second task of a shared model learned, on the test rows: the semi-supervised
+    decoder's reconstruction error (``test_recon``, squared error summed over features, with
+    ``input_var``, that of predicting the mean, for scale) or the parity head's accuracy."""
+    model.eval()
+    if isinstance(model, SemiSupervised):
+        out = model(test[0])
+        return {
+            "test_recon": float((out.reconstruction - test[0]).square().sum(1).mean()),
+            "input_var": float(test[0].var(0, unbiased=False).sum()),
+        }
+    if isinstance(model, MultiTask) and "parity" in model.heads:
+        parity = model(test[0])["parity"].argmax(-1)
+        return {"parity_acc": float((parity == test[1] % 2).double().mean())}
+    return {}
 
 
 @torch.no_grad()
