@@ -173,7 +173,7 @@ def test_data_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "digits" in out
     assert "reglab data get mnist" in out
     assert main(["data", "get", "cifar"]) == 2
-    assert "must be one of mnist, fashion-mnist. Got 'cifar'" in capsys.readouterr().err
+    assert "must be one of mnist, fashion-mnist, gutenberg. Got 'cifar'" in capsys.readouterr().err
     statuses = {s.name: s.available for s in list_datasets(tmp_path)}
     assert statuses["digits"]
     assert not statuses["mnist"]
