@@ -182,3 +182,13 @@ def test_shared_encoder_learns_both_tasks() -> None:
     assert multi["parity_acc"] > 0.8  # measured 86.7 %
     for run in (semi, multi):
         assert run["test_acc"] > classifier["test_acc"] - 0.03
+
+
+def test_kl_sparsity_holds_the_mean_code_activation_near_rho_on_mnist() -> None:
+    def m(key: str) -> dict[str, float]:
+        return _metrics("sparse-autoencoder-mnist", key, 3, subset=3000)
+
+    none, l1, kl, topk = m("none"), m("L1"), m("KL"), m("TopK")
+    assert kl["mean_activation"] == pytest.approx(0.05, abs=0.02)  # measured 0.056 (rho 0.05)
+    assert l1["l0"] < 0.8 * none["l0"]  # measured 470 vs 650 active codes (coefficient 0.01)
+    assert topk["l0"] == 32.0

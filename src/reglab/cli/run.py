@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import subprocess
 import sys
@@ -129,8 +130,12 @@ def results_table(summary: list[dict[str, Any]], title: str) -> Table:
         cells = []
         for key, _, scale, decimals, spread in columns:
             mean, std = row["metrics"].get(key, (float("nan"), 0.0))
+            if math.isnan(mean):  # not measured for this configuration
+                cells.append("–")
+                continue
             text = f"{scale * mean:.{decimals}f}"
             cells.append(f"{text}±{scale * std:.{decimals}f}" if spread else text)
+
         table.add_row(row["label"], *cells)
     return table
 

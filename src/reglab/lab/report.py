@@ -57,6 +57,8 @@ COLUMNS = (
     ("dead_fraction", "dead %", 100, 1),
     ("zero_frac", "zeros %", 100, 1),
     ("weight_norm", "‖W‖₂", 1, 1),
+    ("max_unit_norm", "max unit ‖w‖", 1, 2),
+
     ("weight_small_frac", "w≈0 %", 100, 1),  # |w| < 1e-3
     ("epochs_run", "epochs", 1, 0),
     ("seconds", "s", 1, 1),

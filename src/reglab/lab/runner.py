@@ -473,7 +473,8 @@ def _history_rows(history: Any) -> list[dict[str, float]]:
 
 
 def _kernel_stats(model: nn.Module) -> dict[str, float]:
-    """L2 norm of all kernels together, and the share of kernel entries with |w| < 1e-3."""
+    """L2 norm of all kernels together, the largest norm of one unit's incoming weights (what
+    MaxNorm bounds), and the share of kernel entries with |w| < 1e-3."""
     with torch.no_grad():
         kernels = [
             p
@@ -483,6 +484,8 @@ def _kernel_stats(model: nn.Module) -> dict[str, float]:
         count = sum(p.numel() for p in kernels)
         return {
             "weight_norm": math.sqrt(sum(float(p.square().sum()) for p in kernels)),
+            "max_unit_norm": max(float(p.flatten(1).norm(dim=1).max()) for p in kernels),
+
             "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in kernels) / count,
         }
 
