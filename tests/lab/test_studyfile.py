@@ -116,6 +116,35 @@ def test_cross_and_zip() -> None:
             {**BASE, "grid": [{"name": "a", "model": {"dropout": {"values": []}}}]},
             r"^s\.grid\[0\]\.model\.dropout: 'values' must be a non-empty list",
         ),
+        (
+            {**BASE, "grid": [{"name": "a", "label_smoothing": {"eps": 0.1, "form": "soft"}}]},
+            r"^s\.grid\[0\]\.label_smoothing\.form: expected 'uniform' or 'others' \(got 'soft'\)",
+        ),
+        (
+            {**BASE, "grid": [{"name": "a", "label_smoothing": {"epsilon": 0.1}}]},
+            r"^s\.grid\[0\]\.label_smoothing\.epsilon: unknown key; allowed: eps, form",
+        ),
+        (
+            {**BASE, "grid": [{"name": "a", "semi_supervised": {}, "multitask": {}}]},
+            r"^s\.grid\[0\]\.semi_supervised: cannot be combined with multitask",
+        ),
+        (
+            {**BASE, "grid": [{"name": "a", "post_hoc_stopping": {"gl": [2]}}]},
+            r"^s\.grid\[0\]\.post_hoc_stopping: needs data\.validation > 0",
+        ),
+        (
+            {**BASE, "grid": [{"name": "a", "norm_bound": {"k": 3}}]},
+            r"^s\.grid\[0\]\.norm_bound\.k: unknown key; allowed: lr_dual, max_norm",
+        ),
+        (
+            {**BASE, "data": {"name": "teacher"}},
+            r"^s\.model\.kind: the 'teacher' data and model\.kind = 'linear' go together",
+        ),
+        (
+            {**BASE, "model": {"kind": "lstm-lm"}},
+            r"^s\.model\.kind: the 'gutenberg' data and model\.kind = 'lstm-lm' go together",
+        ),
+
     ],
 )
 def test_validation_errors_name_the_key_path(raw, message) -> None:
