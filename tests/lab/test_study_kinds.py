@@ -127,3 +127,73 @@ def test_axes_in_study_level_sections_are_swept() -> None:
     points = expand(study)
     assert [p.config["train"]["lr"] for p in points] == [1e-3, 1e-2]
     assert [p.label for p in points] == ["a lr=0.001", "a lr=0.01"]
+
+
+LM = """
+name = "lm"
+seeds = [0]
+[data]
+name = "gutenberg"
+subset = 3000
+[model]
+kind = "lstm-lm"
+options = { emb_size = 16, hidden_size = 16, bptt = 20 }
+[train]
+epochs = 1
+[[grid]]
+name = "AR+TAR"
+rules.drop_out = { activity = "l2", activity_reduction = "mean" }
+rules.rnn1 = { activity = { class_name = "TemporalDifference", config = { beta = 1.0 } } }
+"""
+
+TEACHER = """
+name = "ridge"
+seeds = [0]
+[data]
+name = "teacher"
+subset = 20
+inputs = 30
+[model]
+kind = "linear"
+[train]
+optimizer = "sgd"
+lr = 0.05
+epochs = 400
+batch_size = 20
+[[grid]]
+name = "bound"
+norm_bound = { max_norm = 0.5 }
+"""
+
+
+def test_language_model_study_saves_tied_weights_once(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from reglab.data import DatasetNotFoundError, gutenberg
+
+    try:
+        gutenberg()
+    except DatasetNotFoundError:
+        pytest.skip("Gutenberg not fetched here (reglab data get gutenberg)")
+    out, metrics = _run(tmp_path, LM, "lm")
+    m = metrics["AR_TAR"]
+    assert 1 < m["valid_ppl"] < 30_000  # a few steps from a 10k-word uniform guess
+    assert m["act_sq"] > 0
+    assert m["act_diff_sq"] > 0
+    with safe_open(str(out / "trials/AR_TAR__seed0/model.safetensors"), "pt") as f:
+        stored = set(f.keys())
+        assert "body.decoder.weight" not in stored  # tied: stored once
+        assert "body.encoder.embedding.weight" in stored
+        assert json.loads(f.metadata()["tied"]) == {
+            "body.decoder.weight": "body.encoder.embedding.weight"
+        }
+    assert "valid ppl" in (out / "summary.md").read_text()
+
+
+def test_teacher_regression_study_reports_the_ridge_path(tmp_path: Path) -> None:
+    out, metrics = _run(tmp_path, TEACHER, "ridge")
+    m = metrics["bound"]
+    assert m["weight_norm"] == pytest.approx(0.5, rel=0.02)
+    assert m["ridge_gap"] < 0.02
+    assert m["equiv_l2"] > 0
+    assert (out / "report.html").is_file()

@@ -144,7 +144,6 @@ def test_cross_and_zip() -> None:
             {**BASE, "model": {"kind": "lstm-lm"}},
             r"^s\.model\.kind: the 'gutenberg' data and model\.kind = 'lstm-lm' go together",
         ),
-
     ],
 )
 def test_validation_errors_name_the_key_path(raw, message) -> None:

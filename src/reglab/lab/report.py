@@ -40,7 +40,13 @@ COLUMNS = (
     ("probe_test_acc", "probe test %", 100, 2),
     ("probe_raw_acc", "raw-pixel probe %", 100, 2),
     ("mean_activation", "mean act.", 1, 3),
+    ("train_ppl", "train ppl", 1, 1),
+    ("valid_ppl", "valid ppl", 1, 1),
+    ("test_ppl", "test ppl", 1, 1),
+    ("act_sq", "E[h²]", 1, 5),
+    ("act_diff_sq", "E[Δh²]", 1, 6),
     ("train_mse", "train MSE", 1, 4),
+
     ("test_mse", "test MSE", 1, 4),
     ("equiv_l2", "equiv. L2", 1, 4),
     ("ridge_gap", "off ridge path", 1, 5),
@@ -126,6 +132,8 @@ def curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
 
 
 _SWEEP_METRICS = (
+    "test_ppl",
+
     "test_mse",
     "train_mse",
     "pinv_gap",

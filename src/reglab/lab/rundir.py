@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from reglab._io import atomic_write, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -64,8 +66,9 @@ class RunDir:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(folder / "history.csv", buffer.getvalue())
-        state = {k: v.detach().cpu().contiguous() for k, v in outcome.model.state_dict().items()}
-        payload = save(state, metadata={"trial": key})
+        state, tied = _unique_tensors(outcome.model.state_dict())
+        payload = save(state, metadata={"trial": key, "tied": json.dumps(tied)})
+
         atomic_write(folder / "model.safetensors", lambda f: f.write(payload))
         atomic_write_json(folder / "metrics.json", outcome.metrics)  # written last: "done"
 
@@ -75,3 +78,20 @@ class RunDir:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+
+def _unique_tensors(
+    state: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``state`` with each shared tensor stored once (tied weights, e.g. a language model's
+    decoder and embedding; safetensors refuses aliases), and ``{dropped name: kept name}``."""
+    kept: dict[tuple[int, torch.Size, tuple[int, ...]], str] = {}
+    unique, tied = {}, {}
+    for name, tensor in state.items():
+        ident = (tensor.data_ptr(), tensor.shape, tensor.stride())
+        if tensor.numel() and ident in kept:
+            tied[name] = kept[ident]
+            continue
+        kept[ident] = name
+        unique[name] = tensor.detach().cpu().contiguous()
+    return unique, tied
