@@ -109,7 +109,6 @@ _CONSOLE_COLUMNS = (
     ("test_ppl", "test ppl", 1, 1, True),
     ("act_sq", "E[h²]", 1, 4, False),
     ("act_diff_sq", "E[Δh²]", 1, 5, False),
-
     ("train_mse", "train MSE", 1, 3, False),
     ("equiv_l2", "equiv L2", 1, 4, False),
     ("mean_member_acc", "member %", 100, 1, False),

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reglab._validation import check_positive_int
+import reglab
+from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.data import gutenberg
+from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, make_optimizer
 from reglab.sharing import tie_weights
 from reglab.stochastic import EmbeddingDropout, LockedDropout, WeightDrop
+from reglab.training import fit
 
-__all__ = ["LSTMLanguageModel", "language_model_metrics", "windows"]
+__all__ = ["LSTMLanguageModel", "language_model_metrics", "run_language_model", "windows"]
 
 
 class LSTMLanguageModel(nn.Module):
@@ -143,3 +148,47 @@ def corpus_windows(
         "valid": windows(corpus.valid, length, held_out),
         "test": windows(corpus.test, length, held_out),
     }
+
+
+def run_language_model(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """An :class:`~reglab.lab.language.LSTMLanguageModel` (``model.options`` are its keyword
+    arguments, plus ``bptt``, the window length) trained on windows of the Gutenberg corpus;
+    perplexities and the AR/TAR activation statistics of :func:`language_model_metrics`."""
+    options = dict(config["model"]["options"])
+    length = int(options.pop("bptt", 35))
+    vocab_size, splits = corpus_windows(config["data"], length)
+    torch.manual_seed(seed)
+    try:
+        model = LSTMLanguageModel(vocab_size, **options)
+    except TypeError as err:
+        raise InvalidParameterError(f"model.options: {err}") from None
+    regularizers = [reglab.attach(model.body, config["rules"])] if config.get("rules") else []
+    train_cfg = config["train"]
+    callbacks = (
+        [] if epoch_callback is None else [EpochProgress(epoch_callback, int(train_cfg["epochs"]))]
+    )
+    start = time.perf_counter()
+    history = fit(
+        model,
+        splits["train"],
+        splits["valid"],
+        loss=sequence_loss,
+        optimizer=make_optimizer(model, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=regularizers,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        reg.remove()
+    metrics = {
+        **language_model_metrics(model, splits),
+        "epochs_run": float(len(history)),
+        "seconds": seconds,
+    }
+    return TrialOutcome(metrics, history_rows(history), model, None)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
-from reglab._validation import check_choice, check_probability, invalid
+from reglab._validation import InvalidParameterError, check_choice, check_probability, invalid
 
-__all__ = ["ACTIVATIONS", "mlp"]
+__all__ = ["ACTIVATIONS", "build_model", "mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -55,3 +57,25 @@ def mlp(
             if dropout > 0:
                 layers[f"drop{i}"] = nn.Dropout(dropout)
     return nn.Sequential(OrderedDict(layers))
+
+
+def build_model(model_cfg: dict[str, Any]) -> nn.Module:
+    """The study's model: ``kind = "mlp"`` (reglab's :func:`~reglab.lab.mlp`) or
+    ``kind = "factory"`` with ``factory = "package.module:function"`` (imported, then called
+    with the ``options`` table as keyword arguments)."""
+    if model_cfg["kind"] == "factory":
+        module_name, _, attr = model_cfg["factory"].partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise InvalidParameterError(
+                f"model.factory: cannot import {model_cfg['factory']!r} ({err}); expected "
+                "'package.module:function' importable from here"
+            ) from None
+        return factory(**model_cfg.get("options", {}))
+    return mlp(
+        list(model_cfg["sizes"]),
+        model_cfg["activation"],
+        float(model_cfg["dropout"]),
+        float(model_cfg["input_dropout"]),
+    )

@@ -9,9 +9,23 @@ the ``a`` whose ridge solution has norm k (its KKT multiplier).
 
 from __future__ import annotations
 
-import numpy as np
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["equivalent_l2", "ridge", "ridge_metrics"]
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import reglab
+from reglab.constraints import NormBound
+from reglab.lab.datasets import load_data
+from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, make_optimizer
+from reglab.training import fit
+
+__all__ = ["equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
 
 
 def ridge(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
@@ -60,3 +74,63 @@ def ridge_metrics(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, floa
         "pinv_gap": float(np.linalg.norm(w - pinv) / np.linalg.norm(pinv)),
         "pinv_norm": float(np.linalg.norm(pinv)),
     }
+
+
+def run_regression(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """A linear model ``fc0: Linear(d, 1, bias=False)`` trained from zero on the teacher's
+    mean squared error, with the grid's penalties, constraints or norm bound; compared with
+    the closed forms of :mod:`reglab.lab.regression`. Zero initialisation keeps gradient
+    descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
+    (train, test), _ = load_data(config["data"], seed)
+    (x, y), (xt, yt) = train, test
+    net = nn.Sequential(OrderedDict(fc0=nn.Linear(x.shape[1], 1, bias=False)))
+    nn.init.zeros_(net.fc0.weight)
+    regularizers: list[Any] = []
+    if config.get("rules"):
+        regularizers.append(reglab.attach(net, config["rules"]))
+    if config.get("norm_bound"):
+        bound = config["norm_bound"]
+        regularizers.append(
+            NormBound(
+                [net.fc0.weight], float(bound["max_norm"]), lr_dual=float(bound.get("lr_dual", 0.1))
+            )
+        )
+    train_cfg = config["train"]
+    callbacks = (
+        [] if epoch_callback is None else [EpochProgress(epoch_callback, int(train_cfg["epochs"]))]
+    )
+
+    def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out.squeeze(-1), target)
+
+    start = time.perf_counter()
+    history = fit(
+        net,
+        (x, y),
+        None,  # thousands of full-batch epochs: the test error is measured once, at the end
+        loss=mse,
+        optimizer=make_optimizer(net, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=regularizers,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        if hasattr(reg, "remove"):
+            reg.remove()
+    with torch.no_grad():
+        w = net.fc0.weight.detach().double().ravel()
+        metrics = {
+            "train_mse": mse(net(x), y).item(),
+            "test_mse": mse(net(xt), yt).item(),
+            "weight_norm": float(w.norm()),
+            **ridge_metrics(w.numpy(), x.double().numpy(), y.double().numpy()),
+            "epochs_run": float(len(history)),
+            "seconds": seconds,
+        }
+    return TrialOutcome(metrics, history_rows(history), net, None)

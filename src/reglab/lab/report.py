@@ -46,7 +46,6 @@ COLUMNS = (
     ("act_sq", "E[h²]", 1, 5),
     ("act_diff_sq", "E[Δh²]", 1, 6),
     ("train_mse", "train MSE", 1, 4),
-
     ("test_mse", "test MSE", 1, 4),
     ("equiv_l2", "equiv. L2", 1, 4),
     ("ridge_gap", "off ridge path", 1, 5),
@@ -64,7 +63,6 @@ COLUMNS = (
     ("zero_frac", "zeros %", 100, 1),
     ("weight_norm", "‖W‖₂", 1, 1),
     ("max_unit_norm", "max unit ‖w‖", 1, 2),
-
     ("weight_small_frac", "w≈0 %", 100, 1),  # |w| < 1e-3
     ("epochs_run", "epochs", 1, 0),
     ("seconds", "s", 1, 1),
@@ -133,7 +131,6 @@ def curves(records: Sequence[Record]) -> dict[str, dict[str, list[float]]]:
 
 _SWEEP_METRICS = (
     "test_ppl",
-
     "test_mse",
     "train_mse",
     "pinv_gap",
@@ -467,7 +464,7 @@ def write_report(
     run_dir_path: str | Path, study: Any, records: Sequence[Record], total_trials: int
 ) -> Path:
     """:func:`render_report` with a study's title, description and image shape."""
-    from reglab.lab.runner import image_shape
+    from reglab.lab.datasets import image_shape
 
     return render_report(
         run_dir_path,

@@ -1,0 +1,302 @@
+"""Classifier trials: an MLP, optionally pre-trained or sharing its trunk (semi-supervised,
+multi-task), with the grid's regularizers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import reglab
+from reglab.autoencoders import (
+    pretrain_layerwise,
+)
+from reglab.constraints import NormBound
+from reglab.lab.datasets import IMAGE_SHAPES, load_data
+from reglab.lab.models import build_model
+from reglab.lab.posthoc import post_hoc_stopping
+from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, kernel_stats, make_optimizer
+from reglab.losses import (
+    LabelSmoothingCrossEntropy,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_diagram,
+)
+from reglab.sharing import MultiTask, SemiSupervised
+from reglab.stochastic import GaussianNoise, RandomAffine, WeightNoise
+from reglab.training import Callback, EarlyStopping, accuracy, fit
+
+__all__ = ["run_classifier"]
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    model.eval()
+    codes: list[torch.Tensor] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o: codes.append(o))
+        for name, m in model.named_modules()
+        if name.startswith("act")
+    ]
+    try:
+        logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    probs = logits.softmax(-1)
+    zeros = sum(int((c == 0).sum()) for c in codes)
+    total = sum(c.numel() for c in codes)
+    bins = reliability_diagram(probs, y, n_bins=15)
+    return {
+        "reliability": {
+            "count": bins.count.tolist(),
+            "confidence": bins.confidence.tolist(),
+            "accuracy": bins.accuracy.tolist(),
+        },
+        "acc": accuracy(logits, y).item(),
+        "loss": F.cross_entropy(logits, y).item(),
+        "ece": expected_calibration_error(probs, y),
+        "zero_frac": zeros / total if total else 0.0,
+        "mean_activation": (sum(float(c.sum()) for c in codes) / total) if total else 0.0,
+    }
+
+
+def run_classifier(
+    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
+) -> TrialOutcome:
+    """A classifier, optionally pre-trained layer-wise, shared with a decoder
+    (semi-supervised) or with a parity head (multi-task)."""
+    (train, test), val = load_data(config["data"])
+    model_cfg, train_cfg = config["model"], config["train"]
+    torch.manual_seed(seed)
+    net = build_model(model_cfg)
+    if config.get("pretrain"):  # on every training row, labelled or not
+        pre = config["pretrain"]
+        pretrain_layerwise(
+            net,
+            train[0],
+            kind=pre.get("kind", "denoising"),
+            epochs=int(pre.get("epochs", 10)),
+            level=float(pre.get("level", 0.25)),
+            lr=float(train_cfg["lr"]),
+            batch_size=int(train_cfg["batch_size"]),
+            seed=seed,
+        )
+    if config.get("weight_noise"):
+        for name, module in list(net.named_children()):
+            if isinstance(module, nn.Linear):
+                setattr(net, name, WeightNoise(module, "weight", float(config["weight_noise"])))
+    regularizers: list[Any] = []
+    if config.get("rules"):
+        regularizers.append(reglab.attach(net, config["rules"]))
+    if config.get("norm_bound"):
+        bound = config["norm_bound"]
+        regularizers.append(
+            NormBound(
+                [p for n, p in net.named_parameters() if n.endswith("weight")],
+                float(bound["max_norm"]),
+                lr_dual=float(bound.get("lr_dual", 0.1)),
+            )
+        )
+    smoothing = config.get("label_smoothing") or {}
+    eps = float(smoothing.get("eps", 0.0))
+    ce: Callable[..., torch.Tensor] = (
+        LabelSmoothingCrossEntropy(eps, smoothing.get("form", "uniform"))
+        if eps > 0
+        else F.cross_entropy
+    )
+    model, fit_train, fit_monitor, loss, weights, acc = _task_setup(
+        config, net, ce, train, val, test
+    )
+    callbacks: list[Callback] = []
+    stopper = None
+    if config.get("early_stopping"):
+        stopper = EarlyStopping(**config["early_stopping"])
+        callbacks.append(stopper)
+    if config.get("post_hoc_stopping"):
+        callbacks.append(_TestCurve(net, test))
+    if epoch_callback is not None:
+        callbacks.append(EpochProgress(epoch_callback, int(train_cfg["epochs"])))
+    start = time.perf_counter()
+    history = fit(
+        model,
+        fit_train,
+        fit_monitor,
+        loss=loss,
+        loss_weights=weights,
+        optimizer=make_optimizer(model, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=regularizers,
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+        metrics={"acc": acc},
+        transform=_transform(config),
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        if hasattr(reg, "remove"):
+            reg.remove()
+    labelled = train[1] >= 0
+    on_train = _evaluate(net, train[0][labelled], train[1][labelled])
+    on_test = _evaluate(net, *test)
+    reliability = on_test.pop("reliability")
+    metrics = {
+        "train_acc": on_train["acc"],
+        "test_acc": on_test["acc"],
+        "gap": on_train["acc"] - on_test["acc"],
+        "train_loss": on_train["loss"],
+        "test_loss": on_test["loss"],
+        "test_ece": on_test["ece"],
+        "zero_frac": on_test["zero_frac"],
+        "mean_activation": on_test["mean_activation"],
+        **kernel_stats(net),
+        **_dropout_inference(net, *test, seed),
+        **(_temperature_scaled(net, val, test) if val is not None else {}),
+        **_shared_task_metrics(model, test),
+        "epochs_run": float(len(history)),
+        "seconds": seconds,
+    }
+    if stopper is not None:
+        metrics["best_epoch"] = float(stopper.best_epoch)
+    rows = history_rows(history)
+    if config.get("post_hoc_stopping"):
+        metrics.update(post_hoc_stopping(rows, config["post_hoc_stopping"]))
+    return TrialOutcome(metrics, rows, net, reliability)
+
+
+def _task_setup(
+    config: dict[str, Any],
+    net: nn.Sequential,
+    ce: Callable[..., torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    test: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[nn.Module, Any, Any, Any, dict[str, float] | None, Callable[..., torch.Tensor]]:
+    """(model, train data, monitor data, loss, loss weights, accuracy) for ``fit``.
+
+    The classifier ``net`` is ``trunk = net[:-1]`` then ``head = net[-1]``; the wrappers share
+    those modules, so training the wrapper trains ``net``. Only labelled rows (``y >= 0``) are
+    used, except by the semi-supervised model, which reconstructs every row."""
+    monitor = val if val is not None else test  # curves; test is never used to decide anything
+    trunk, head = net[:-1], net[-1]
+    hidden, d_in = _in_out(net)
+    labelled = train[1] >= 0
+    x, y = train[0][labelled], train[1][labelled]
+    if config.get("semi_supervised"):
+        recon = float(config["semi_supervised"].get("recon_weight", 1.0))
+        semi = SemiSupervised(trunk, nn.Linear(hidden, d_in), head, recon)
+        return semi, train, monitor, semi.loss, None, lambda out, t: accuracy(out.logits, t)
+    if config.get("multitask"):
+        weight = float(config["multitask"].get("parity_weight", 1.0))
+        multi = MultiTask(trunk, {"digit": head, "parity": nn.Linear(hidden, 2)})
+
+        def tasks(data: tuple[torch.Tensor, torch.Tensor]) -> Any:
+            return data[0], {"digit": data[1], "parity": data[1] % 2}
+
+        return (
+            multi,
+            tasks((x, y)),
+            tasks(monitor),
+            {"digit": ce, "parity": F.cross_entropy},
+            {"digit": 1.0, "parity": weight},
+            lambda out, t: accuracy(out["digit"], t["digit"]),
+        )
+    return net, (x, y), monitor, ce, None, accuracy
+
+
+def _in_out(net: nn.Sequential) -> tuple[int, int]:
+    """(width of the last hidden layer, input dimension) of an MLP."""
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].in_features, linears[0].in_features
+
+
+def _transform(config: dict[str, Any]) -> nn.Module | None:
+    """Input augmentation and noise, applied to training batches only."""
+    transforms: list[nn.Module] = []
+    if config.get("augment"):
+        aug = config["augment"]
+        transforms.append(
+            RandomAffine(
+                float(aug.get("degrees", 10.0)),
+                float(aug.get("translate", 0.1)),
+                tuple(aug.get("scale", (0.9, 1.1))),
+                image_shape=IMAGE_SHAPES[config["data"]["name"]],
+            )
+        )
+    if config.get("input_noise"):
+        transforms.append(GaussianNoise(float(config["input_noise"])))
+    return nn.Sequential(*transforms) if transforms else None
+
+
+class _TestCurve(Callback):
+    """Logs ``test_acc`` and ``test_loss`` every epoch, for post-hoc stopping analyses only
+    (no decision during training reads them)."""
+
+    def __init__(self, net: nn.Module, test: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.net, self.test = net, test
+
+    def on_epoch_end(self, state: Any) -> None:
+        was_training = self.net.training
+        on_test = _evaluate(self.net, *self.test)
+        self.net.train(was_training)
+        state.logs["test_acc"], state.logs["test_loss"] = on_test["acc"], on_test["loss"]
+
+
+@torch.no_grad()
+def _shared_task_metrics(
+    model: nn.Module, test: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """What the second task of a shared model learned, on the test rows: the semi-supervised
+    decoder's reconstruction error (``test_recon``, squared error summed over features, with
+    ``input_var``, that of predicting the mean, for scale) or the parity head's accuracy."""
+    model.eval()
+    if isinstance(model, SemiSupervised):
+        out = model(test[0])
+        return {
+            "test_recon": float((out.reconstruction - test[0]).square().sum(1).mean()),
+            "input_var": float(test[0].var(0, unbiased=False).sum()),
+        }
+    if isinstance(model, MultiTask) and "parity" in model.heads:
+        parity = model(test[0])["parity"].argmax(-1)
+        return {"parity_acc": float((parity == test[1] % 2).double().mean())}
+    return {}
+
+
+@torch.no_grad()
+def _dropout_inference(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, passes: int = 20
+) -> dict[str, float]:
+    """Monte-Carlo dropout (Gal & Ghahramani 2016): test accuracy and NLL of the mean softmax
+    over ``passes`` stochastic forward passes, to compare with weight scaling (the eval-mode
+    network). Empty for a network without dropout."""
+    if not any(isinstance(m, nn.Dropout) for m in net.modules()):
+        return {}
+    net.train()
+    torch.manual_seed(seed + 1)
+    probs = torch.stack([net(x).softmax(-1) for _ in range(passes)]).mean(0)
+    net.eval()
+    return {
+        "test_acc_mc": (probs.argmax(-1) == y).double().mean().item(),
+        "test_loss_mc": F.nll_loss(probs.clamp_min(1e-12).log(), y).item(),
+    }
+
+
+@torch.no_grad()
+def _temperature_scaled(
+    net: nn.Module, val: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """Temperature scaling fit on the validation rows; the test ECE after it (Guo et al. 2017)."""
+    net.eval()
+    labelled = val[1] >= 0
+    temperature = fit_temperature(net(val[0][labelled]), val[1][labelled])
+    probs = (net(test[0]) / temperature).softmax(-1)
+    return {
+        "temperature": temperature,
+        "test_ece_ts": expected_calibration_error(probs, test[1]),
+    }
