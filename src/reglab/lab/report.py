@@ -318,16 +318,28 @@ def _coefficients(series: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
+#: Bar-chart panels: the first three metrics some trial recorded.
+_BAR_METRICS = (
+    ("test_acc", "test accuracy"),
+    ("gap", "train − test"),
+    ("zero_frac", "exact-zero hidden activations"),
+    ("test_recon", "test reconstruction error"),
+    ("test_mse", "test MSE"),
+    ("train_mse", "train MSE"),
+    ("weight_norm", "‖W‖₂"),
+    ("valid_ppl", "validation perplexity"),
+    ("act_sq", "E[h²] (AR)"),
+    ("act_diff_sq", "E[Δh²] (TAR)"),
+)
+
+
 def _bars(summary: Sequence[dict[str, Any]]) -> Any:
     fig = _figure(figsize=(10, 3))
     labels = [r["label"] for r in summary]
-    for j, (m, title) in enumerate(
-        (
-            ("test_acc", "test accuracy"),
-            ("gap", "train − test"),
-            ("zero_frac", "exact-zero hidden activations"),
-        )
-    ):
+    recorded = {k for r in summary for k in r["metrics"]}
+    panels = [p for p in _BAR_METRICS if p[0] in recorded][:3]
+    for j, (m, title) in enumerate(panels):
+
         ax = fig.add_subplot(1, 3, j + 1)
         means = [r["metrics"].get(m, (math.nan, 0))[0] for r in summary]
         stds = [r["metrics"].get(m, (math.nan, 0))[1] for r in summary]
