@@ -339,7 +339,6 @@ def _bars(summary: Sequence[dict[str, Any]]) -> Any:
     recorded = {k for r in summary for k in r["metrics"]}
     panels = [p for p in _BAR_METRICS if p[0] in recorded][:3]
     for j, (m, title) in enumerate(panels):
-
         ax = fig.add_subplot(1, 3, j + 1)
         means = [r["metrics"].get(m, (math.nan, 0))[0] for r in summary]
         stds = [r["metrics"].get(m, (math.nan, 0))[1] for r in summary]
