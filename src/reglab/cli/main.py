@@ -49,6 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"reglab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug: say so in one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(
+            f"reglab {args.command}: internal error ({type(err).__name__}: {err}); please "
+            "report it with the output of the same command run with --debug",
+            file=sys.stderr,
+        )
+        return 1
+
 
 
 if __name__ == "__main__":  # pragma: no cover
