@@ -60,6 +60,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
