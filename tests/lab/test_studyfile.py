@@ -141,6 +141,30 @@ def test_cross_and_zip() -> None:
             r"^s\.model\.kind: the 'teacher' data and model\.kind = 'linear' go together",
         ),
         (
+            {**BASE, "grid": [{"name": "a", "norm_bound": {"lr_dual": 0.1}}]},
+            r"^s\.grid\[0\]\.norm_bound\.max_norm: expected a number \(the bound k\) \(got None\)",
+        ),
+        (
+            {**BASE, "grid": [{"name": "a", "pretrain": {"kind": "rbm"}}]},
+            r"^s\.grid\[0\]\.pretrain\.kind: expected 'autoencoder' or 'denoising' \(got 'rbm'\)",
+        ),
+        (
+            {
+                **BASE,
+                "data": {"validation": 0.2},
+                "grid": [{"name": "a", "post_hoc_stopping": {"gl": 2}}],
+            },
+            r"^s\.grid\[0\]\.post_hoc_stopping\.gl: expected a list of thresholds > 0 \(got 2\)",
+        ),
+        (
+            {
+                **BASE,
+                "data": {"name": "gutenberg"},
+                "model": {"kind": "lstm-lm", "options": {"hidden": 64}},
+            },
+            r"^s\.model\.options\.hidden: unknown key; allowed: bptt, dropout_embedding, .*hidden_size",
+        ),
+        (
             {**BASE, "model": {"kind": "lstm-lm"}},
             r"^s\.model\.kind: the 'gutenberg' data and model\.kind = 'lstm-lm' go together",
         ),

@@ -3,14 +3,12 @@ linear probes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-import reglab
 from reglab.autoencoders import (
     Autoencoder,
     LinearAutoencoder,
@@ -20,8 +18,13 @@ from reglab.autoencoders import (
     principal_angles,
 )
 from reglab.lab.datasets import load_data
-from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, kernel_stats, make_optimizer
-from reglab.training import fit
+from reglab.lab.trial import (
+    TrialOutcome,
+    grid_regularizers,
+    history_rows,
+    kernel_stats,
+    train_model,
+)
 
 __all__ = ["run_autoencoder"]
 
@@ -32,7 +35,7 @@ def run_autoencoder(
     """A (sparse, denoising) autoencoder ``sizes = [d_in, d_code]`` trained on the inputs."""
     (train, test), val = load_data(config["data"])
     x, xt = train[0], test[0]
-    m, train_cfg = config["model"], config["train"]
+    m = config["model"]
     if m["linear"]:  # centre with the training mean, as PCA does
         mean = x.mean(0)
         x, xt = x - mean, xt - mean
@@ -52,35 +55,26 @@ def run_autoencoder(
             k=int(m["k"]) or None,
             tied=bool(m["tied"]),
         )
-    reg = reglab.attach(ae, config["rules"]) if config.get("rules") else None
+    regularizers = grid_regularizers(config, ae)
     transform = None
     if m["corruption"] != "none":  # denoising: corrupt inputs, targets stay clean
 
         def transform(batch: torch.Tensor) -> torch.Tensor:
             return corrupt(batch, m["corruption"], float(m["level"]))
 
-    callbacks = (
-        [] if epoch_callback is None else [EpochProgress(epoch_callback, int(train_cfg["epochs"]))]
-    )
     held_out = val[0] if val is not None else xt
-    start = time.perf_counter()
-    history = fit(
+    history, seconds = train_model(
         ae,
         (x, x),
         (held_out, held_out),
+        config,
+        seed,
+        epoch_callback,
+        regularizers=regularizers,
         loss=ae.loss,
-        optimizer=make_optimizer(ae, train_cfg),
-        epochs=int(train_cfg["epochs"]),
-        regularization=reg,
-        callbacks=callbacks,
-        batch_size=int(train_cfg["batch_size"]),
-        seed=seed,
-        progress=False,
         transform=transform,
     )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
+
     ae.eval()
     stats = dictionary_metrics(ae, xt)
     with torch.no_grad():

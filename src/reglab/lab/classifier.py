@@ -3,7 +3,6 @@ multi-task), with the grid's regularizers."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,15 +10,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import reglab
 from reglab.autoencoders import (
     pretrain_layerwise,
 )
-from reglab.constraints import NormBound
 from reglab.lab.datasets import IMAGE_SHAPES, load_data
 from reglab.lab.models import build_model
 from reglab.lab.posthoc import post_hoc_stopping
-from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, kernel_stats, make_optimizer
+from reglab.lab.trial import (
+    TrialOutcome,
+    grid_regularizers,
+    history_rows,
+    kernel_stats,
+    train_model,
+)
 from reglab.losses import (
     LabelSmoothingCrossEntropy,
     expected_calibration_error,
@@ -28,7 +31,7 @@ from reglab.losses import (
 )
 from reglab.sharing import MultiTask, SemiSupervised
 from reglab.stochastic import GaussianNoise, RandomAffine, WeightNoise
-from reglab.training import Callback, EarlyStopping, accuracy, fit
+from reglab.training import Callback, EarlyStopping, accuracy
 
 __all__ = ["run_classifier"]
 
@@ -90,18 +93,8 @@ def run_classifier(
         for name, module in list(net.named_children()):
             if isinstance(module, nn.Linear):
                 setattr(net, name, WeightNoise(module, "weight", float(config["weight_noise"])))
-    regularizers: list[Any] = []
-    if config.get("rules"):
-        regularizers.append(reglab.attach(net, config["rules"]))
-    if config.get("norm_bound"):
-        bound = config["norm_bound"]
-        regularizers.append(
-            NormBound(
-                [p for n, p in net.named_parameters() if n.endswith("weight")],
-                float(bound["max_norm"]),
-                lr_dual=float(bound.get("lr_dual", 0.1)),
-            )
-        )
+    regularizers = grid_regularizers(config, net)
+
     smoothing = config.get("label_smoothing") or {}
     eps = float(smoothing.get("eps", 0.0))
     ce: Callable[..., torch.Tensor] = (
@@ -119,29 +112,21 @@ def run_classifier(
         callbacks.append(stopper)
     if config.get("post_hoc_stopping"):
         callbacks.append(_TestCurve(net, test))
-    if epoch_callback is not None:
-        callbacks.append(EpochProgress(epoch_callback, int(train_cfg["epochs"])))
-    start = time.perf_counter()
-    history = fit(
+    history, seconds = train_model(
         model,
         fit_train,
         fit_monitor,
+        config,
+        seed,
+        epoch_callback,
+        regularizers=regularizers,
+        callbacks=callbacks,
         loss=loss,
         loss_weights=weights,
-        optimizer=make_optimizer(model, train_cfg),
-        epochs=int(train_cfg["epochs"]),
-        regularization=regularizers,
-        callbacks=callbacks,
-        batch_size=int(train_cfg["batch_size"]),
-        seed=seed,
-        progress=False,
         metrics={"acc": acc},
         transform=_transform(config),
     )
-    seconds = time.perf_counter() - start
-    for reg in regularizers:
-        if hasattr(reg, "remove"):
-            reg.remove()
+
     labelled = train[1] >= 0
     on_train = _evaluate(net, train[0][labelled], train[1][labelled])
     on_test = _evaluate(net, *test)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -12,15 +12,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import reglab
 from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.data import gutenberg
-from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, make_optimizer
+from reglab.lab.trial import (
+    TrialOutcome,
+    grid_regularizers,
+    history_rows,
+    train_model,
+)
 from reglab.sharing import tie_weights
 from reglab.stochastic import EmbeddingDropout, LockedDropout, WeightDrop
-from reglab.training import fit
 
-__all__ = ["LSTMLanguageModel", "language_model_metrics", "run_language_model", "windows"]
+__all__ = [
+    "OPTIONS",
+    "LSTMLanguageModel",
+    "language_model_metrics",
+    "run_language_model",
+    "windows",
+]
 
 
 class LSTMLanguageModel(nn.Module):
@@ -61,6 +70,8 @@ class LSTMLanguageModel(nn.Module):
         owner = "LSTMLanguageModel"
         vocab_size = check_positive_int(vocab_size, "vocab_size", owner, minimum=2)
         layers = check_positive_int(layers, "layers", owner)
+        emb_size = check_positive_int(emb_size, "emb_size", owner)
+        hidden_size = check_positive_int(hidden_size, "hidden_size", owner)
         modules: dict[str, nn.Module] = {
             "encoder": EmbeddingDropout(nn.Embedding(vocab_size, emb_size), dropout_embedding),
             "drop_in": LockedDropout(dropout_input),
@@ -95,6 +106,11 @@ class LSTMLanguageModel(nn.Module):
             if i < self.layers - 1:
                 h = self.body[f"drop{i}"](h)
         return h
+
+
+#: ``model.options`` a ``kind = "lstm-lm"`` study may set: the model's keyword arguments and
+#: ``bptt``, the training window length.
+OPTIONS = (*tuple(inspect.signature(LSTMLanguageModel).parameters)[1:], "bptt")
 
 
 def windows(stream: torch.Tensor, length: int, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,30 +178,22 @@ def run_language_model(
     torch.manual_seed(seed)
     try:
         model = LSTMLanguageModel(vocab_size, **options)
-    except TypeError as err:
-        raise InvalidParameterError(f"model.options: {err}") from None
-    regularizers = [reglab.attach(model.body, config["rules"])] if config.get("rules") else []
-    train_cfg = config["train"]
-    callbacks = (
-        [] if epoch_callback is None else [EpochProgress(epoch_callback, int(train_cfg["epochs"]))]
-    )
-    start = time.perf_counter()
-    history = fit(
+    except TypeError as err:  # a value of the wrong type that the model's own checks let pass
+        raise InvalidParameterError(
+            f"model.options: {err}; allowed: {', '.join(OPTIONS)}"
+        ) from None
+
+    history, seconds = train_model(
         model,
         splits["train"],
         splits["valid"],
+        config,
+        seed,
+        epoch_callback,
+        regularizers=grid_regularizers(config, model.body),
         loss=sequence_loss,
-        optimizer=make_optimizer(model, train_cfg),
-        epochs=int(train_cfg["epochs"]),
-        regularization=regularizers,
-        callbacks=callbacks,
-        batch_size=int(train_cfg["batch_size"]),
-        seed=seed,
-        progress=False,
     )
-    seconds = time.perf_counter() - start
-    for reg in regularizers:
-        reg.remove()
+
     metrics = {
         **language_model_metrics(model, splits),
         "epochs_run": float(len(history)),

@@ -9,7 +9,6 @@ the ``a`` whose ridge solution has norm k (its KKT multiplier).
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +18,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import reglab
-from reglab.constraints import NormBound
 from reglab.lab.datasets import load_data
-from reglab.lab.trial import EpochProgress, TrialOutcome, history_rows, make_optimizer
-from reglab.training import fit
+from reglab.lab.trial import (
+    TrialOutcome,
+    grid_regularizers,
+    history_rows,
+    train_model,
+)
 
 __all__ = ["equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
 
@@ -87,42 +88,21 @@ def run_regression(
     (x, y), (xt, yt) = train, test
     net = nn.Sequential(OrderedDict(fc0=nn.Linear(x.shape[1], 1, bias=False)))
     nn.init.zeros_(net.fc0.weight)
-    regularizers: list[Any] = []
-    if config.get("rules"):
-        regularizers.append(reglab.attach(net, config["rules"]))
-    if config.get("norm_bound"):
-        bound = config["norm_bound"]
-        regularizers.append(
-            NormBound(
-                [net.fc0.weight], float(bound["max_norm"]), lr_dual=float(bound.get("lr_dual", 0.1))
-            )
-        )
-    train_cfg = config["train"]
-    callbacks = (
-        [] if epoch_callback is None else [EpochProgress(epoch_callback, int(train_cfg["epochs"]))]
-    )
 
     def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out.squeeze(-1), target)
 
-    start = time.perf_counter()
-    history = fit(
+    history, seconds = train_model(
         net,
         (x, y),
         None,  # thousands of full-batch epochs: the test error is measured once, at the end
+        config,
+        seed,
+        epoch_callback,
+        regularizers=grid_regularizers(config, net),
         loss=mse,
-        optimizer=make_optimizer(net, train_cfg),
-        epochs=int(train_cfg["epochs"]),
-        regularization=regularizers,
-        callbacks=callbacks,
-        batch_size=int(train_cfg["batch_size"]),
-        seed=seed,
-        progress=False,
     )
-    seconds = time.perf_counter() - start
-    for reg in regularizers:
-        if hasattr(reg, "remove"):
-            reg.remove()
+
     with torch.no_grad():
         w = net.fc0.weight.detach().double().ravel()
         metrics = {

@@ -300,6 +300,10 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
                 "expected 'none', 'mask', 'gaussian' or 'salt_pepper'",
                 model["corruption"],
             )
+    if model["kind"] == "lstm-lm":
+        from reglab.lab.language import OPTIONS
+
+        _check_keys(f"{origin}.model.options", model["options"], set(OPTIONS))
     if model["kind"] == "factory" and ":" not in model["factory"]:
         raise _fail(
             f"{origin}.model.factory",
@@ -348,6 +352,25 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         form = _first(entry.get("label_smoothing", {})).get("form", "uniform")
         if form not in ("uniform", "others"):
             raise _fail(f"{path}.label_smoothing.form", "expected 'uniform' or 'others'", form)
+        if "norm_bound" in entry:
+            _check_type(
+                f"{path}.norm_bound.max_norm",
+                entry["norm_bound"].get("max_norm"),
+                (int, float),
+                "a number (the bound k)",
+            )
+        kind = _first(entry.get("pretrain", {})).get("kind", "denoising")
+        if kind not in ("autoencoder", "denoising"):
+            raise _fail(f"{path}.pretrain.kind", "expected 'autoencoder' or 'denoising'", kind)
+        for criterion, values in entry.get("post_hoc_stopping", {}).items():
+            if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
+            ):
+                raise _fail(
+                    f"{path}.post_hoc_stopping.{criterion}",
+                    "expected a list of thresholds > 0",
+                    values,
+                )
         if "semi_supervised" in entry and ({"multitask", "label_smoothing"} & set(entry)):
             raise _fail(
                 f"{path}.semi_supervised",

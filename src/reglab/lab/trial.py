@@ -1,18 +1,31 @@
-"""What every kind of trial shares: its outcome, progress, optimizer and weight statistics."""
+"""What every kind of trial shares: its outcome, regularizers, training run and weight
+statistics."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from reglab.training import Callback
+import reglab
+from reglab.constraints import NormBound
+from reglab.training import Callback, History, fit
 
-__all__ = ["EpochProgress", "TrialOutcome", "history_rows", "kernel_stats", "make_optimizer"]
+__all__ = [
+    "EpochProgress",
+    "TrialOutcome",
+    "grid_regularizers",
+    "history_rows",
+    "kernel_stats",
+    "kernels",
+    "make_optimizer",
+    "train_model",
+]
 
 
 @dataclass
@@ -41,6 +54,71 @@ def make_optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.O
     return torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
 
 
+def kernels(model: nn.Module) -> list[torch.Tensor]:
+    """The model's kernels: parameters named ``weight*`` with at least 2 dimensions."""
+    return [
+        p
+        for n, p in model.named_parameters()
+        if n.split(".")[-1].startswith("weight") and p.ndim >= 2
+    ]
+
+
+def grid_regularizers(config: dict[str, Any], module: nn.Module) -> list[Any]:
+    """The grid point's ``rules`` attached to ``module`` and its ``norm_bound`` (a
+    :class:`~reglab.constraints.NormBound` over all of ``module``'s kernels together)."""
+    regularizers: list[Any] = []
+    if config.get("rules"):
+        regularizers.append(reglab.attach(module, config["rules"]))
+    if config.get("norm_bound"):
+        bound = config["norm_bound"]
+        regularizers.append(
+            NormBound(
+                kernels(module), float(bound["max_norm"]), lr_dual=float(bound.get("lr_dual", 0.1))
+            )
+        )
+    return regularizers
+
+
+def train_model(
+    model: nn.Module,
+    train: Any,
+    monitor: Any,
+    config: dict[str, Any],
+    seed: int,
+    epoch_callback: Callable[[int, int], None] | None,
+    *,
+    regularizers: Sequence[Any] = (),
+    callbacks: Sequence[Callback] = (),
+    **fit_kwargs: Any,
+) -> tuple[History, float]:
+    """:func:`~reglab.training.fit` with the grid point's ``[train]`` settings (optimizer, lr,
+    epochs, batch size) and ``seed``; returns the history and the training seconds. The
+    regularizers' hooks are removed afterwards, so evaluation records no activity."""
+    train_cfg = config["train"]
+    callbacks = list(callbacks)
+    if epoch_callback is not None:
+        callbacks.append(EpochProgress(epoch_callback, int(train_cfg["epochs"])))
+    start = time.perf_counter()
+    history = fit(
+        model,
+        train,
+        monitor,
+        optimizer=make_optimizer(model, train_cfg),
+        epochs=int(train_cfg["epochs"]),
+        regularization=list(regularizers),
+        callbacks=callbacks,
+        batch_size=int(train_cfg["batch_size"]),
+        seed=seed,
+        progress=False,
+        **fit_kwargs,
+    )
+    seconds = time.perf_counter() - start
+    for reg in regularizers:
+        if hasattr(reg, "remove"):
+            reg.remove()
+    return history, seconds
+
+
 def history_rows(history: Any) -> list[dict[str, float]]:
     """Per-epoch logs as plain floats, without the per-term penalty columns (kept small: they
     are stored in the Optuna storage)."""
@@ -54,14 +132,10 @@ def kernel_stats(model: nn.Module) -> dict[str, float]:
     """L2 norm of all kernels together, the largest norm of one unit's incoming weights (what
     MaxNorm bounds), and the share of kernel entries with |w| < 1e-3."""
     with torch.no_grad():
-        kernels = [
-            p
-            for n, p in model.named_parameters()
-            if n.split(".")[-1].startswith("weight") and p.ndim >= 2
-        ]
-        count = sum(p.numel() for p in kernels)
+        weights = kernels(model)
+        count = sum(p.numel() for p in weights)
         return {
-            "weight_norm": math.sqrt(sum(float(p.square().sum()) for p in kernels)),
-            "max_unit_norm": max(float(p.flatten(1).norm(dim=1).max()) for p in kernels),
-            "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in kernels) / count,
+            "weight_norm": math.sqrt(sum(float(p.square().sum()) for p in weights)),
+            "max_unit_norm": max(float(p.flatten(1).norm(dim=1).max()) for p in weights),
+            "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in weights) / count,
         }
