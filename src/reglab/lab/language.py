@@ -91,21 +91,23 @@ class LSTMLanguageModel(nn.Module):
             tie_weights(self.body["encoder"].embedding, "weight", self.body["decoder"], "weight")
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        h = self.body["drop_in"](self.body["encoder"](tokens.T))
-        for i in range(self.layers):
-            h, _ = self.body[f"rnn{i}"](h)
-            h = self.body["drop_out" if i == self.layers - 1 else f"drop{i}"](h)
+        h = self.body["drop_out"](self._last_layer(tokens))
         return self.body["decoder"](h).transpose(0, 1)
 
-    @torch.no_grad()
-    def last_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The last LSTM layer's output ``(T, B, emb_size)`` in the current mode."""
+    def _last_layer(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The last LSTM layer's (undropped) output ``(T, B, emb_size)``."""
         h = self.body["drop_in"](self.body["encoder"](tokens.T))
         for i in range(self.layers):
             h, _ = self.body[f"rnn{i}"](h)
             if i < self.layers - 1:
                 h = self.body[f"drop{i}"](h)
         return h
+
+    @torch.no_grad()
+    def last_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The last LSTM layer's output ``(T, B, emb_size)`` in the current mode."""
+        return self._last_layer(tokens)
+
 
 
 #: ``model.options`` a ``kind = "lstm-lm"`` study may set: the model's keyword arguments and
