@@ -1,14 +1,30 @@
 """Cost of a training step with weight + activity penalties: hand-written vs reglab.attach.
 
-784-1024-1024-10 ReLU MLP, batch 128, SGD and Adam. Penalties: L1L2(1e-5, 1e-4) on every
-kernel and L1(1e-3) activity on both hidden ReLU outputs (Keras' batch reduction). Variants are
-timed round-robin in one process so machine noise hits them alike; medians and ratios to the
-unregularized step are printed. ``injection floor`` is not a usable implementation: it adds
-the closed-form kernel gradients straight into ``.grad`` after backward (no penalty value is
-computed at all) with the activity term through autograd; it shows what any exact method must
-pay on this machine. Run by hand:
+Two models:
 
-    python benchmarks/bench_penalty_overhead.py [--steps 200] [--device cpu] [--threads N]
+* ``mlp``: 784-1024-1024-10 ReLU MLP, batch 128. L1L2(1e-5, 1e-4) on every kernel and
+  L1(1e-3) activity on both hidden ReLU outputs (Keras' batch reduction).
+* ``transformer``: a pure-torch pre-LN decoder, 18 layers of width 128 with separate q/k/v/o
+  projections and a 4x MLP (108 penalised kernels), sequence 128, batch 8. L2(1e-4) on every
+  kernel and L1(1e-5) on every MLP activation.
+
+Variants, timed round-robin in one process so machine noise hits them alike (medians and
+ratios to the unregularized step are printed, with the interquartile range):
+
+* ``none``: no penalty.
+* ``hand-written``: what users write today — forward hooks keep the activations, autograd
+  penalties.
+* ``injection floor``: not a usable implementation: closed-form kernel gradients added straight
+  into ``.grad`` after backward (no penalty value computed at all), activity through autograd;
+  what any exact loss-side method must pay on this machine.
+* ``reglab``: ``loss + reg.penalty()``.
+* ``reglab (folded)``: ``reg.fold_into(optimizer)``: weight penalties added inside the optimizer
+  step, ``penalty()`` holds the activity terms only.
+
+Run by hand:
+
+    python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all] [--steps N]
+        [--device cpu|cuda] [--compile] [--threads N]
 """
 
 from __future__ import annotations
@@ -24,9 +40,110 @@ from torch.nn import functional as F
 
 import reglab
 from reglab.lab import mlp
-from reglab.penalties import L1, L1L2
+from reglab.penalties import L1, L1L2, L2
 
-L1_W, L2_W, L1_ACT = 1e-5, 1e-4, 1e-3
+VARIANTS = ("none", "hand-written", "injection floor", "reglab", "reglab (folded)")
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.fc, self.act, self.proj = nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = self.ln1(x)
+        q, k, v = (
+            f(h).view(b, t, self.heads, d // self.heads).transpose(1, 2)
+            for f in (self.q, self.k, self.v)
+        )  # (B, heads, T, d/heads)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.o(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.proj(self.act(self.fc(self.ln2(x))))
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab: int = 512, d: int = 128, layers: int = 18, heads: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.zeros(256, d))
+        self.blocks = nn.Sequential(*(Block(d, heads) for _ in range(layers)))
+        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.pos[: ids.shape[1]]
+        return self.head(self.ln(self.blocks(x)))  # (B, T, vocab)
+
+
+def setup(model_name: str, device: torch.device) -> tuple[nn.Module, Callable, dict, dict]:
+    """(model, loss(model_output), attach rules, penalty coefficients) of one benchmark model."""
+    torch.manual_seed(0)
+    if model_name == "mlp":
+        model = mlp([784, 1024, 1024, 10]).to(device)
+        x = torch.randn(128, 784, device=device)
+        y = torch.randint(0, 10, (128,), device=device)
+        rules = {"fc*": dict(kernel=L1L2(1e-5, 1e-4)), "act*": dict(activity=L1(1e-3))}
+        coefficients = dict(l1=1e-5, l2=1e-4, act=1e-3, kernels=nn.Linear, acts=nn.ReLU)
+        return model, (lambda m: F.cross_entropy(m(x), y)), rules, coefficients
+    model = Decoder().to(device)
+    ids = torch.randint(0, 512, (8, 129), device=device)
+
+    def loss(m: nn.Module) -> torch.Tensor:
+        return F.cross_entropy(m(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+
+    rules = {nn.Linear: dict(kernel=L2(1e-4)), "blocks.*.act": dict(activity=L1(1e-5))}
+    coefficients = dict(l1=0.0, l2=1e-4, act=1e-5, kernels=nn.Linear, acts=nn.GELU)
+    return model, loss, rules, coefficients
+
+
+def make_step(
+    variant: str, model_name: str, opt_name: str, device: torch.device, compile_model: bool
+) -> Callable[[], None]:
+    model, loss_fn, rules, c = setup(model_name, device)
+    opt_cls = torch.optim.SGD if opt_name == "sgd" else torch.optim.Adam
+    kwargs = {"lr": 0.01, "momentum": 0.9} if opt_name == "sgd" else {"lr": 1e-3}
+    optimizer = opt_cls(model.parameters(), **kwargs)
+    kernels = [m.weight for m in model.modules() if isinstance(m, c["kernels"])]
+    acts: list[torch.Tensor] = []
+    if variant in ("hand-written", "injection floor"):
+        for m in model.modules():
+            if isinstance(m, c["acts"]):
+                m.register_forward_hook(lambda _m, _i, out: acts.append(out))
+    reg = None
+    if variant.startswith("reglab"):
+        reg = reglab.attach(model, rules)
+        if variant == "reglab (folded)":
+            reg.fold_into(optimizer)
+    forward = torch.compile(model) if compile_model else model
+
+    def activity() -> torch.Tensor:
+        total = sum(h.abs().sum() / h.shape[0] for h in acts)
+        acts.clear()
+        return c["act"] * total
+
+    def step() -> None:
+        loss = loss_fn(forward)
+        if variant == "hand-written":
+            weights = sum(c["l1"] * w.abs().sum() + c["l2"] * w.square().sum() for w in kernels)
+            loss = loss + weights + activity()
+        elif variant == "injection floor":
+            loss = loss + activity()
+        elif reg is not None:
+            loss = loss + reg.penalty()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if variant == "injection floor":
+            with torch.no_grad():
+                for w in kernels:
+                    if c["l1"]:
+                        w.grad.add_(torch.sign(w), alpha=c["l1"])
+                    w.grad.add_(w, alpha=2 * c["l2"])
+        optimizer.step()
+
+    return step
 
 
 def _sync(device: torch.device) -> None:
@@ -34,70 +151,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def make_step(variant: str, opt_name: str, device: torch.device) -> Callable[[], None]:
-    torch.manual_seed(0)
-    model = mlp([784, 1024, 1024, 10]).to(device)
-    opt_cls = torch.optim.SGD if opt_name == "sgd" else torch.optim.Adam
-    kwargs = {"lr": 0.01, "momentum": 0.9} if opt_name == "sgd" else {"lr": 1e-3}
-    optimizer = opt_cls(model.parameters(), **kwargs)
-    x = torch.randn(128, 784, device=device)
-    y = torch.randint(0, 10, (128,), device=device)
-    kernels = [m.weight for m in model if isinstance(m, nn.Linear)]
-    reg = None
-    if variant == "reglab":
-        reg = reglab.attach(
-            model,
-            {"fc*": dict(kernel=L1L2(L1_W, L2_W)), "act*": dict(activity=L1(L1_ACT))},
-        )
-
-    def step() -> None:
-        if variant == "injection floor":
-            h1 = model.act0(model.fc0(x))
-            h2 = model.act1(model.fc1(h1))
-            loss = F.cross_entropy(model.fc2(h2), y)
-            loss = loss + L1_ACT * (h1.abs().sum() + h2.abs().sum()) / x.shape[0]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            with torch.no_grad():
-                for w in kernels:
-                    w.grad.add_(torch.sign(w), alpha=L1_W).add_(w, alpha=2 * L2_W)
-            optimizer.step()
-            return
-        if variant == "hand-written":
-            # What users write today: an explicit forward keeping the codes, autograd penalties.
-            h1 = model.act0(model.fc0(x))
-            h2 = model.act1(model.fc1(h1))
-            loss = F.cross_entropy(model.fc2(h2), y)
-            loss = loss + sum(L1_W * w.abs().sum() + L2_W * w.pow(2).sum() for w in kernels)
-            loss = loss + L1_ACT * (h1.abs().sum() + h2.abs().sum()) / x.shape[0]
-        else:
-            loss = F.cross_entropy(model(x), y)
-            if reg is not None:
-                loss = loss + reg.penalty()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    variants = ("none", "hand-written", "injection floor", "reglab")
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None:
     for opt_name in ("sgd", "adam"):
-        steps = {v: make_step(v, opt_name, device) for v in variants}
-        times: dict[str, list[float]] = {v: [] for v in variants}
+        steps = {v: make_step(v, model_name, opt_name, device, args.compile) for v in VARIANTS}
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for i in range(args.warmup + args.steps):
-            for v in variants:  # round-robin: noise affects every variant alike
+            for v in VARIANTS:  # round-robin: noise affects every variant alike
                 _sync(device)
                 start = time.perf_counter()
                 steps[v]()
@@ -105,14 +164,42 @@ def main() -> None:
                 if i >= args.warmup:
                     times[v].append(time.perf_counter() - start)
         base = statistics.median(times["none"])
-        print(f"\n{opt_name.upper()} step, median of {args.steps}:")
-        for v in variants:
+        print(f"\n{model_name} {opt_name.upper()} step, median of {args.steps}:")
+        for v in VARIANTS:
             med = statistics.median(times[v])
             q1, _, q3 = statistics.quantiles(times[v], n=4)
             print(
-                f"  {v:<16} {1e3 * med:7.2f} ms  (IQR {1e3 * q1:.2f}-{1e3 * q3:.2f})  "
+                f"  {v:<16} {1e3 * med:8.2f} ms  (IQR {1e3 * q1:.2f}-{1e3 * q3:.2f})  "
                 f"{med / base:5.3f}x"
             )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("mlp", "transformer", "all"), default="all")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"compile {args.compile}"
+    )
+    models = ("mlp", "transformer") if args.model == "all" else (args.model,)
+    for name in models:
+        small = name == "mlp" or device.type == "cuda"
+        args_n = argparse.Namespace(**vars(args))
+        args_n.steps = args.steps or (200 if small else 30)
+        args_n.warmup = args.warmup if args.warmup is not None else (20 if small else 5)
+        if name == "transformer":
+            n = sum(1 for m in Decoder().modules() if isinstance(m, nn.Linear))
+            print(f"\ntransformer: {n} penalised kernels")
+        run(name, args_n, device)
 
 
 if __name__ == "__main__":

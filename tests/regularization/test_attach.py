@@ -84,11 +84,16 @@ def test_recorded_outputs_are_released_by_penalty() -> None:
     reg = reglab.attach(model, {"1": dict(activity=L1(1e-3)), nn.Linear: dict(kernel=L2(1e-3))})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     refs = []
+    model[1].register_forward_hook(lambda _m, _i, o: refs.append(weakref.ref(o)))
     for _ in range(50):
         out = model(torch.randn(16, 4))
-        refs.append(weakref.ref(reg._records[-1][1]))
         loss = out.pow(2).mean() + reg.penalty()
-        assert reg._records == []
+        assert reg.penalty().item() == pytest.approx(
+            1e-3
+            * sum(  # weights only: consumed
+                float(m.weight.detach().square().sum()) for m in model if isinstance(m, nn.Linear)
+            )
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

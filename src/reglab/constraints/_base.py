@@ -36,6 +36,13 @@ class Constraint(abc.ABC):
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments as a dict."""
 
+    @property
+    def per_unit(self) -> bool:
+        """Whether the projection works per output unit with the default layout (dim 0 is
+        the unit). :func:`reglab.attach` then hands it the parameter as ``(units, ...)``
+        following the module's layout (see :mod:`reglab.layouts`)."""
+        return False
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Constraint:
         """Rebuild a constraint from :meth:`get_config`'s output."""

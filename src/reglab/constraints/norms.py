@@ -11,9 +11,12 @@ from reglab.constraints._base import EPSILON, Constraint, check_axis, column_nor
 
 __all__ = ["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]
 
-_AXIS_DOC = """axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit
-            in PyTorch's layout: dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a
-            ``ConvNd.weight`` (out, in, *k), the whole vector for a 1-D tensor."""
+_AXIS_DOC = """axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit:
+            dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a ``ConvNd.weight``
+            (out, in, *k), the whole vector for a 1-D tensor; attached with
+            :func:`reglab.attach`, the module's own layout decides (each output unit of a
+            ``ConvTranspose`` or ``transformers`` ``Conv1D`` kernel; see
+            :mod:`reglab.layouts`)."""
 
 
 @registry.register("max_norm")
@@ -120,3 +123,5 @@ class NonNeg(Constraint):
 
 for _cls in (MaxNorm, MinMaxNorm, UnitNorm):
     _cls.__doc__ = _cls.__doc__.replace("{axis}", _AXIS_DOC)  # type: ignore[union-attr]
+    # With the default axis, the norm is each output unit's: attach follows the module's layout.
+    _cls.per_unit = property(lambda self: self.axis is None)  # type: ignore[attr-defined]

@@ -109,7 +109,6 @@ class LSTMLanguageModel(nn.Module):
         return self._last_layer(tokens)
 
 
-
 #: ``model.options`` a ``kind = "lstm-lm"`` study may set: the model's keyword arguments and
 #: ``bptt``, the training window length.
 OPTIONS = (*tuple(inspect.signature(LSTMLanguageModel).parameters)[1:], "bptt")

@@ -36,6 +36,12 @@ class Penalty(abc.ABC):
     #: applies no activity reduction to them, so the batch size is not divided out twice.
     batch_normalized: ClassVar[bool] = False
 
+    #: ``True`` for penalties defined on a weight's output units (its rows in PyTorch's
+    #: ``(out, in)`` layout, e.g. :class:`Orthogonal`). :func:`reglab.attach` hands them the
+    #: tensor as ``(units, ...)`` following the module's layout (:mod:`reglab.layouts`), so
+    #: ``ConvTranspose`` and ``transformers``' ``Conv1D`` kernels mean the same thing.
+    per_unit: ClassVar[bool] = False
+
     @abc.abstractmethod
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Return the penalty of ``x`` as a 0-dim tensor (differentiable)."""

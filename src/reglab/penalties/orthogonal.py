@@ -46,7 +46,9 @@ class Orthogonal(Penalty):
     layouts: a Keras ``Dense`` kernel is ``(in, out)`` and a PyTorch ``Linear.weight`` is
     ``(out, in)``, so Keras' ``mode="columns"`` on a kernel (one vector per output unit) is
     ``mode="rows"`` here. Tensors with more than 2 dimensions (conv kernels ``(out, in, *k)``)
-    are flattened to ``(out, -1)`` first.
+    are flattened to ``(out, -1)`` first. Attached with :func:`reglab.attach`, "rows" are the
+    module's output units whatever its layout (a ``ConvTranspose`` or ``transformers``'
+    ``Conv1D`` kernel is rearranged to ``(units, ...)`` first; see :mod:`reglab.layouts`).
 
     Args:
         factor: coefficient, a finite number >= 0. Default 0.01.
@@ -55,6 +57,8 @@ class Orthogonal(Penalty):
     >>> Orthogonal(1.0)(torch.eye(3))
     tensor(0.)
     """
+
+    per_unit = True
 
     def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
         self.factor = check_coefficient(factor, "factor", "Orthogonal")

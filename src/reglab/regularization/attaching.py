@@ -18,6 +18,7 @@ def attach(
     rules: Mapping[RuleKey, Mapping[str, Any]],
     *,
     activity_reduction: str = "batch",
+    max_pending: int | None = None,
 ) -> Regularization:
     """Attach penalties and constraints to an existing model without editing it.
 
@@ -45,6 +46,9 @@ def attach(
             outputs), ``"sum"`` (as is) or ``"mean"`` (divided by ``output.numel()``, AWD-LSTM's
             ``alpha * h.pow(2).mean()`` with ``L2(alpha)``). Penalties that are already batch
             means (``KLSparsity``, ``TemporalDifference``) are never divided.
+        max_pending: how many recorded outputs may wait for :meth:`Regularization.penalty`
+            (each keeps its forward's graph alive); beyond it the oldest are dropped with a
+            warning. Default: the outputs of 8 forwards, at least 64.
 
     Returns:
         A :class:`Regularization` handle: add ``reg.penalty()`` to the loss each step; log
@@ -66,4 +70,4 @@ def attach(
     ['0.kernel', '1.activity', '2.kernel']
     >>> reg.remove()
     """
-    return Regularization(model, resolve(model, rules, activity_reduction))
+    return Regularization(model, resolve(model, rules, activity_reduction), max_pending)

@@ -2,123 +2,311 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import warnings
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from reglab.penalties import Penalty
-from reglab.regularization.fused import fused_penalties
+from reglab._validation import InvalidParameterError, check_positive_int
+from reglab.regularization.activity import (
+    REENTRANT_BACKWARD,
+    Capture,
+    Cell,
+    Deferred,
+    Record,
+    RecordingHook,
+    SpentMarker,
+    activity_scale,
+    first_tensor,
+    in_reentrant_checkpoint,
+    late_activity,
+    replace_first_tensor,
+    token,
+    value_of,
+)
 from reglab.regularization.rules import ActivityBinding, Bindings
+from reglab.regularization.weights import WeightPenalties
 
 __all__ = ["Regularization"]
 
-
-def _first_tensor(output: Any) -> torch.Tensor | None:
-    """The tensor an activity penalty sees: the output, or the first tensor of a tuple/list
-    (``nn.LSTM`` returns ``(output, (h_n, c_n))``: the per-step output is regularized)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output:
-        return _first_tensor(output[0])
-    return None
+#: Default bound on recorded outputs kept between penalty() calls: the outputs of this many
+#: forwards (at least 64).
+PENDING_FORWARDS = 8
 
 
-def _scale(binding: ActivityBinding, output: torch.Tensor) -> float:
-    penalty = binding.penalty
-    if isinstance(penalty, Penalty) and penalty.batch_normalized:
-        return 1.0
-    if binding.reduction == "batch":  # Keras: divide by the batch size, output.shape[0]
-        # Modules inside a ModelStack output (K, B, ...) and say so with reglab_batch_dim = 1.
-        batch_dim = getattr(binding.module, "reglab_batch_dim", 0)
-        return 1.0 / output.shape[batch_dim] if output.ndim > batch_dim else 1.0
-    if binding.reduction == "mean":  # AWD-LSTM's AR: alpha * h.pow(2).mean()
-        return 1.0 / max(output.numel(), 1)
-    return 1.0
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
 
 
 class Regularization:
     """Penalties and constraints attached to a model; returned by :func:`reglab.attach`.
 
-    Weight penalties are computed from the parameters' current values each time
-    :meth:`penalty` is called. Activity penalties see the outputs recorded by forward hooks
-    since the previous :meth:`penalty` call — only in training mode with gradients enabled,
-    so ``model.eval()`` or ``torch.no_grad()`` forwards record nothing. Recorded outputs are
-    released by :meth:`penalty`, so memory does not grow across steps.
+    **Weight penalties** are evaluated from the parameters' current values each time
+    :meth:`penalty` is called — built-in ones grouped into multi-tensor ops with closed-form
+    gradients — or, after :meth:`fold_into`, added to the gradients inside the optimizer step.
+
+    **Activity penalties** are recorded where the output is produced: a hooked module's forward,
+    in training mode with gradients enabled, computes the penalty's value right away as a
+    0-dim token in the autograd graph (the closed-form gradient is written in backward, no
+    buffer is kept); :meth:`penalty` sums the tokens recorded since the previous call.
+    ``model.eval()``, ``torch.no_grad()`` and :meth:`paused` forwards record nothing;
+    recomputation by activation checkpointing never records twice (see
+    :mod:`reglab.regularization.activity`). At most ``max_pending`` tokens wait for
+    :meth:`penalty` (each keeps its forward's graph alive): beyond that the oldest are dropped,
+    with one warning.
+
+    **Copies** of the model (``copy.deepcopy``, ``torch.optim.swa_utils.AveragedModel``,
+    pickling) carry no regularization: their forwards record nothing here. Attach to a copy to
+    regularize it.
 
     Use it as a context manager, or call :meth:`remove`, to detach every hook.
     """
 
-    def __init__(self, model: nn.Module, bindings: Bindings) -> None:
+    def __init__(
+        self, model: nn.Module, bindings: Bindings, max_pending: int | None = None
+    ) -> None:
         self.model = model
         self.bindings = bindings
-        self._records: list[tuple[ActivityBinding, torch.Tensor]] = []
-        self._terms: dict[str, torch.Tensor] = {}
-        self._handles: list[RemovableHandle] = [
-            binding.module.register_forward_hook(self._recorder(binding))
+        if max_pending is None:
+            max_pending = max(64, PENDING_FORWARDS * len(bindings.activities))
+        self.max_pending = check_positive_int(max_pending, "max_pending", "attach")
+        self._weights = WeightPenalties(bindings.weights)
+        self._pending: list[Record | Deferred] = []
+        # Reentrant checkpointing: deferred records whose recomputation is still to come.
+        self._awaiting: dict[int, deque[Deferred]] = {}
+        self._anchor: torch.Tensor | None = None
+        self._terms: list[tuple[str, torch.Tensor]] = []
+        self._folded: torch.optim.Optimizer | None = None
+        self._paused = 0
+        self._warned: set[str] = set()
+        self._handles: list[Any] = [
+            binding.module.register_forward_hook(RecordingHook(self, binding))
             for binding in bindings.activities
         ]
 
-    # -- recording ---------------------------------------------------------------------------
-    def _recorder(self, binding: ActivityBinding) -> Callable[..., None]:
-        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-            if module.training and torch.is_grad_enabled():
-                tensor = _first_tensor(output)
-                if tensor is not None:
-                    self._records.append((binding, tensor))
+    # -- recording (called by RecordingHook) -------------------------------------------------
+    def _record(self, binding: ActivityBinding, output: Any) -> Any:
+        if self._paused:
+            return None
+        h = first_tensor(output)
+        if h is None:
+            raise InvalidParameterError(
+                f"The activity rule on {binding.module_name or '<root>'!r} "
+                f"({type(binding.module).__name__}) needs a tensor output (or a tuple, list or "
+                f"mapping whose first item is one). Got {type(output).__name__}."
+            )
+        if not _compiling():
+            node = torch._C._current_autograd_node()
+            if node is not None:  # a forward inside backward: checkpoint recomputation
+                return self._recomputed(binding, output, h, node.name())
+            if not torch.is_grad_enabled():
+                if in_reentrant_checkpoint():
+                    scale = activity_scale(binding, h)
+                    self._append(Deferred(binding, value_of(binding, h, scale)))
+                return None
+        elif not torch.is_grad_enabled():
+            return None
+        record = Record(binding, token(binding, h))
+        self._append(record)
+        if h.requires_grad and not _compiling():
+            h.register_hook(SpentMarker(record))
+        return None
 
-        return hook
+    def _append(self, record: Record | Deferred) -> None:
+        if len(self._pending) >= self.max_pending:
+            del self._pending[0]
+            self._warn_once(
+                "pending",
+                f"reglab: more than {self.max_pending} module outputs were recorded in training "
+                "mode with gradients enabled without a penalty() call; the oldest are dropped "
+                "to bound memory (each keeps its forward's graph alive). Call reg.penalty() in "
+                "every training step, run forwards that should not be regularized under "
+                "model.eval(), torch.no_grad() or reg.paused(), or raise "
+                "attach(max_pending=...) for more forwards per step.",
+            )
+        self._pending.append(record)
+
+    def _recomputed(self, binding: ActivityBinding, output: Any, h: torch.Tensor, node: str) -> Any:
+        if node == REENTRANT_BACKWARD:
+            queue = self._awaiting.get(id(binding))
+            if queue:
+                deferred = queue.popleft()
+                new = late_activity(binding, h, deferred.cell, self._warn_late)
+                return replace_first_tensor(output, new)
+            return None
+        # Non-reentrant checkpointing matches saved tensors by position: replay the token
+        # node exactly as in the forward, and drop the token.
+        if torch.is_grad_enabled():
+            token(binding, h)
+        return None
+
+    def _warn_late(self) -> None:
+        self._warn_once(
+            "late",
+            "reglab: the activity penalty of an output recomputed by reentrant activation "
+            "checkpointing was not backpropagated with its step's penalty(); its gradient is "
+            "not added. Add reg.penalty() to the loss that is backpropagated.",
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Record nothing inside the block (forwards that should not be regularized in
+        training mode: a teacher pass, a saliency map).
+
+        >>> import reglab
+        >>> from reglab.penalties import L1
+        >>> model = torch.nn.Linear(3, 3)
+        >>> reg = reglab.attach(model, {"": dict(activity=L1(1.0))})
+        >>> with reg.paused():
+        ...     _ = model(torch.randn(2, 3))
+        >>> reg.penalty().item()
+        0.0
+        """
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     # -- the loss term -----------------------------------------------------------------------
     def penalty(self) -> torch.Tensor:
         """Sum of every attached penalty, as a 0-dim tensor to add to the loss.
 
-        Weight terms use the current parameters; activity terms use (and release) the outputs
-        recorded since the last call. Built-in penalties are folded into one autograd node with
-        closed-form gradients; custom callables go through ordinary autograd. Per-term values
-        are kept for :meth:`terms`.
+        Weight terms use the current parameters (none of the closed-form ones after
+        :meth:`fold_into`: the optimizer adds them); activity terms are the tokens recorded
+        since the last call. Per-term values are kept for :meth:`terms`.
         """
-        records, self._records = self._records, []
-        entries: list[tuple[str, Callable[[torch.Tensor], torch.Tensor], float, torch.Tensor]]
-        entries = [(b.term, b.penalty, 1.0, b.param) for b in self.bindings.weights]
-        entries += [(b.term, b.penalty, _scale(b, out), out) for b, out in records]
-
-        fast = [e for e in entries if isinstance(e[1], Penalty) and e[1].has_closed_form()]
-        slow = [e for e in entries if not (isinstance(e[1], Penalty) and e[1].has_closed_form())]
-        values: list[tuple[str, torch.Tensor]] = []
-        total: torch.Tensor | None = None
-        if fast:
-            vector = fused_penalties([(e[1], e[2]) for e in fast], [e[3] for e in fast])
-            total = vector.sum()
-            values += zip([e[0] for e in fast], vector.detach().unbind(), strict=True)
-        for term, fn, scale, tensor in slow:
-            value = fn(tensor) * scale
-            total = value if total is None else total + value
-            values.append((term, value.detach()))
-
-        self._terms = {}
-        for term, value in values:
-            self._terms[term] = self._terms[term] + value if term in self._terms else value
+        records = list(self._pending)
+        self._pending.clear()
+        self._awaiting.clear()  # recomputations belong to the latest penalty()'s step
+        total, values = self._weights.loss_term(include_closed=self._folded is None)
+        tokens, deferred, spent = [], [], 0
+        for r in records:
+            if isinstance(r, Deferred):
+                deferred.append(r)
+            elif r.spent:
+                spent += 1
+            else:
+                tokens.append(r.token)
+                values.append((r.binding.term, r.token.detach()))
+        if spent:
+            self._warn_once(
+                "spent",
+                f"reglab: {spent} recorded outputs were already backpropagated before "
+                "penalty() was called, so they are not penalised. Add reg.penalty() to the "
+                "loss of the forward that produced them (with gradient accumulation: to every "
+                "micro-batch's loss), or run such forwards under reg.paused() or model.eval().",
+            )
+        if tokens:
+            activity = torch.stack(tokens).sum() if len(tokens) > 1 else tokens[0]
+            total = activity if total is None else total + activity.to(total.dtype)
+        if deferred:
+            total = self._capture(total, deferred)
+            values += [(d.binding.term, d.value) for d in deferred]
+        self._terms = values
         if total is None:
             return torch.zeros((), device=self._device())
         return total
+
+    def _capture(self, total: torch.Tensor | None, deferred: list[Deferred]) -> torch.Tensor:
+        """Add the deferred (reentrant-checkpoint) values and route the gradient factor this
+        penalty receives to their recomputation."""
+        constant = torch.stack([d.value for d in deferred]).sum()
+        total = constant if total is None else total + constant.to(total.dtype)
+        if self._anchor is None or self._anchor.device != total.device:
+            self._anchor = torch.zeros((), device=total.device, requires_grad=True)
+        cell = Cell()
+        for d in deferred:
+            d.cell = cell
+            self._awaiting.setdefault(id(d.binding), deque()).append(d)
+        return Capture.apply(total, self._anchor, cell)
 
     def terms(self) -> dict[str, torch.Tensor]:
         """Detached per-term values of the last :meth:`penalty` call, for logging.
 
         Keys are ``"<module name>.<kind>"`` (``"encoder.0.kernel"``, ``"encoder.1.activity"``);
         a module's several kernels (``nn.LSTM``) or several calls in one step are summed.
+        Weight terms folded into an optimizer are evaluated now, at the current weights.
         """
-        return dict(self._terms)
+        values = list(self._terms)
+        if self._folded is not None:
+            values += self._weights.values()
+        out: dict[str, torch.Tensor] = {}
+        for term, value in values:
+            out[term] = out[term] + value if term in out else value
+        return out
+
+    # -- folding into the optimizer ----------------------------------------------------------
+    def fold_into(self, optimizer: torch.optim.Optimizer) -> _FoldHandle:
+        """Add the built-in weight penalties' gradients inside ``optimizer.step()`` instead of
+        through the loss.
+
+        A step pre-hook writes ``grad += ∇penalty(w)`` with in-place multi-tensor ops just
+        before the optimizer reads the gradients; :meth:`penalty` then returns the activity
+        terms (and custom callables) only. Training is the same as adding the penalty to the
+        loss (equal up to floating-point rounding) for every ``torch.optim`` optimizer, since
+        each reads ``p.grad`` in its step:
+
+        * **AMP**: ``GradScaler.step`` unscales the gradients before calling ``step()``, and
+          skips it (and so the penalty) on a step with inf/NaN gradients; a fused optimizer
+          that unscales inside its kernel gets the penalty multiplied by its ``grad_scale``.
+        * **Gradient accumulation**: the penalty is added once per optimizer step — the same
+          as adding it to each of k micro-batch losses divided by k.
+        * **Constraints** (:meth:`bind`) still project after the step: gradient, step,
+          projection.
+        * **Gradient clipping** between ``backward()`` and ``step()`` no longer sees the
+          penalty's gradient (it is added after).
+
+        Weight terms stay available in :meth:`terms`, evaluated when asked.
+
+        Returns:
+            A handle; ``handle.remove()`` (or :meth:`remove`) returns to the loss path.
+        """
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise InvalidParameterError(
+                "The 'optimizer' parameter of fold_into must be a torch.optim.Optimizer. Got "
+                f"{type(optimizer).__name__} instead."
+            )
+        if self._folded is not None:
+            raise InvalidParameterError(
+                "This Regularization is already folded into an optimizer; remove that handle first."
+            )
+        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [b.param_name for b in self._weights.closed if id(b.param) not in stepped]
+        if missing:
+            raise InvalidParameterError(
+                f"fold_into: the optimizer does not update {', '.join(missing[:5])}, which "
+                "have weight penalties; fold into the optimizer that steps them."
+            )
+
+        def add_penalty_gradients(opt: torch.optim.Optimizer, *_: Any) -> None:
+            scale = getattr(opt, "grad_scale", None)  # a fused optimizer will divide it out
+            self._weights.add_gradients_(1.0 if scale is None else scale)
+
+        handle = _FoldHandle(self, optimizer.register_step_pre_hook(add_penalty_gradients))
+        self._folded = optimizer
+        self._handles.append(handle)
+        return handle
 
     # -- constraints -------------------------------------------------------------------------
     @torch.no_grad()
     def apply_constraints(self) -> None:
-        """Project every constrained parameter in place (call after ``optimizer.step()``)."""
+        """Project every constrained parameter in place (call after ``optimizer.step()``).
+
+        Per-unit constraints with their default axis (``MaxNorm()``, ``UnitNorm()``, ...)
+        project each output unit of the module's layout (see :mod:`reglab.layouts`)."""
         for binding in self.bindings.constraints:
-            binding.param.copy_(binding.constraint(binding.param))
+            _project(binding)
 
     def after_step(self) -> None:
         """Called by :func:`reglab.training.fit` after every optimizer step: applies the
@@ -140,7 +328,8 @@ class Regularization:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._records.clear()
+        self._pending.clear()
+        self._awaiting.clear()
 
     def __enter__(self) -> Regularization:
         return self
@@ -163,3 +352,33 @@ class Regularization:
     def __repr__(self) -> str:
         lines = "".join(f"\n  {line}" for line in self)
         return f"Regularization({type(self.model).__name__}){lines}"
+
+
+def _project(binding: Any) -> None:
+    param, constraint = binding.param, binding.constraint
+    if getattr(constraint, "per_unit", False):
+        units = binding.layout.to_units(param)
+        param.copy_(binding.layout.from_units(constraint(units), param))
+    else:
+        param.copy_(constraint(param))
+
+
+class _FoldHandle:
+    """Returned by :meth:`Regularization.fold_into`: ``remove()`` (or leaving its ``with``
+    block) takes the hook off the optimizer and returns the weights to the loss path."""
+
+    def __init__(self, owner: Regularization, hook: RemovableHandle) -> None:
+        self._owner: Regularization | None = owner
+        self._hook = hook
+
+    def remove(self) -> None:
+        self._hook.remove()
+        if self._owner is not None:
+            self._owner._folded = None
+            self._owner = None
+
+    def __enter__(self) -> _FoldHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

@@ -12,6 +12,7 @@ from torch import nn
 
 from reglab import constraints, penalties
 from reglab._validation import InvalidParameterError, check_choice
+from reglab.layouts import UnitLayout, is_bias, is_kernel, unit_layout
 
 __all__ = ["ActivityBinding", "Bindings", "ConstraintBinding", "WeightBinding", "resolve"]
 
@@ -25,21 +26,39 @@ RuleKey = str | type[nn.Module] | tuple[type[nn.Module], ...]
 
 @dataclass(frozen=True)
 class WeightBinding:
-    """One parameter penalised by one penalty; ``term`` is its name in ``terms()``."""
+    """One parameter penalised by one penalty; ``term`` is its name in ``terms()``.
+
+    The parameter is looked up on its module at each use (``module.<attr>``), so wrappers that
+    replace parameters after ``attach`` (FSDP2's ``fully_shard``, ``load_state_dict(assign=True)``)
+    are followed. ``layout`` says where the output units are, for per-unit penalties.
+    """
 
     term: str
     param_name: str
-    param: nn.Parameter
+    module: nn.Module
+    attr: str
     penalty: Callable[[torch.Tensor], torch.Tensor]
+    layout: UnitLayout
+
+    @property
+    def param(self) -> nn.Parameter:
+        return self.module._parameters[self.attr]  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class ConstraintBinding:
-    """One parameter projected by one constraint after each step."""
+    """One parameter projected by one constraint after each step (per output unit of
+    ``layout`` for per-unit constraints with the default axis)."""
 
     param_name: str
-    param: nn.Parameter
+    module: nn.Module
+    attr: str
     constraint: Callable[[torch.Tensor], torch.Tensor]
+    layout: UnitLayout
+
+    @property
+    def param(self) -> nn.Parameter:
+        return self.module._parameters[self.attr]  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -109,16 +128,14 @@ def _check_spec(key: RuleKey, spec: Any) -> dict[str, Any]:
 
 
 def _owned(module: nn.Module, kind: str) -> list[tuple[str, nn.Parameter]]:
-    """Trainable parameters of ``module`` itself (not its children) of one kind.
-
-    kernel: ``weight*`` with ndim >= 2 (Linear/Conv weights, nn.LSTM's ``weight_ih_l0`` ...);
-    bias: ``bias*``. Frozen parameters are skipped, like Keras' non-trainable weights.
-    """
-    prefix = "weight" if kind.startswith("kernel") else "bias"
+    """Trainable parameters of ``module`` itself (not its children) of one kind: kernels or
+    biases as :mod:`reglab.layouts` defines them. Frozen parameters are skipped, like Keras'
+    non-trainable weights."""
+    test = is_kernel if kind.startswith("kernel") else is_bias
     return [
         (name, p)
         for name, p in module.named_parameters(recurse=False)
-        if name.startswith(prefix) and p.requires_grad and (prefix == "bias" or p.ndim >= 2)
+        if test(name, p) and p.requires_grad
     ]
 
 
@@ -175,17 +192,22 @@ def resolve(
                     full = f"{mname}.{pname}" if mname else pname
                     if not claim(param, kind, key, f"parameter {full!r}"):
                         continue  # a tied parameter reached twice through the same rule
+                    layout = unit_layout(module, pname)
                     if kind in PENALTY_KINDS:
                         term = f"{mname}.{kind}" if mname else kind
-                        weights.append(WeightBinding(term, full, param, spec[kind]))
+                        weights.append(WeightBinding(term, full, module, pname, spec[kind], layout))
                     else:
-                        cons.append(ConstraintBinding(full, param, spec[kind]))
+                        cons.append(ConstraintBinding(full, module, pname, spec[kind], layout))
             if not found:
-                what = "weight* parameters with ndim >= 2" if "kernel" in kind else "bias*"
+                what = (
+                    "weight parameters with ndim >= 2 (kernels)"
+                    if "kernel" in kind
+                    else "bias parameters"
+                )
                 names = ", ".join(repr(n) for n, _ in matched)
                 raise InvalidParameterError(
                     f"Rule {_rule_name(key)} asks for {kind!r} but none of the modules it "
-                    f"matches ({names}) has trainable {what} parameters."
+                    f"matches ({names}) has trainable {what}."
                 )
         if spec["activity"] is not None:
             reduction = spec["activity_reduction"] or activity_reduction
