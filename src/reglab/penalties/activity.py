@@ -51,7 +51,9 @@ class KLSparsity(Penalty):
         if x.ndim == 0:
             raise ValueError("KLSparsity needs activations of shape (*, units). Got a scalar.")
         lo, hi = torch.aminmax(x.detach())
-        if bool((lo < 0.0) | (hi > 1.0)):  # one device sync per call, not two
+        if torch.compiler.is_compiling():  # no data-dependent branch inside a graph
+            torch._assert_async((lo >= 0.0) & (hi <= 1.0), "KLSparsity needs activations in [0, 1]")
+        elif bool((lo < 0.0) | (hi > 1.0)):  # one device sync per call, not two
             raise ValueError(
                 "KLSparsity needs activations in [0, 1] (e.g. sigmoid outputs). Got values in "
                 f"[{lo.item():.4g}, {hi.item():.4g}]; regularize the output of the sigmoid, "

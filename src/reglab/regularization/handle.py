@@ -30,6 +30,7 @@ from reglab.regularization.activity import (
     value_of,
 )
 from reglab.regularization.rules import ActivityBinding, Bindings
+from reglab.regularization.sharding import is_sharded, project_shard
 from reglab.regularization.weights import WeightPenalties
 
 __all__ = ["Regularization"]
@@ -355,12 +356,18 @@ class Regularization:
 
 
 def _project(binding: Any) -> None:
-    param, constraint = binding.param, binding.constraint
-    if getattr(constraint, "per_unit", False):
-        units = binding.layout.to_units(param)
-        param.copy_(binding.layout.from_units(constraint(units), param))
+    constraint, layout = binding.constraint, binding.layout
+
+    def project(w: torch.Tensor) -> torch.Tensor:
+        if getattr(constraint, "per_unit", False):
+            return layout.from_units(constraint(layout.to_units(w)), w)
+        return constraint(w)
+
+    param = binding.param
+    if is_sharded(param):
+        project_shard(binding, project)
     else:
-        param.copy_(constraint(param))
+        param.copy_(project(param))
 
 
 class _FoldHandle:

@@ -34,30 +34,12 @@ import torch
 from reglab._validation import InvalidParameterError
 from reglab.penalties import L1, L1L2, L2, Penalty
 from reglab.regularization.rules import WeightBinding
+from reglab.regularization.sharding import is_sharded as _is_sharded
+from reglab.regularization.sharding import local as _local
 
 __all__ = ["WeightPenalties"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed support
-        return None
-    return DTensor
-
-
-_DTENSOR = _dtensor_type()
-
-
-def _is_sharded(t: torch.Tensor) -> bool:
-    return _DTENSOR is not None and isinstance(t, _DTENSOR)
-
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """The tensor to compute on: a DTensor's local shard (differentiable), else ``t``."""
-    return t.to_local() if _is_sharded(t) else t  # type: ignore[attr-defined]
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -80,10 +62,10 @@ class _Elementwise:
             # On CPU a dot product is the fastest allocation-free sum of squares; elsewhere one
             # multi-tensor norm kernel covers every tensor.
             if cpu and acc == ws[0].dtype:
-                squares = [torch.dot(w.reshape(-1), w.reshape(-1)) for w in ws]
+                squares = torch.stack([torch.dot(w.reshape(-1), w.reshape(-1)) for w in ws])
             else:
-                squares = [n.square() for n in torch._foreach_norm(ws, 2, dtype=acc)]
-            terms.append(torch.stack(squares) * self.l2)
+                squares = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square()
+            terms.append(squares * self.l2)
         if self.l1:
             if cpu:  # CPU's norm(ord=1) kernel is unvectorised: abs().sum() is ~3x faster
                 l1s = torch.stack([w.abs().sum(dtype=acc) for w in ws])
