@@ -46,38 +46,95 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
+#: CPU eager: elements per block of the cache-blocked loops. Every pass over a large tensor
+#: is a trip to main memory there, so the ops of one penalty run block by block (a block, its
+#: scratch and its gradient stay in cache) and a tensor is read from memory once.
+BLOCK = 1 << 18
+
+
+def _blocked(*tensors: torch.Tensor) -> bool:
+    """Whether the cache-blocked CPU loops apply (CPU, contiguous, not under compile)."""
+    return (
+        tensors[0].device.type == "cpu"
+        and all(t.is_contiguous() for t in tensors)
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _blocks(*tensors: torch.Tensor) -> Any:
+    flat = [t.view(-1) for t in tensors]
+    for start in range(0, flat[0].numel(), BLOCK):
+        yield [f[start : start + BLOCK] for f in flat]
+
+
 @dataclass(frozen=True)
 class _Elementwise:
-    """``l1 · Σ|w| + l2 · Σw²`` over several same-dtype, same-device tensors."""
+    """``l1 · Σ|w| + l2 · Σw²`` over several same-dtype, same-device tensors.
+
+    Accelerators (and ``torch.compile``) use multi-tensor ``torch._foreach_*`` ops, whose
+    launch count does not grow with the number of tensors; CPU eager runs cache-blocked loops
+    with one block-sized scratch buffer (no parameter-sized temporary)."""
 
     index: tuple[int, ...]
     l1: float
     l2: float
 
+    # -- values ------------------------------------------------------------------------------
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
         acc = _acc_dtype(ws[0].dtype)
-        cpu = ws[0].device.type == "cpu"
-        terms: list[torch.Tensor] = []
-        if self.l2:
-            # On CPU a dot product is the fastest allocation-free sum of squares; elsewhere one
-            # multi-tensor norm kernel covers every tensor.
-            if cpu and acc == ws[0].dtype:
-                squares = torch.stack([torch.dot(w.reshape(-1), w.reshape(-1)) for w in ws])
-            else:
-                squares = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square()
-            terms.append(squares * self.l2)
-        if self.l1:
-            if cpu:  # CPU's norm(ord=1) kernel is unvectorised: abs().sum() is ~3x faster
-                l1s = torch.stack([w.abs().sum(dtype=acc) for w in ws])
-            else:
-                l1s = torch.stack(torch._foreach_norm(ws, 1, dtype=acc))
-            terms.append(l1s * self.l1)
-        if not terms:  # both coefficients 0 (L1L2()'s default)
+        if not (self.l1 or self.l2):  # L1L2()'s default: a zero penalty
             return torch.zeros(len(ws), dtype=acc, device=ws[0].device)
-        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        if all(_blocked(w) for w in ws) and acc == ws[0].dtype:
+            return torch.stack([self._value_blocked(w) for w in ws])
+        value = 0.0
+        if self.l2:
+            value = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square() * self.l2
+        if self.l1:
+            value = value + torch.stack(torch._foreach_norm(ws, 1, dtype=acc)) * self.l1
+        return value  # type: ignore[return-value]
 
+    def _value_blocked(self, w: torch.Tensor) -> torch.Tensor:
+        # One trip through memory: both sums read each block while it is in cache.
+        scratch = _scratch(w) if self.l1 else None
+        squares, absolutes = [], []
+        for (wb,) in _blocks(w):
+            if self.l2:
+                squares.append(torch.dot(wb, wb))
+            if scratch is not None:
+                absolutes.append(torch.abs(wb, out=scratch[: wb.numel()]).sum())
+        value = self.l2 * torch.stack(squares).sum() if squares else 0.0
+        if absolutes:
+            value = value + self.l1 * torch.stack(absolutes).sum()
+        return value  # type: ignore[return-value]
+
+    def values_and_gradients(
+        self, ws: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """CPU eager: values and unscaled gradients in one trip through memory (the gradient
+        of L1 is ``sign(w)``, whose dot with ``w`` is the L1 value), or None elsewhere."""
+        if not (self.l1 and all(_blocked(w) for w in ws)) or _acc_dtype(ws[0].dtype) != ws[0].dtype:
+            return None
+        values, grads = [], []
+        for w in ws:
+            out = torch.empty_like(w)
+            parts = []
+            for wb, ob in _blocks(w, out):
+                torch.sign(wb, out=ob)
+                parts.append(torch.dot(wb, ob) * self.l1)
+                if self.l2:
+                    parts.append(torch.dot(wb, wb) * self.l2)
+                    ob.mul_(self.l1).add_(wb, alpha=2.0 * self.l2)
+                else:
+                    ob.mul_(self.l1)
+            values.append(torch.stack(parts).sum())
+            grads.append(out)
+        return torch.stack(values), grads
+
+    # -- gradients ---------------------------------------------------------------------------
     def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
         """Fresh ``factor · ∇`` tensors (autograd takes them as the parameters' gradients)."""
+        if all(_blocked(w) for w in ws):
+            return [self._gradient_blocked(w, factor) for w in ws]
         if not self.l1:  # 2 · l2 · w: one pass
             return list(torch._foreach_mul(ws, factor * (2.0 * self.l2)))
         grads = list(torch._foreach_sign(ws))  # sign(0) = 0, as autograd's |w|
@@ -85,6 +142,18 @@ class _Elementwise:
             torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 / self.l1)
         torch._foreach_mul_(grads, factor * self.l1)
         return grads
+
+    def _gradient_blocked(self, w: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(w)
+        if not self.l1:
+            return torch.mul(w, factor * (2.0 * self.l2), out=out)
+        scale = factor * self.l1
+        for wb, ob in _blocks(w, out):
+            torch.sign(wb, out=ob)
+            if self.l2:
+                ob.add_(wb, alpha=2.0 * self.l2 / self.l1)
+            ob.mul_(scale)
+        return out
 
     def add_gradients_(
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
@@ -94,11 +163,30 @@ class _Elementwise:
             torch._foreach_add_(grads, self.gradients(ws, factor))
         elif not self.l1:  # no temporary at all
             torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 * factor)
+        elif all(_blocked(w, g) for w, g in zip(ws, grads, strict=True)):
+            for w, g in zip(ws, grads, strict=True):
+                scratch = _scratch(w)
+                for wb, gb in _blocks(w, g):
+                    sb = torch.sign(wb, out=scratch[: wb.numel()])
+                    if self.l2:
+                        sb.add_(wb, alpha=2.0 * self.l2 / self.l1)
+                    gb.add_(sb, alpha=self.l1 * factor)
         else:
             signs = torch._foreach_sign(ws)
             if self.l2:
                 torch._foreach_add_(signs, ws, alpha=2.0 * self.l2 / self.l1)
             torch._foreach_add_(grads, signs, alpha=self.l1 * factor)
+
+
+_SCRATCH: dict[torch.dtype, torch.Tensor] = {}
+
+
+def _scratch(like: torch.Tensor) -> torch.Tensor:
+    """One reusable block-sized CPU buffer per dtype (the blocked loops' only temporary)."""
+    buffer = _SCRATCH.get(like.dtype)
+    if buffer is None:
+        buffer = _SCRATCH[like.dtype] = torch.empty(BLOCK, dtype=like.dtype)
+    return buffer
 
 
 @dataclass(frozen=True)
@@ -108,6 +196,9 @@ class _PerTensor:
 
     index: tuple[int, ...]
     bindings: tuple[WeightBinding, ...]
+
+    def values_and_gradients(self, ws: Sequence[torch.Tensor]) -> None:
+        del ws  # gradients are computed in backward
 
     def _units(self, b: WeightBinding, w: torch.Tensor) -> torch.Tensor:
         return b.layout.to_units(w) if b.penalty.per_unit else w  # type: ignore[union-attr]
@@ -162,6 +253,9 @@ class _ShardedElementwise(_Elementwise):
 
     mesh: Any = None
 
+    def values_and_gradients(self, ws: Sequence[torch.Tensor]) -> None:
+        del ws  # the values need a collective: keep them apart
+
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
         import torch.distributed as dist
 
@@ -180,15 +274,41 @@ class _Plan:
         self.order = [i for g in groups for i in g.index]
 
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
-        parts = [g.values([ws[i] for i in g.index]) for g in self.groups]
+        return self.forward(ws, keep_gradients=False)[0]
+
+    def forward(
+        self, ws: Sequence[torch.Tensor], keep_gradients: bool
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Values in plan order, and the gradients computed on the way (CPU eager
+        elementwise groups, when a backward will follow), by tensor position."""
+        parts, held = [], {}
+        for g in self.groups:
+            group_ws = [ws[i] for i in g.index]
+            both = g.values_and_gradients(group_ws) if keep_gradients else None
+            if both is None:
+                parts.append(g.values(group_ws))
+            else:
+                parts.append(both[0])
+                held.update(zip(g.index, both[1], strict=True))
         dtype = parts[0].dtype
         for p in parts[1:]:
             dtype = torch.promote_types(dtype, p.dtype)
-        return torch.cat([p.to(dtype) for p in parts]) if len(parts) > 1 else parts[0]
+        values = torch.cat([p.to(dtype) for p in parts]) if len(parts) > 1 else parts[0]
+        return values, held
 
-    def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
+    def gradients(
+        self, ws: Sequence[torch.Tensor], factor: torch.Tensor, held: dict[int, torch.Tensor]
+    ) -> list[torch.Tensor]:
         out: list[Any] = [None] * self.n
+        if held:
+            # Held gradients live on the CPU, where reading the factor costs nothing: skip a
+            # pass over them in the usual case of no loss scaling.
+            f = float(factor)
+            for i, grad in held.items():
+                out[i] = grad if f == 1.0 else grad.mul_(f)
         for g in self.groups:
+            if all(i in held for i in g.index):
+                continue
             for i, grad in zip(g.index, g.gradients([ws[i] for i in g.index], factor), strict=True):
                 out[i] = grad
         return out
@@ -196,19 +316,22 @@ class _Plan:
 
 class _Node(torch.autograd.Function):
     """(total, values in plan order) of the closed-form groups; backward writes
-    ``grad_total · ∇`` for every tensor (no ``.item()``: safe under ``torch.compile``)."""
+    ``grad_total · ∇`` for every tensor. On CPU eager the elementwise gradients are computed
+    with the values in forward (one trip through memory) and kept until backward; elsewhere
+    backward computes them (multi-tensor ops, no ``.item()``: safe under ``torch.compile``)."""
 
     @staticmethod
     def forward(ctx: Any, plan: _Plan, *ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        values = plan.values(ws)
-        ctx.plan = plan
+        values, held = plan.forward(ws, keep_gradients=any(ctx.needs_input_grad[1:]))
+        ctx.plan, ctx.held = plan, held
         ctx.save_for_backward(*ws)
         ctx.mark_non_differentiable(values)
         return values.sum(), values
 
     @staticmethod
     def backward(ctx: Any, grad_total: torch.Tensor, _grad_values: Any) -> tuple[Any, ...]:
-        return (None, *ctx.plan.gradients(ctx.saved_tensors, grad_total))
+        held, ctx.held = ctx.held, {}  # backward runs once: release the gradients
+        return (None, *ctx.plan.gradients(ctx.saved_tensors, grad_total, held))
 
 
 class WeightPenalties:
