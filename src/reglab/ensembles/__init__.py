@@ -9,7 +9,7 @@ from reglab.ensembles.dropout_ensemble import (
     compare_inference_rules,
     mc_dropout_predict,
 )
-from reglab.ensembles.stack import ModelStack, StackedLinear, stacked_loss
+from reglab.ensembles.stack import ModelStack, StackedLinear, fused_optimizer, stacked_loss
 
 __all__ = [
     "EMA",
@@ -17,6 +17,7 @@ __all__ = [
     "Bagging",
     "MCDropoutPrediction",
     "ModelStack",
+    "fused_optimizer",
     "StackedLinear",
     "ambiguity_decomposition",
     "compare_inference_rules",

@@ -15,16 +15,6 @@ from reglab.ensembles.stack import ModelStack, stacked_loss
 __all__ = ["Bagging"]
 
 
-def _adam(params: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Fused Adam where this torch supports it on the parameters' device: on CPU the default
-    implementation's intermediates for large stacked tensors cost page faults (see the
-    README's performance section)."""
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
 class Bagging:
     """A bagged ensemble of neural classifiers, scikit-learn style.
 
@@ -117,7 +107,7 @@ class Bagging:
             models.append(self.model_fn())
         self.bootstrap_indices_ = torch.from_numpy(np.stack(rows)).long()  # (K, n)
         stack = ModelStack(models).to(device)
-        optimizer = _adam(list(stack.parameters()), self.lr, self.weight_decay)
+        optimizer = stack.optimizer(torch.optim.Adam, lr=self.lr, weight_decay=self.weight_decay)
         criterion = stacked_loss(F.cross_entropy, per_member_targets=True)
         shuffle = torch.Generator().manual_seed(self.member_seeds_[0])
         X, y_index = X.to(device), y_index.to(device)
