@@ -24,7 +24,7 @@ ratios to the unregularized step are printed, with the interquartile range):
 Run by hand:
 
     python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all] [--steps N]
-        [--device cpu|cuda] [--compile] [--threads N]
+        [--device cpu|cuda] [--compile] [--weights-only] [--threads N]
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class Decoder(nn.Module):
         return self.head(self.ln(self.blocks(x)))  # (B, T, vocab)
 
 
-def setup(model_name: str, device: torch.device) -> tuple[nn.Module, Callable, dict, dict]:
+def setup(
+    model_name: str, device: torch.device, weights_only: bool = False
+) -> tuple[nn.Module, Callable, dict, dict]:
     """(model, loss(model_output), attach rules, penalty coefficients) of one benchmark model."""
     torch.manual_seed(0)
     if model_name == "mlp":
@@ -87,6 +89,9 @@ def setup(model_name: str, device: torch.device) -> tuple[nn.Module, Callable, d
         y = torch.randint(0, 10, (128,), device=device)
         rules = {"fc*": dict(kernel=L1L2(1e-5, 1e-4)), "act*": dict(activity=L1(1e-3))}
         coefficients = dict(l1=1e-5, l2=1e-4, act=1e-3, kernels=nn.Linear, acts=nn.ReLU)
+        if weights_only:
+            del rules["act*"]
+            coefficients["acts"] = ()
         return model, (lambda m: F.cross_entropy(m(x), y)), rules, coefficients
     model = Decoder().to(device)
     ids = torch.randint(0, 512, (8, 129), device=device)
@@ -96,19 +101,22 @@ def setup(model_name: str, device: torch.device) -> tuple[nn.Module, Callable, d
 
     rules = {nn.Linear: dict(kernel=L2(1e-4)), "blocks.*.act": dict(activity=L1(1e-5))}
     coefficients = dict(l1=0.0, l2=1e-4, act=1e-5, kernels=nn.Linear, acts=nn.GELU)
+    if weights_only:
+        del rules["blocks.*.act"]
+        coefficients["acts"] = ()
     return model, loss, rules, coefficients
 
 
 def make_step(
-    variant: str, model_name: str, opt_name: str, device: torch.device, compile_model: bool
+    variant: str, model_name: str, opt_name: str, device: torch.device, args: argparse.Namespace
 ) -> Callable[[], None]:
-    model, loss_fn, rules, c = setup(model_name, device)
+    model, loss_fn, rules, c = setup(model_name, device, args.weights_only)
     opt_cls = torch.optim.SGD if opt_name == "sgd" else torch.optim.Adam
     kwargs = {"lr": 0.01, "momentum": 0.9} if opt_name == "sgd" else {"lr": 1e-3}
     optimizer = opt_cls(model.parameters(), **kwargs)
     kernels = [m.weight for m in model.modules() if isinstance(m, c["kernels"])]
     acts: list[torch.Tensor] = []
-    if variant in ("hand-written", "injection floor"):
+    if variant in ("hand-written", "injection floor") and c["acts"]:
         for m in model.modules():
             if isinstance(m, c["acts"]):
                 m.register_forward_hook(lambda _m, _i, out: acts.append(out))
@@ -117,9 +125,9 @@ def make_step(
         reg = reglab.attach(model, rules)
         if variant == "reglab (folded)":
             reg.fold_into(optimizer)
-    forward = torch.compile(model) if compile_model else model
+    forward = torch.compile(model) if args.compile else model
 
-    def activity() -> torch.Tensor:
+    def activity() -> torch.Tensor | float:
         total = sum(h.abs().sum() / h.shape[0] for h in acts)
         acts.clear()
         return c["act"] * total
@@ -153,7 +161,7 @@ def _sync(device: torch.device) -> None:
 
 def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None:
     for opt_name in ("sgd", "adam"):
-        steps = {v: make_step(v, model_name, opt_name, device, args.compile) for v in VARIANTS}
+        steps = {v: make_step(v, model_name, opt_name, device, args) for v in VARIANTS}
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for i in range(args.warmup + args.steps):
             for v in VARIANTS:  # round-robin: noise affects every variant alike
@@ -181,6 +189,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--weights-only", action="store_true", help="no activity penalty")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args()
     if args.threads:
@@ -188,7 +197,7 @@ def main() -> None:
     device = torch.device(args.device)
     print(
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-        f"compile {args.compile}"
+        f"compile {args.compile}, weights only {args.weights_only}"
     )
     models = ("mlp", "transformer") if args.model == "all" else (args.model,)
     for name in models:

@@ -17,11 +17,11 @@ __all__ = [
     "Bagging",
     "MCDropoutPrediction",
     "ModelStack",
-    "fused_optimizer",
     "StackedLinear",
     "ambiguity_decomposition",
     "compare_inference_rules",
     "error_decomposition",
+    "fused_optimizer",
     "mc_dropout_predict",
     "stacked_loss",
 ]

@@ -46,19 +46,11 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
-#: CPU eager: elements per block of the cache-blocked loops. Every pass over a large tensor
-#: is a trip to main memory there, so the ops of one penalty run block by block (a block, its
-#: scratch and its gradient stay in cache) and a tensor is read from memory once.
+#: CPU eager: tensors of at least this many elements take the cache-blocked loops. Every pass
+#: over a large tensor is a trip to main memory there, so the ops of one penalty run block by
+#: block (a block, its scratch and its gradient stay in cache) and a tensor is read once.
+#: Smaller tensors are many and cheap: multi-tensor ops keep their Python overhead down.
 BLOCK = 1 << 18
-
-
-def _blocked(*tensors: torch.Tensor) -> bool:
-    """Whether the cache-blocked CPU loops apply (CPU, contiguous, not under compile)."""
-    return (
-        tensors[0].device.type == "cpu"
-        and all(t.is_contiguous() for t in tensors)
-        and not torch.compiler.is_compiling()
-    )
 
 
 def _blocks(*tensors: torch.Tensor) -> Any:
@@ -69,31 +61,69 @@ def _blocks(*tensors: torch.Tensor) -> Any:
 
 @dataclass(frozen=True)
 class _Elementwise:
-    """``l1 · Σ|w| + l2 · Σw²`` over several same-dtype, same-device tensors.
-
-    Accelerators (and ``torch.compile``) use multi-tensor ``torch._foreach_*`` ops, whose
-    launch count does not grow with the number of tensors; CPU eager runs cache-blocked loops
-    with one block-sized scratch buffer (no parameter-sized temporary)."""
+    """``l1 · Σ|w| + l2 · Σw²`` over several same-dtype, same-device tensors with multi-tensor
+    ``torch._foreach_*`` ops: the launch count does not grow with the number of tensors."""
 
     index: tuple[int, ...]
     l1: float
     l2: float
 
-    # -- values ------------------------------------------------------------------------------
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
         acc = _acc_dtype(ws[0].dtype)
         if not (self.l1 or self.l2):  # L1L2()'s default: a zero penalty
             return torch.zeros(len(ws), dtype=acc, device=ws[0].device)
-        if all(_blocked(w) for w in ws) and acc == ws[0].dtype:
-            return torch.stack([self._value_blocked(w) for w in ws])
-        value = 0.0
+        value: Any = 0.0
         if self.l2:
             value = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square() * self.l2
         if self.l1:
-            value = value + torch.stack(torch._foreach_norm(ws, 1, dtype=acc)) * self.l1
-        return value  # type: ignore[return-value]
+            if ws[0].device.type == "cpu":  # CPU's norm(ord=1) kernel is not vectorised
+                l1s = torch.stack([a.sum(dtype=acc) for a in torch._foreach_abs(ws)])
+            else:
+                l1s = torch.stack(torch._foreach_norm(ws, 1, dtype=acc))
+            value = value + l1s * self.l1
+        return value
 
-    def _value_blocked(self, w: torch.Tensor) -> torch.Tensor:
+    def values_and_gradients(self, ws: Sequence[torch.Tensor]) -> Any:
+        del ws  # computed in backward, where the factor is known
+        return None
+
+    def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
+        """Fresh ``factor · ∇`` tensors (autograd takes them as the parameters' gradients)."""
+        if not self.l1:  # 2 · l2 · w: one pass
+            return list(torch._foreach_mul(ws, factor * (2.0 * self.l2)))
+        grads = list(torch._foreach_sign(ws))  # sign(0) = 0, as autograd's |w|
+        if self.l2:  # l1 · (sign(w) + (2 · l2 / l1) · w)
+            torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 / self.l1)
+        torch._foreach_mul_(grads, factor * self.l1)
+        return grads
+
+    def add_gradients_(
+        self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
+    ) -> None:
+        """``grad += factor · ∇`` in place (``factor`` a number or a 0-dim tensor)."""
+        if isinstance(factor, torch.Tensor):  # a loss scale that a fused optimizer divides out
+            torch._foreach_add_(grads, self.gradients(ws, factor))
+        elif not self.l1:  # no temporary at all
+            torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 * factor)
+        else:
+            signs = torch._foreach_sign(ws)
+            if self.l2:
+                torch._foreach_add_(signs, ws, alpha=2.0 * self.l2 / self.l1)
+            torch._foreach_add_(grads, signs, alpha=self.l1 * factor)
+
+
+@dataclass(frozen=True)
+class _Blocked(_Elementwise):
+    """The same penalty on large contiguous CPU tensors, cache-blocked, with one block-sized
+    scratch buffer as the only temporary. Under ``torch.compile`` the multi-tensor forms run
+    instead (the compiler fuses them)."""
+
+    def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
+        if torch.compiler.is_compiling() or not (self.l1 or self.l2):
+            return super().values(ws)
+        return torch.stack([self._value(w) for w in ws])
+
+    def _value(self, w: torch.Tensor) -> torch.Tensor:
         # One trip through memory: both sums read each block while it is in cache.
         scratch = _scratch(w) if self.l1 else None
         squares, absolutes = [], []
@@ -102,17 +132,17 @@ class _Elementwise:
                 squares.append(torch.dot(wb, wb))
             if scratch is not None:
                 absolutes.append(torch.abs(wb, out=scratch[: wb.numel()]).sum())
-        value = self.l2 * torch.stack(squares).sum() if squares else 0.0
+        value: Any = self.l2 * torch.stack(squares).sum() if squares else 0.0
         if absolutes:
             value = value + self.l1 * torch.stack(absolutes).sum()
-        return value  # type: ignore[return-value]
+        return value
 
     def values_and_gradients(
         self, ws: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
-        """CPU eager: values and unscaled gradients in one trip through memory (the gradient
-        of L1 is ``sign(w)``, whose dot with ``w`` is the L1 value), or None elsewhere."""
-        if not (self.l1 and all(_blocked(w) for w in ws)) or _acc_dtype(ws[0].dtype) != ws[0].dtype:
+        """Values and unscaled gradients in one trip through memory (the gradient of L1 is
+        ``sign(w)``, whose dot with ``w`` is the L1 value); None without an L1 term."""
+        if torch.compiler.is_compiling() or not self.l1:
             return None
         values, grads = [], []
         for w in ws:
@@ -130,52 +160,43 @@ class _Elementwise:
             grads.append(out)
         return torch.stack(values), grads
 
-    # -- gradients ---------------------------------------------------------------------------
     def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
-        """Fresh ``factor · ∇`` tensors (autograd takes them as the parameters' gradients)."""
-        if all(_blocked(w) for w in ws):
-            return [self._gradient_blocked(w, factor) for w in ws]
-        if not self.l1:  # 2 · l2 · w: one pass
-            return list(torch._foreach_mul(ws, factor * (2.0 * self.l2)))
-        grads = list(torch._foreach_sign(ws))  # sign(0) = 0, as autograd's |w|
-        if self.l2:  # l1 · (sign(w) + (2 · l2 / l1) · w)
-            torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 / self.l1)
-        torch._foreach_mul_(grads, factor * self.l1)
-        return grads
-
-    def _gradient_blocked(self, w: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(w)
-        if not self.l1:
-            return torch.mul(w, factor * (2.0 * self.l2), out=out)
-        scale = factor * self.l1
-        for wb, ob in _blocks(w, out):
-            torch.sign(wb, out=ob)
-            if self.l2:
-                ob.add_(wb, alpha=2.0 * self.l2 / self.l1)
-            ob.mul_(scale)
+        if torch.compiler.is_compiling() or not self.l1:
+            return super().gradients(ws, factor)
+        out = []
+        for w in ws:
+            grad = torch.empty_like(w)
+            for wb, gb in _blocks(w, grad):
+                torch.sign(wb, out=gb)
+                if self.l2:
+                    gb.add_(wb, alpha=2.0 * self.l2 / self.l1)
+                gb.mul_(factor * self.l1)
+            out.append(grad)
         return out
 
     def add_gradients_(
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
-        """``grad += factor · ∇`` in place (``factor`` a number or a 0-dim tensor)."""
-        if isinstance(factor, torch.Tensor):  # a loss scale that a fused optimizer divides out
-            torch._foreach_add_(grads, self.gradients(ws, factor))
-        elif not self.l1:  # no temporary at all
-            torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 * factor)
-        elif all(_blocked(w, g) for w, g in zip(ws, grads, strict=True)):
-            for w, g in zip(ws, grads, strict=True):
-                scratch = _scratch(w)
-                for wb, gb in _blocks(w, g):
-                    sb = torch.sign(wb, out=scratch[: wb.numel()])
-                    if self.l2:
-                        sb.add_(wb, alpha=2.0 * self.l2 / self.l1)
-                    gb.add_(sb, alpha=self.l1 * factor)
-        else:
-            signs = torch._foreach_sign(ws)
-            if self.l2:
-                torch._foreach_add_(signs, ws, alpha=2.0 * self.l2 / self.l1)
-            torch._foreach_add_(grads, signs, alpha=self.l1 * factor)
+        if isinstance(factor, torch.Tensor) or not self.l1 or torch.compiler.is_compiling():
+            super().add_gradients_(grads, ws, factor)
+            return
+        for w, g in zip(ws, grads, strict=True):
+            scratch = _scratch(w)
+            for wb, gb in _blocks(w, g):
+                sb = torch.sign(wb, out=scratch[: wb.numel()])
+                if self.l2:
+                    sb.add_(wb, alpha=2.0 * self.l2 / self.l1)
+                gb.add_(sb, alpha=self.l1 * factor)
+
+
+def _blockable(p: torch.Tensor) -> bool:
+    """A large contiguous CPU tensor, summed in its own dtype (no half precision)."""
+    return (
+        p.device.type == "cpu"
+        and p.is_contiguous()
+        and p.numel() >= BLOCK
+        and _acc_dtype(p.dtype) == p.dtype
+    )
 
 
 _SCRATCH: dict[torch.dtype, torch.Tensor] = {}
@@ -252,9 +273,6 @@ class _ShardedElementwise(_Elementwise):
     """An elementwise group of DTensor local shards: values are summed over the mesh."""
 
     mesh: Any = None
-
-    def values_and_gradients(self, ws: Sequence[torch.Tensor]) -> None:
-        del ws  # the values need a collective: keep them apart
 
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
         import torch.distributed as dist
@@ -370,15 +388,16 @@ class WeightPenalties:
                 continue
             mesh = p.device_mesh if _is_sharded(p) else None  # type: ignore[attr-defined]
             meshes[id(mesh)] = mesh
-            key = (coefficients, p.dtype, _local(p.detach()).device, id(mesh))
+            blocked = mesh is None and _blockable(p)
+            key = (coefficients, p.dtype, _local(p.detach()).device, id(mesh), blocked)
             elementwise.setdefault(key, []).append(i)
         groups: list[Any] = []
-        for ((l1, l2), _dtype, _device, mesh_id), index in elementwise.items():
+        for ((l1, l2), _dtype, _device, mesh_id, blocked), index in elementwise.items():
             mesh = meshes[mesh_id]
-            if mesh is None:
-                groups.append(_Elementwise(tuple(index), l1, l2))
-            else:
+            if mesh is not None:
                 groups.append(_ShardedElementwise(tuple(index), l1, l2, mesh))
+            else:
+                groups.append((_Blocked if blocked else _Elementwise)(tuple(index), l1, l2))
         if per_tensor:
             groups.append(_PerTensor(tuple(per_tensor), tuple(self.closed[i] for i in per_tensor)))
         return _Plan(groups, len(params))
