@@ -164,7 +164,8 @@ def _elementwise(penalty: Any) -> tuple[float, float] | None:
 
 def _norms(h: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
     """``l1 · Σ|h| + l2 · Σh²`` as native differentiable reductions: their backward saves
-    ``h`` itself (no buffer) and runs in C++. Half-precision outputs accumulate in float32."""
+    ``h`` itself (no buffer) and runs in C++. Half-precision outputs accumulate in float32.
+    ``l1`` and ``l2`` already include the reduction's scale."""
     low = h.dtype in _LOW_PRECISION
     value = None
     if l1:
@@ -188,7 +189,7 @@ def token(binding: ActivityBinding, h: torch.Tensor) -> torch.Tensor:
     scale = activity_scale(binding, h)
     coefficients = _elementwise(binding.penalty)
     if coefficients is not None:
-        return _norms(h, *coefficients) * scale
+        return _norms(h, coefficients[0] * scale, coefficients[1] * scale)
     if closed_form(binding.penalty):
         return _Side.apply(h, binding, scale)
     return binding.penalty(h) * scale
