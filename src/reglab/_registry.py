@@ -20,12 +20,12 @@ class Registry(Generic[T]):
 
     * ``None`` -> ``None``;
     * a registered alias or class name (``"l2"``, ``"L2"``) -> an instance with default arguments;
-    * a config dict ``{"class_name": "L2", "config": {"l2": 1e-4}}`` (what :meth:`serialize`
+    * a config dict ``{"class_name": "L2", "config": {"l2": 1e-4}}`` (what ``serialize``
       returns) -> ``L2.from_config({"l2": 1e-4})``;
     * a registered class -> an instance with default arguments;
     * any other callable -> returned unchanged (custom penalties/constraints).
 
-    Anything else raises :class:`~reglab.InvalidParameterError` naming what was given and
+    Anything else raises ``InvalidParameterError`` naming what was given and
     what is known.
     """
 
@@ -46,7 +46,7 @@ class Registry(Generic[T]):
         return decorator
 
     def names(self) -> list[str]:
-        """All names and aliases that :meth:`get` accepts as strings, sorted."""
+        """All names and aliases that ``get`` accepts as strings, sorted."""
         return sorted(self._by_name)
 
     def classes(self) -> list[type[T]]:

@@ -1,6 +1,6 @@
 """One validation helper and one message template for the whole package.
 
-Every user-facing argument check in reglab goes through :func:`invalid` so that messages read
+Every user-facing argument check in reglab goes through ``invalid`` so that messages read
 the same everywhere::
 
     The 'l2' parameter of L2 must be a finite number >= 0. Got -1.0 instead.
@@ -29,7 +29,7 @@ __all__ = [
 class InvalidParameterError(ValueError, TypeError):
     """Raised when an argument has the wrong type or value.
 
-    Subclasses both :class:`ValueError` and :class:`TypeError` so that users' existing
+    Subclasses both ``ValueError`` and ``TypeError`` so that users' existing
     ``except ValueError`` / ``except TypeError`` clauses keep working.
     """
 
@@ -56,8 +56,8 @@ def check_coefficient(value: Any, name: str, owner: str) -> float:
 
 
 def check_coefficients(value: Any, name: str, owner: str) -> float | torch.Tensor:
-    """Like :func:`check_coefficient`, but also accepts a 1-D tensor of finite values >= 0:
-    one coefficient per ensemble member (see :class:`reglab.ensembles.ModelStack`)."""
+    """Like ``check_coefficient``, but also accepts a 1-D tensor of finite values >= 0:
+    one coefficient per ensemble member (see ``reglab.ensembles.ModelStack``)."""
     if isinstance(value, torch.Tensor) and value.ndim == 1 and value.numel() > 0:
         if (
             value.is_floating_point()

@@ -22,7 +22,7 @@ module                                         weight shape                     
 anything else (the documented default)         ``(out, ...)``                   dim 0
 =============================================  ===============================  =============
 
-:func:`register_layout` adds a module type (or a ``"package.module.Class"`` name, so optional
+``register_layout`` adds a module type (or a ``"package.module.Class"`` name, so optional
 third-party packages need not be imported). 1-D tensors are one unit.
 
 >>> from torch import nn
@@ -98,7 +98,7 @@ class UnitLayout:
         return blocks.movedim(2, 1).reshape(g * w.shape[1], w.shape[0] // g, *w.shape[2:])
 
     def from_units(self, u: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`to_units`: ``u`` back in the layout (and shape) of ``like``."""
+        """Inverse of ``to_units``: ``u`` back in the layout (and shape) of ``like``."""
         if like.ndim < 2:
             return u.reshape(like.shape)
         if self.groups == 1:
@@ -121,7 +121,7 @@ def register_layout(module_type: type[nn.Module] | str, layout: UnitLayout | Lay
         module_type: an ``nn.Module`` subclass, or its qualified name
             (``"transformers.pytorch_utils.Conv1D"``) to avoid importing an optional package.
             Subclasses inherit the layout.
-        layout: a :class:`UnitLayout`, or ``rule(module, param_name) -> UnitLayout`` when it
+        layout: a ``UnitLayout``, or ``rule(module, param_name) -> UnitLayout`` when it
             depends on the instance (``groups``) or on the parameter.
     """
     rule: LayoutRule = layout if callable(layout) else (lambda _m, _n, _l=layout: _l)
@@ -137,7 +137,7 @@ def register_layout(module_type: type[nn.Module] | str, layout: UnitLayout | Lay
 
 
 def unit_layout(module: nn.Module, param_name: str) -> UnitLayout:
-    """The :class:`UnitLayout` of ``module``'s parameter ``param_name`` (the default — output
+    """The ``UnitLayout`` of ``module``'s parameter ``param_name`` (the default — output
     units along dim 0 — for modules nobody registered)."""
     for cls in type(module).__mro__:
         rule = _BY_TYPE.get(cls)  # type: ignore[arg-type]

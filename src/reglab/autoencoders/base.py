@@ -45,13 +45,14 @@ class Autoencoder(nn.Module):
     """``x -> encoder -> code -> decoder -> reconstruction``, trained to reproduce its input.
 
     Args:
-        encoder, decoder: any modules with matching shapes.
+        encoder: any module ``x -> code``.
+        decoder: any module ``code -> reconstruction`` (shapes matching the encoder's).
         tied: tie the decoder's ``Linear`` weights to the transposes of the encoder's, in mirror
-            order (decoder = encoderᵀ; :func:`reglab.sharing.tie_weights`), halving the
+            order (decoder = encoderᵀ; ``reglab.sharing.tie_weights``), halving the
             parameters.
 
-    ``forward(x)`` returns :class:`AEOutput`; :meth:`loss` is :func:`reconstruction_loss`
-    against the target; :meth:`fit` trains on ``X`` with ``reglab.training.fit``.
+    ``forward(x)`` returns ``AEOutput``; ``loss`` is ``reconstruction_loss``
+    against the target; ``fit`` trains on ``X`` with ``reglab.training.fit``.
 
     >>> ae = Autoencoder(nn.Sequential(nn.Linear(64, 16), nn.ReLU()), nn.Linear(16, 64), tied=True)
     >>> ae.encode(torch.rand(5, 64)).shape
@@ -118,10 +119,10 @@ class Autoencoder(nn.Module):
     ) -> Autoencoder:
         """Train with Adam to reconstruct ``X`` (targets are ``X`` itself); returns ``self``.
 
-        ``weight_decay`` is an :class:`~reglab.penalties.L2` coefficient on every ``Linear``
+        ``weight_decay`` is an ``L2`` coefficient on every ``Linear``
         weight (``λ·ΣW²``; UFLDL's ``λ/2`` convention is ``weight_decay = λ/2``). Extra
-        ``regularization`` objects (e.g. from :func:`reglab.attach`) are added. The
-        :class:`~reglab.training.History` is kept in ``history_``.
+        ``regularization`` objects (e.g. from ``reglab.attach``) are added. The
+        ``History`` is kept in ``history_``.
         """
         check_coefficient(weight_decay, "weight_decay", "Autoencoder.fit")
         regularizers = (

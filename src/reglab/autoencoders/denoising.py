@@ -35,12 +35,14 @@ class DenoisingAutoencoder(Autoencoder):
     """An autoencoder trained to reconstruct the **clean** input from a corrupted one.
 
     In training mode ``forward`` corrupts its input (``corruption``, ``level``) before encoding;
-    :meth:`loss` compares the reconstruction with the target it is given, which ``fit`` sets to
+    ``loss`` compares the reconstruction with the target it is given, which ``fit`` sets to
     the clean ``X``. In eval mode nothing is corrupted. Denoising is a regularizer that makes the
     code capture the data's structure (Vincent et al. 2010) and a pre-training criterion.
 
     Args:
-        encoder, decoder, tied: as :class:`Autoencoder`.
+        encoder: as ``Autoencoder``.
+        decoder: as ``Autoencoder``.
+        tied: as ``Autoencoder``.
         corruption: ``"mask"`` (default), ``"gaussian"`` or ``"salt_pepper"``.
         level: masking/salt-and-pepper probability in [0, 1), or Gaussian standard deviation.
         generator: optional ``torch.Generator`` for the corruption.

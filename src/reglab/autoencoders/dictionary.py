@@ -114,7 +114,7 @@ def train_dictionary(
     Activations of more dimensions (``(N, T, d)``) are flattened to rows of the last dimension.
     ``sparsity="topk"`` (default; ``k`` defaults to ``max(1, d // 8)``), ``"l1"`` (decoder-norm
     weighted, SAELens' form) or ``"kl"`` (needs activations in [0, 1]). Returns the SAE and its
-    :class:`DictionaryMetrics` on ``acts``.
+    ``DictionaryMetrics`` on ``acts``.
     """
     acts = acts.reshape(-1, acts.shape[-1]).float()
     d = acts.shape[1]

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reglab._optional import require
 from reglab._validation import check_positive_int
 from reglab.autoencoders.base import Autoencoder
 
@@ -17,7 +18,7 @@ class LinearAutoencoder(Autoencoder):
 
     Trained on centred data with a squared loss, its decoder spans the top-``k`` principal
     subspace (Baldi & Hornik 1989), though its columns need not be the principal directions
-    themselves (any basis of the subspace is optimal). Compare with :func:`principal_angles`.
+    themselves (any basis of the subspace is optimal). Compare with ``principal_angles``.
     """
 
     def __init__(self, d_in: int, k: int) -> None:
@@ -32,10 +33,9 @@ def principal_angles(ae: LinearAutoencoder, X: torch.Tensor) -> np.ndarray:
 
     All zero means the same subspace; the largest angle is the worst-aligned direction.
     """
-    from scipy.linalg import subspace_angles
-    from sklearn.decomposition import PCA
-
+    linalg = require("scipy.linalg", "reglab.autoencoders.principal_angles")
+    decomposition = require("sklearn.decomposition", "reglab.autoencoders.principal_angles")
     decoder = ae.decoder.weight.detach().double().cpu().numpy()  # (d_in, k)
     k = decoder.shape[1]
-    components = PCA(n_components=k).fit(X.detach().double().cpu().numpy()).components_.T
-    return np.sort(subspace_angles(decoder, components))
+    pca = decomposition.PCA(n_components=k).fit(X.detach().double().cpu().numpy())
+    return np.sort(linalg.subspace_angles(decoder, pca.components_.T))

@@ -22,13 +22,17 @@ class ReconstructionOutlierDetector:
     ``predict`` returns +1 (inlier) or −1 (outlier).
 
     Args:
-        autoencoder_factory: zero-argument callable returning an :class:`Autoencoder`.
+        autoencoder_factory: zero-argument callable returning an ``Autoencoder``.
         contamination: expected fraction of outliers in the training data, in (0, 0.5].
-        epochs, lr, batch_size: training of the autoencoder.
+        epochs: training epochs of the autoencoder.
+        lr: its learning rate.
+        batch_size: its batch size.
         random_state: seeds initialisation and batch order.
 
     Attributes:
-        autoencoder_, threshold_ (error threshold), offset_ (= −threshold_).
+        autoencoder_: the trained autoencoder.
+        threshold_: the reconstruction-error threshold.
+        offset_: ``−threshold_``.
     """
 
     def __init__(

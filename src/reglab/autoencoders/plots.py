@@ -8,15 +8,14 @@ from typing import Any
 
 import torch
 
+from reglab._optional import require
+
 __all__ = ["plot_filters", "plot_reconstructions"]
 
 
 def _figure(**kwargs: Any) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:  # pragma: no cover - matplotlib is a dependency
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from err
-    return Figure(**kwargs)  # no pyplot: no global state, no display needed
+    figure = require("matplotlib.figure", "reglab.autoencoders plots")
+    return figure.Figure(**kwargs)  # no pyplot: no global state, no display needed
 
 
 def plot_filters(

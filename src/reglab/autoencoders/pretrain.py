@@ -38,11 +38,15 @@ def pretrain_layerwise(
 
     Args:
         mlp: an ``nn.Sequential`` of ``Linear`` layers, each hidden one optionally followed by
-            parameter-free activation modules (as :func:`reglab.lab.mlp` builds).
+            parameter-free activation modules (as ``reglab.lab.mlp`` builds).
         X: unlabelled inputs ``(N, d_in)``.
         kind: ``"autoencoder"`` or ``"denoising"``.
-        epochs, lr, batch_size, seed: training of each autoencoder.
-        level, corruption: the denoising corruption.
+        epochs: training epochs of each autoencoder.
+        lr: their learning rate.
+        batch_size: their batch size.
+        seed: seeds each autoencoder's training.
+        level: the denoising corruption's level.
+        corruption: the denoising corruption's kind.
         return_autoencoders: also return the trained autoencoders.
     """
     check_choice(kind, "kind", "pretrain_layerwise", ("autoencoder", "denoising"))

@@ -41,27 +41,29 @@ class SparseAutoencoder(Autoencoder):
     """A one-hidden-layer autoencoder whose code is made sparse; overcomplete codes work.
 
     ``pre = W_enc x + b_enc``; ``code = act(pre)``; ``x̂ = out(W_dec code + b_dec)``. The loss is
-    :func:`reconstruction_loss` plus, by ``sparsity``:
+    ``reconstruction_loss`` plus, by ``sparsity``:
 
     * ``"l1"`` (ReLU codes): ``coefficient · mean_i Σ_j |h_ij|`` — or, with
       ``decoder_norm_weighted``, ``coefficient · mean_i Σ_j |h_ij| · ||W_dec[:, j]||₂``
       (SAELens' form, which stops the model from shrinking codes by growing decoder columns).
     * ``"kl"`` (sigmoid codes, sigmoid output): ``coefficient · Σ_j KL(ρ ‖ ρ̂_j)`` with ρ =
-      ``target`` (UFLDL's sparse autoencoder; :class:`~reglab.penalties.KLSparsity`).
-    * ``"topk"``: the code keeps the ``k`` largest pre-activations (:class:`TopK`); no penalty.
+      ``target`` (UFLDL's sparse autoencoder; ``KLSparsity``).
+    * ``"topk"``: the code keeps the ``k`` largest pre-activations (``TopK``); no penalty.
       An auxiliary loss (Gao et al. 2024) revives dead features: features that fired on none
       of the last ``dead_after`` training samples reconstruct the residual ``x − x̂`` with their
       ``2k`` largest pre-activations, weighted by ``aux_coefficient``.
 
     Args:
-        d_in, d_code: input and code sizes (``d_code > d_in`` is an overcomplete code).
+        d_in: input size.
+        d_code: code size (``d_code > d_in`` is an overcomplete code).
         sparsity: ``"l1"``, ``"kl"`` or ``"topk"``.
         coefficient: weight of the sparsity penalty (``"l1"``, ``"kl"``).
         target: ρ for ``"kl"``.
         k: active features per input for ``"topk"``.
         decoder_norm_weighted: SAELens' weighting of the L1 term.
         tied: decoder = encoderᵀ.
-        aux_coefficient, dead_after: TopK's auxiliary loss.
+        aux_coefficient: weight of TopK's auxiliary loss.
+        dead_after: training samples without firing after which a feature counts as dead.
 
     >>> sae = SparseAutoencoder(64, 256, sparsity="topk", k=8)
     >>> out = sae(torch.rand(4, 64))

@@ -7,24 +7,27 @@ import sys
 from collections.abc import Sequence
 
 from reglab import __version__
-from reglab.cli import data, report, run, studies, worker
-from reglab.cli.studies import Show
-from reglab.lab.sweep import RunDirBusy
+from reglab._optional import MissingExtraError, require
 
 __all__ = ["main"]
 
-# Each subcommand module provides NAME, HELP, add_arguments(parser) and run(args) -> int.
-_SUBCOMMANDS = (run, worker, studies, Show, report, data)
-
 
 def _parser() -> argparse.ArgumentParser:
+    # The command line is the lab's: it needs the lab extra (rich, Optuna, ...).
+    require("rich", "reglab's command line")
+    require("optuna", "reglab's command line")
+    from reglab.cli import data, report, run, studies, worker
+    from reglab.cli.studies import Show
+
+    # Each subcommand module provides NAME, HELP, add_arguments(parser) and run(args) -> int.
+    subcommands = (run, worker, studies, Show, report, data)
     parser = argparse.ArgumentParser(
         prog="reglab", description="Regularization for PyTorch, and a lab that measures it."
     )
     parser.add_argument("--version", action="version", version=f"reglab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in _SUBCOMMANDS:
+    for command in subcommands:
         p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
         command.add_arguments(p)
         p.set_defaults(handler=command.run)
@@ -33,7 +36,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    parser = _parser()
+    try:
+        parser = _parser()
+    except MissingExtraError as err:
+        print(f"reglab: {err}", file=sys.stderr)
+        return 2
+    from reglab.lab.sweep import RunDirBusy
+
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -43,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reglab: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RunDirBusy, TimeoutError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RunDirBusy, TimeoutError, ImportError) as err:
         # reglab raises InvalidParameterError (ValueError+TypeError) for bad input.
         if args.debug:
             raise

@@ -1,8 +1,8 @@
 """Constraints: projections applied to parameters after each optimizer step.
 
-:class:`MaxNorm`, :class:`MinMaxNorm`, :class:`UnitNorm` and :class:`NonNeg` follow Keras 3's
+``MaxNorm``, ``MinMaxNorm``, ``UnitNorm`` and ``NonNeg`` follow Keras 3's
 formulas (epsilon 1e-7) with norms taken per output unit in PyTorch's layout. Attach them with
-:func:`reglab.attach` (``kernel_constraint=`` / ``bias_constraint=``). :class:`NormBound` enforces
+``reglab.attach`` (``kernel_constraint=`` / ``bias_constraint=``). ``NormBound`` enforces
 a norm bound the other way, as a Lagrangian term with a multiplier updated by dual ascent.
 """
 

@@ -23,7 +23,7 @@ class Constraint(abc.ABC):
     """Base class of reglab's constraints: projections applied to a parameter after each step.
 
     ``__call__(w)`` returns the projected tensor (it does not modify ``w``);
-    :meth:`reglab.regularization.Regularization.apply_constraints` copies the result into the
+    ``reglab.regularization.Regularization.apply_constraints`` copies the result into the
     parameter under ``torch.no_grad()`` after the optimizer step. ``get_config()`` returns
     exactly the constructor arguments.
     """
@@ -39,13 +39,13 @@ class Constraint(abc.ABC):
     @property
     def per_unit(self) -> bool:
         """Whether the projection works per output unit with the default layout (dim 0 is
-        the unit). :func:`reglab.attach` then hands it the parameter as ``(units, ...)``
-        following the module's layout (see :mod:`reglab.layouts`)."""
+        the unit). ``reglab.attach`` then hands it the parameter as ``(units, ...)``
+        following the module's layout (see ``reglab.layouts``)."""
         return False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Constraint:
-        """Rebuild a constraint from :meth:`get_config`'s output."""
+        """Rebuild a constraint from ``get_config``'s output."""
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -89,5 +89,5 @@ def unit_dims(w: torch.Tensor, axis: int | tuple[int, ...] | None) -> tuple[int,
 
 
 def column_norms(w: torch.Tensor, axis: int | tuple[int, ...] | None) -> torch.Tensor:
-    """L2 norms over :func:`unit_dims`, kept broadcastable against ``w``."""
+    """L2 norms over ``unit_dims``, kept broadcastable against ``w``."""
     return w.square().sum(dim=unit_dims(w, axis), keepdim=True).sqrt()

@@ -15,14 +15,14 @@ __all__ = ["NormBound"]
 class NormBound:
     """Enforce ``Ω(θ) <= max_norm`` through the Lagrangian ``L(θ) + α · (Ω(θ) − max_norm)``.
 
-    The parameters descend the Lagrangian (add :meth:`penalty` to the loss); the multiplier
-    ascends it by projected dual ascent after every optimizer step (:meth:`step`)::
+    The parameters descend the Lagrangian (add ``penalty`` to the loss); the multiplier
+    ascends it by projected dual ascent after every optimizer step (``step``)::
 
         α ← max(0, α + lr_dual · (Ω(θ) − max_norm))
 
     so α grows while the bound is violated and decays to 0 when it is slack. At convergence α is
     the KKT multiplier: for ``norm="l2"`` the solution equals ridge regression with
-    ``λ = α / (2 · max_norm)``. Unlike a projection (:class:`MaxNorm`), the parameters may leave
+    ``λ = α / (2 · max_norm)``. Unlike a projection (``MaxNorm``), the parameters may leave
     the feasible set during training; unlike a fixed penalty, no coefficient has to be tuned to
     hit a given norm.
 
@@ -95,7 +95,7 @@ class NormBound:
         return self._multiplier
 
     def after_step(self) -> None:
-        """Called by :func:`reglab.training.fit` after every optimizer step."""
+        """Called by ``reglab.training.fit`` after every optimizer step."""
         self.step()
 
     def state_dict(self) -> dict[str, Any]:

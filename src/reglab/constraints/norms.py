@@ -11,13 +11,6 @@ from reglab.constraints._base import EPSILON, Constraint, check_axis, column_nor
 
 __all__ = ["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]
 
-_AXIS_DOC = """axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit:
-            dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a ``ConvNd.weight``
-            (out, in, *k), the whole vector for a 1-D tensor; attached with
-            :func:`reglab.attach`, the module's own layout decides (each output unit of a
-            ``ConvTranspose`` or ``transformers`` ``Conv1D`` kernel; see
-            :mod:`reglab.layouts`)."""
-
 
 @registry.register("max_norm")
 class MaxNorm(Constraint):
@@ -28,7 +21,12 @@ class MaxNorm(Constraint):
 
     Args:
         max_value: the largest allowed norm, a finite number >= 0. Default 2.0.
-        {axis}
+        axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit:
+            dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a ``ConvNd.weight``
+            (out, in, *k), the whole vector for a 1-D tensor; attached with
+            ``reglab.attach``, the module's own layout decides (each output unit of a
+            ``ConvTranspose`` or ``transformers`` ``Conv1D`` kernel; see
+            ``reglab.layouts``).
 
     >>> MaxNorm(1.0)(torch.tensor([[3.0, 4.0]]))
     tensor([[0.6000, 0.8000]])
@@ -57,7 +55,12 @@ class MinMaxNorm(Constraint):
         min_value: lower norm bound, >= 0. Default 0.0.
         max_value: upper norm bound, >= ``min_value``. Default 1.0.
         rate: in [0, 1]. Default 1.0.
-        {axis}
+        axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit:
+            dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a ``ConvNd.weight``
+            (out, in, *k), the whole vector for a 1-D tensor; attached with
+            ``reglab.attach``, the module's own layout decides (each output unit of a
+            ``ConvTranspose`` or ``transformers`` ``Conv1D`` kernel; see
+            ``reglab.layouts``).
     """
 
     def __init__(
@@ -97,7 +100,12 @@ class UnitNorm(Constraint):
     """Rescale each unit's weight vector to unit L2 norm: ``w / (1e-7 + n)`` (Keras').
 
     Args:
-        {axis}
+        axis: dimension(s) the norm is taken over. ``None`` (default) means per output unit:
+            dim 1 of a ``Linear.weight`` (out, in), dims 1.. of a ``ConvNd.weight``
+            (out, in, *k), the whole vector for a 1-D tensor; attached with
+            ``reglab.attach``, the module's own layout decides (each output unit of a
+            ``ConvTranspose`` or ``transformers`` ``Conv1D`` kernel; see
+            ``reglab.layouts``).
     """
 
     def __init__(self, axis: int | tuple[int, ...] | None = None) -> None:
@@ -122,6 +130,5 @@ class NonNeg(Constraint):
 
 
 for _cls in (MaxNorm, MinMaxNorm, UnitNorm):
-    _cls.__doc__ = _cls.__doc__.replace("{axis}", _AXIS_DOC)  # type: ignore[union-attr]
     # With the default axis, the norm is each output unit's: attach follows the module's layout.
     _cls.per_unit = property(lambda self: self.axis is None)  # type: ignore[attr-defined]

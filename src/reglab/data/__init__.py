@@ -2,7 +2,7 @@
 local package source with ``reglab data get NAME``. Loaders never touch the network.
 
 Each classification loader returns ``((x_train, y_train), (x_test, y_test))`` tensors;
-:func:`image_patches` returns one ``(n, size²)`` tensor.
+``image_patches`` returns one ``(n, size²)`` tensor.
 """
 
 from reglab.data._store import DatasetNotFoundError, data_dir

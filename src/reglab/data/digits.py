@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+
+from reglab._optional import require
 
 __all__ = ["digits"]
 
@@ -25,10 +25,12 @@ def digits(
     >>> tuple(x.shape), tuple(xt.shape)
     ((1347, 64), (450, 64))
     """
-    bunch = load_digits()
+    datasets = require("sklearn.datasets", "reglab.data.digits")
+    selection = require("sklearn.model_selection", "reglab.data.digits")
+    bunch = datasets.load_digits()
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
+    x_tr, x_te, y_tr, y_te = selection.train_test_split(
         x, y, test_size=test_size, random_state=seed, stratify=y
     )
     return (torch.from_numpy(x_tr), torch.from_numpy(y_tr)), (

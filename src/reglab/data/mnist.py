@@ -88,7 +88,7 @@ def load_idx_dataset(
     as_float: bool = True,
     flatten: bool = True,
 ) -> Split:
-    """Load, verify and cache one IDX dataset (see :func:`mnist`)."""
+    """Load, verify and cache one IDX dataset (see ``mnist``)."""
     folder = data_dir(root) / spec.folder
     missing = [name for name in spec.files.values() if not (folder / name).is_file()]
     if missing:
@@ -130,7 +130,7 @@ def mnist(
     Reads the four original IDX ``.gz`` files from ``root/mnist/``, ``$REGLAB_DATA/mnist/`` or
     the user cache dir, checks their canonical MD5 sums, shapes and labels, and caches the
     decoded arrays as ``.npy`` beside them. Never touches the network: when the files are
-    missing, :class:`DatasetNotFoundError` says to run ``reglab data get mnist``.
+    missing, ``DatasetNotFoundError`` says to run ``reglab data get mnist``.
 
     Returns:
         ``((x_train, y_train), (x_test, y_test))``: ``x`` float32 in [0, 1] (``as_float``) or
@@ -142,7 +142,7 @@ def mnist(
 def fashion_mnist(
     root: str | os.PathLike[str] | None = None, *, as_float: bool = True, flatten: bool = True
 ) -> Split:
-    """Fashion-MNIST (Xiao et al. 2017), same layout and return value as :func:`mnist`.
+    """Fashion-MNIST (Xiao et al. 2017), same layout and return value as ``mnist``.
 
     Files are looked for in ``root/fashion-mnist/`` (etc.); ``reglab data get fashion-mnist``
     copies them from Debian's ``dataset-fashion-mnist`` package. Counts, shapes and labels are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from reglab._optional import require
 from reglab._validation import check_choice, check_positive_int
 
 __all__ = ["BUNDLED_IMAGES", "image_patches"]
@@ -14,13 +15,10 @@ BUNDLED_IMAGES = ("camera", "astronaut", "coffee", "chelsea", "grass", "gravel",
 
 
 def _gray(name: str) -> np.ndarray:
-    try:
-        import skimage.data
-        from skimage.color import rgb2gray
-    except ImportError as err:
-        raise ImportError("image_patches needs scikit-image: pip install 'reglab[images]'") from err
-    image = getattr(skimage.data, name)()
-    image = rgb2gray(image) if image.ndim == 3 else image / 255.0
+    data = require("skimage.data", "reglab.data.image_patches")
+    color = require("skimage.color", "reglab.data.image_patches")
+    image = getattr(data, name)()
+    image = color.rgb2gray(image) if image.ndim == 3 else image / 255.0
     return image.astype(np.float64)
 
 
@@ -34,7 +32,7 @@ def image_patches(
     """Random ``size × size`` grey-level patches of natural photographs, normalised.
 
     Patches are drawn uniformly (seeded) from scikit-image's bundled photographs (only those
-    that ship in its wheel: :data:`BUNDLED_IMAGES`), equally many per image. Normalisation:
+    that ship in its wheel: ``BUNDLED_IMAGES``), equally many per image. Normalisation:
 
     * ``"ufldl"`` (default; Ng's sparse-autoencoder exercise): remove each patch's mean,
       clip to ±3 standard deviations (over all patches), rescale to [0.1, 0.9] — suited to

@@ -20,7 +20,7 @@ class Bagging:
 
     ``fit`` draws one bootstrap sample per member once (n rows with replacement, from a seed
     derived per member from ``random_state``), initialises member k under its own seed, and
-    trains all members at once as a :class:`ModelStack` on their own samples (each epoch
+    trains all members at once as a ``ModelStack`` on their own samples (each epoch
     visits each member's sample in a fresh order), with Adam (fused where available) and
     cross-entropy.
     Prediction averages the members' probabilities (``vote="soft"``) or their votes
@@ -33,12 +33,15 @@ class Bagging:
             only initialisation and batch order differ).
         vote: ``"soft"`` or ``"hard"``.
         random_state: int seed (``None``: fresh entropy).
-        epochs, batch_size, lr, weight_decay: training of each member (Adam).
+        epochs: training epochs of each member (Adam).
+        batch_size: rows per step.
+        lr: Adam's learning rate.
+        weight_decay: Adam's (coupled) weight decay.
         device: where to train.
 
     Attributes:
         members_: the K trained models (ordinary modules).
-        stack_: the trained :class:`ModelStack`.
+        stack_: the trained ``ModelStack``.
         bootstrap_indices_: ``(K, n)`` int64 rows each member was trained on.
         member_seeds_: the K member seeds.
         classes_: the class labels seen in ``fit``.

@@ -60,7 +60,7 @@ def mc_dropout_predict(
         seed: seeds the masks without touching the global random state.
 
     Returns:
-        :class:`MCDropoutPrediction` with ``mean`` and ``std`` of shape of ``apply(model(x))``.
+        ``MCDropoutPrediction`` with ``mean`` and ``std`` of shape of ``apply(model(x))``.
     """
     n_samples = check_positive_int(n_samples, "n_samples", "mc_dropout_predict")
     modes = {m: m.training for m in model.modules()}

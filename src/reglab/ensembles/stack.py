@@ -122,13 +122,13 @@ class ModelStack(nn.Module):
 
     The stack mirrors the member architecture: its module names and ``state_dict`` keys are
     the member's, each tensor gaining a leading member dimension K (``fc0.weight`` is
-    ``(K, out, in)``). So :func:`reglab.attach` rules written for one model apply to the stack,
+    ``(K, out, in)``). So ``reglab.attach`` rules written for one model apply to the stack,
     with per-member coefficients as ``(K,)`` tensors (``L2(torch.tensor([...]))``).
 
     Two execution paths, same results:
 
     * **MLPs** (an ``nn.Sequential`` of ``Linear`` and elementwise layers — activations,
-      dropout, noise): every ``Linear`` becomes a :class:`StackedLinear` (batched GEMMs) and
+      dropout, noise): every ``Linear`` becomes a ``StackedLinear`` (batched GEMMs) and
       the layers run as real modules on ``(K, B, ...)`` tensors, so forward hooks and activity
       penalties work; dropout draws independent masks per member. This is the fast path.
     * **Anything else** without running statistics: ``torch.vmap`` over
@@ -136,7 +136,7 @@ class ModelStack(nn.Module):
       inside ``vmap``; attaching activity penalties to such a stack raises an error at forward.
 
     Train with one optimizer over ``stack.parameters()`` and a loss *summed* over members
-    (:func:`stacked_loss`), so each member receives exactly the gradient it would get alone;
+    (``stacked_loss``), so each member receives exactly the gradient it would get alone;
     elementwise optimizers (SGD, Adam, AdamW ...) then update each member exactly as separate
     training would. (Anything that couples parameters, such as global-norm gradient clipping,
     would couple the members.)

@@ -1,4 +1,10 @@
-"""The lab: studies as TOML files, sweeps on Optuna, run directories, reports."""
+"""The lab: studies as TOML files, sweeps on Optuna, run directories, reports.
+
+Needs the ``lab`` extra (``pip install 'reglab[lab]'``)."""
+
+from reglab._optional import require
+
+require("optuna", "reglab.lab")
 
 from reglab.lab.catalog import builtin_studies, find_study
 from reglab.lab.grid import GridPoint, Trial, expand, trials

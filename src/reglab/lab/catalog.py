@@ -6,8 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from reglab._optional import toml
 from reglab.lab.studyfile import Study, StudyError, parse_study
 
 __all__ = ["builtin_studies", "find_study"]
@@ -36,6 +35,7 @@ def find_study(name_or_path: str) -> tuple[Study, dict[str, Any], str]:
                 f"studies: {', '.join(studies)}"
             )
         text, origin = path.read_text(encoding="utf-8"), path.stem
+    tomllib = toml()
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -35,11 +35,11 @@ __all__ = [
 class LSTMLanguageModel(nn.Module):
     """Embedding → LSTM layers → tied decoder, with AWD-LSTM's regularizers.
 
-    Modules (names for :func:`reglab.attach` rules): ``encoder`` (an
-    :class:`~reglab.stochastic.EmbeddingDropout`: whole word vectors dropped with
-    ``dropout_embedding``), ``drop_in`` (:class:`~reglab.stochastic.LockedDropout`,
+    Modules (names for ``reglab.attach`` rules): ``encoder`` (an
+    ``EmbeddingDropout``: whole word vectors dropped with
+    ``dropout_embedding``), ``drop_in`` (``LockedDropout``,
     ``dropout_input``), ``rnn0 … rnn{L-1}`` (one-layer ``nn.LSTM`` each, its hidden-to-hidden
-    matrix under :class:`~reglab.stochastic.WeightDrop` with ``weight_drop``), ``drop0 …``
+    matrix under ``WeightDrop`` with ``weight_drop``), ``drop0 …``
     (locked dropout ``dropout_hidden`` between layers), ``drop_out`` (locked dropout
     ``dropout_output`` on the last layer's output) and ``decoder``. AWD-LSTM's activation
     regularization (AR) is an activity penalty on ``drop_out``'s output (the dropped
@@ -170,9 +170,9 @@ def corpus_windows(
 def run_language_model(
     config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
 ) -> TrialOutcome:
-    """An :class:`~reglab.lab.language.LSTMLanguageModel` (``model.options`` are its keyword
+    """An ``LSTMLanguageModel`` (``model.options`` are its keyword
     arguments, plus ``bptt``, the window length) trained on windows of the Gutenberg corpus;
-    perplexities and the AR/TAR activation statistics of :func:`language_model_metrics`."""
+    perplexities and the AR/TAR activation statistics of ``language_model_metrics``."""
     options = dict(config["model"]["options"])
     length = int(options.pop("bptt", 35))
     vocab_size, splits = corpus_windows(config["data"], length)

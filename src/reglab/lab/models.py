@@ -60,7 +60,7 @@ def mlp(
 
 
 def build_model(model_cfg: dict[str, Any]) -> nn.Module:
-    """The study's model: ``kind = "mlp"`` (reglab's :func:`~reglab.lab.mlp`) or
+    """The study's model: ``kind = "mlp"`` (reglab's ``mlp``) or
     ``kind = "factory"`` with ``factory = "package.module:function"`` (imported, then called
     with the ``options`` table as keyword arguments)."""
     if model_cfg["kind"] == "factory":

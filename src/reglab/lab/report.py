@@ -431,7 +431,7 @@ def _fmt(metric: tuple[float, float], scale: float, decimals: int) -> str:
 
 
 def table_columns(summary: Sequence[dict[str, Any]]) -> list[tuple[str, str, float, int]]:
-    """The :data:`COLUMNS` that at least one row recorded."""
+    """The ``COLUMNS`` that at least one row recorded."""
     recorded = {k for row in summary for k in row["metrics"]}
     return [c for c in COLUMNS if c[0] in recorded] or list(COLUMNS)
 
@@ -474,7 +474,7 @@ def markdown_table(
 def write_report(
     run_dir_path: str | Path, study: Any, records: Sequence[Record], total_trials: int
 ) -> Path:
-    """:func:`render_report` with a study's title, description and image shape."""
+    """``render_report`` with a study's title, description and image shape."""
     from reglab.lab.datasets import image_shape
 
     return render_report(

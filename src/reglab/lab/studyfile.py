@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reglab import constraints, penalties
+from reglab._optional import toml
 from reglab._validation import InvalidParameterError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "DATASETS",
@@ -235,7 +230,7 @@ class Study:
 
 
 def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
-    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path."""
+    """Validate a decoded TOML document; raise ``StudyError`` naming the key path."""
     top = {"name", "description", "seeds", "data", "model", "train", "grid"}
     raw = _check_keys(origin, raw, top)
     name = _check_type(f"{origin}.name", raw.get("name"), str, "a string")
@@ -440,6 +435,7 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file."""
     path = Path(path)
+    tomllib = toml()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

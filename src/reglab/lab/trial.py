@@ -65,7 +65,7 @@ def kernels(model: nn.Module) -> list[torch.Tensor]:
 
 def grid_regularizers(config: dict[str, Any], module: nn.Module) -> list[Any]:
     """The grid point's ``rules`` attached to ``module`` and its ``norm_bound`` (a
-    :class:`~reglab.constraints.NormBound` over all of ``module``'s kernels together)."""
+    ``NormBound`` over all of ``module``'s kernels together)."""
     regularizers: list[Any] = []
     if config.get("rules"):
         regularizers.append(reglab.attach(module, config["rules"]))
@@ -91,7 +91,7 @@ def train_model(
     callbacks: Sequence[Callback] = (),
     **fit_kwargs: Any,
 ) -> tuple[History, float]:
-    """:func:`~reglab.training.fit` with the grid point's ``[train]`` settings (optimizer, lr,
+    """``fit`` with the grid point's ``[train]`` settings (optimizer, lr,
     epochs, batch size) and ``seed``; returns the history and the training seconds. The
     regularizers' hooks are removed afterwards, so evaluation records no activity."""
     train_cfg = config["train"]

@@ -32,7 +32,7 @@ def smooth_targets(
         y: class indices, shape ``(N,)``, values in ``[0, num_classes)``.
         num_classes: k >= 2.
         eps: smoothing in [0, 1).
-        form: ``"uniform"`` or ``"others"`` (see :data:`FORMS`).
+        form: ``"uniform"`` or ``"others"`` (see ``FORMS``).
 
     Returns:
         ``(N, num_classes)`` float tensor whose rows sum to 1.

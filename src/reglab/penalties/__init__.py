@@ -1,9 +1,9 @@
 """Penalties: small callables ``penalty(tensor) -> scalar tensor`` added to the loss.
 
-Weight penalties (:class:`L1`, :class:`L2`, :class:`L1L2`, :class:`ExpAbs`,
-:class:`Orthogonal`, :class:`ToReference`) and activity penalties (any of those on a layer's
-output, plus :class:`KLSparsity` and :class:`TemporalDifference`). Formulas and defaults follow
-Keras 3 where Keras has the penalty. Attach them to a model with :func:`reglab.attach`.
+Weight penalties (``L1``, ``L2``, ``L1L2``, ``ExpAbs``,
+``Orthogonal``, ``ToReference``) and activity penalties (any of those on a layer's
+output, plus ``KLSparsity`` and ``TemporalDifference``). Formulas and defaults follow
+Keras 3 where Keras has the penalty. Attach them to a model with ``reglab.attach``.
 """
 
 from __future__ import annotations
@@ -43,5 +43,5 @@ def get(identifier: Any) -> Any:
 
 
 def serialize(penalty: Penalty) -> dict[str, Any]:
-    """``{"class_name": ..., "config": ...}`` for a built-in penalty (inverse of :func:`get`)."""
+    """``{"class_name": ..., "config": ...}`` for a built-in penalty (inverse of ``get``)."""
     return registry.serialize(penalty)

@@ -21,8 +21,8 @@ class Penalty(abc.ABC):
     hyperparameters only; ``get_config()`` returns exactly the constructor arguments and
     ``from_config(config)`` rebuilds an equal penalty (Keras' serialization contract).
 
-    Built-in penalties also know their **closed-form gradient** (:meth:`gradient`).
-    :func:`reglab.attach` uses it to fold every penalty of a model into a single autograd node
+    Built-in penalties also know their **closed-form gradient** (``gradient``).
+    ``reglab.attach`` uses it to fold every penalty of a model into a single autograd node
     that computes values without recording a graph and writes ``grad_output * gradient`` in
     backward. ``__call__`` is an ordinary differentiable torch expression, so calling a penalty
     directly behaves like any other loss term.
@@ -32,13 +32,13 @@ class Penalty(abc.ABC):
     """
 
     #: ``True`` for penalties whose value is already normalised over the batch (a mean over
-    #: samples, e.g. :class:`KLSparsity`, :class:`TemporalDifference`). :func:`reglab.attach`
+    #: samples, e.g. ``KLSparsity``, ``TemporalDifference``). ``reglab.attach``
     #: applies no activity reduction to them, so the batch size is not divided out twice.
     batch_normalized: ClassVar[bool] = False
 
     #: ``True`` for penalties defined on a weight's output units (its rows in PyTorch's
-    #: ``(out, in)`` layout, e.g. :class:`Orthogonal`). :func:`reglab.attach` hands them the
-    #: tensor as ``(units, ...)`` following the module's layout (:mod:`reglab.layouts`), so
+    #: ``(out, in)`` layout, e.g. ``Orthogonal``). ``reglab.attach`` hands them the
+    #: tensor as ``(units, ...)`` following the module's layout (``reglab.layouts``), so
     #: ``ConvTranspose`` and ``transformers``' ``Conv1D`` kernels mean the same thing.
     per_unit: ClassVar[bool] = False
 
@@ -58,7 +58,7 @@ class Penalty(abc.ABC):
             return self(x), self.gradient(x)
 
     def has_closed_form(self) -> bool:
-        """Whether :meth:`gradient` may be used instead of autograd for this instance."""
+        """Whether ``gradient`` may be used instead of autograd for this instance."""
         return type(self).gradient is not Penalty.gradient
 
     @abc.abstractmethod
@@ -67,7 +67,7 @@ class Penalty(abc.ABC):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Penalty:
-        """Rebuild a penalty from :meth:`get_config`'s output."""
+        """Rebuild a penalty from ``get_config``'s output."""
         return cls(**config)
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ class KLSparsity(Penalty):
     Bernoulli distributions. Activations must be in ``[0, 1]`` (sigmoid codes); ``rho_hat`` is
     clamped to ``[1e-7, 1 - 1e-7]`` so a unit that is exactly 0 over the batch stays finite.
 
-    The value is already a mean over the batch (``batch_normalized``), so :func:`reglab.attach`
+    The value is already a mean over the batch (``batch_normalized``), so ``reglab.attach``
     does not divide it by the batch size again.
 
     Args:
@@ -87,7 +87,7 @@ class TemporalDifference(Penalty):
     The form of AWD-LSTM (Merity et al., 2017): the mean over every element of the difference
     along ``time_dim``, applied to the RNN's *undropped* output. Slows hidden-state changes
     between consecutive steps. The value is already a mean (``batch_normalized``), so
-    :func:`reglab.attach` does not divide it by the batch size again.
+    ``reglab.attach`` does not divide it by the batch size again.
 
     Args:
         beta: coefficient, a finite number >= 0. Default 1.0 (AWD-LSTM's).

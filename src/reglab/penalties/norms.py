@@ -1,7 +1,7 @@
 """Elementwise norm penalties: L1, L2, L1L2 (Keras 3's exact formulas) and ExpAbs.
 
 Their coefficients may also be 1-D tensors of length K, one per member of a
-:class:`reglab.ensembles.ModelStack`: the penalised tensor then has the members along dim 0
+``reglab.ensembles.ModelStack``: the penalised tensor then has the members along dim 0
 and ``value = Σ_k c_k · Σ f(x[k])``.
 """
 

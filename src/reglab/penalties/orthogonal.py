@@ -46,9 +46,9 @@ class Orthogonal(Penalty):
     layouts: a Keras ``Dense`` kernel is ``(in, out)`` and a PyTorch ``Linear.weight`` is
     ``(out, in)``, so Keras' ``mode="columns"`` on a kernel (one vector per output unit) is
     ``mode="rows"`` here. Tensors with more than 2 dimensions (conv kernels ``(out, in, *k)``)
-    are flattened to ``(out, -1)`` first. Attached with :func:`reglab.attach`, "rows" are the
+    are flattened to ``(out, -1)`` first. Attached with ``reglab.attach``, "rows" are the
     module's output units whatever its layout (a ``ConvTranspose`` or ``transformers``'
-    ``Conv1D`` kernel is rearranged to ``(units, ...)`` first; see :mod:`reglab.layouts`).
+    ``Conv1D`` kernel is rearranged to ``(units, ...)`` first; see ``reglab.layouts``).
 
     Args:
         factor: coefficient, a finite number >= 0. Default 0.01.

@@ -1,4 +1,4 @@
-"""Attach penalties and constraints to existing modules: :func:`attach` and its handle."""
+"""Attach penalties and constraints to existing modules: ``attach`` and its handle."""
 
 from reglab.regularization.attaching import attach
 from reglab.regularization.handle import Regularization

@@ -4,7 +4,7 @@ When a hooked module runs in training mode with gradients enabled, its output ``
 small side node of the autograd graph whose forward is the penalty's value (a 0-dim *token*,
 computed at once, before anything downstream can modify ``h`` in place) and whose backward adds
 ``grad_token · ∇penalty(h)`` — the closed form for built-in penalties — to ``h``'s gradient.
-:meth:`Regularization.penalty` sums the tokens, so the gradient factor (a loss scale, a
+``Regularization.penalty`` sums the tokens, so the gradient factor (a loss scale, a
 ``1/k`` of gradient accumulation) reaches every term through ordinary autograd, and
 ``h`` is held only the way the rest of the graph holds it: no copy, no ``sign(h)`` buffer.
 
@@ -14,9 +14,9 @@ Forwards that are not ordinary ones:
   Non-reentrant checkpointing replays the side node (its saved tensor is part of what the
   checkpoint matches) and discards the token. Reentrant checkpointing
   (``use_reentrant=True``) runs the first forward under ``no_grad``: the value is recorded then
-  (:class:`Deferred`), and the recomputation in backward wraps the recomputed output in an
+  (``Deferred``), and the recomputation in backward wraps the recomputed output in an
   identity node that adds the gradient, scaled by the factor the step's ``penalty()`` received.
-* A forward whose graph is backpropagated before :meth:`penalty` consumed its record (a
+* A forward whose graph is backpropagated before ``penalty`` consumed its record (a
   saliency map, an accumulation loop that adds the penalty after backward) marks the record
   *spent*; it is then skipped with a warning instead of failing with "backward through the
   graph a second time".
@@ -74,7 +74,7 @@ def first_tensor(output: Any) -> torch.Tensor | None:
 
 
 def replace_first_tensor(output: Any, new: torch.Tensor) -> Any:
-    """``output`` with the tensor :func:`first_tensor` found replaced by ``new``."""
+    """``output`` with the tensor ``first_tensor`` found replaced by ``new``."""
     if isinstance(output, torch.Tensor):
         return new
     if isinstance(output, (tuple, list)):
@@ -184,7 +184,7 @@ def token(binding: ActivityBinding, h: torch.Tensor) -> torch.Tensor:
     """The differentiable value of ``binding``'s penalty on output ``h`` (a 0-dim tensor).
 
     L1 / L2 / L1L2 are native reductions (their autograd formulas *are* the closed forms);
-    the other built-ins go through :class:`_Side` (closed form, no buffer from forward to
+    the other built-ins go through ``_Side`` (closed form, no buffer from forward to
     backward: TAR's differences are not kept); custom callables through plain autograd."""
     scale = activity_scale(binding, h)
     coefficients = _elementwise(binding.penalty)
@@ -203,7 +203,7 @@ class Cell:
 
 
 class Capture(torch.autograd.Function):
-    """Identity on the step's penalty that stores its incoming gradient in a :class:`Cell`
+    """Identity on the step's penalty that stores its incoming gradient in a ``Cell``
     (an ``anchor`` leaf makes the output require grad even when nothing else does)."""
 
     @staticmethod
@@ -243,7 +243,7 @@ class _Late(torch.autograd.Function):
 def late_activity(
     binding: ActivityBinding, h: torch.Tensor, cell: Cell, warn: Callable[[], None]
 ) -> torch.Tensor:
-    """``h`` through :class:`_Late` (see the module docstring)."""
+    """``h`` through ``_Late`` (see the module docstring)."""
     return _Late.apply(h, binding, activity_scale(binding, h), cell, warn)
 
 
@@ -307,7 +307,7 @@ class RecordingHook:
 
 
 class DisabledHook:
-    """What a copied model keeps in place of a :class:`RecordingHook`: nothing happens."""
+    """What a copied model keeps in place of a ``RecordingHook``: nothing happens."""
 
     def __call__(self, module: nn.Module, inputs: Any, output: Any) -> None:
         return None

@@ -36,7 +36,7 @@ def attach(
               computes; for tuple outputs such as ``nn.LSTM``'s, the first element). Attach to
               the activation module (``nn.ReLU``) to regularize post-activation codes.
             * ``kernel_constraint`` / ``bias_constraint``: projections applied by
-              :meth:`Regularization.apply_constraints` (or after each step once ``bind``-ed).
+              ``Regularization.apply_constraints`` (or after each step once ``bind``-ed).
             * ``activity_reduction``: overrides the call's ``activity_reduction`` for this rule.
 
             Penalties and constraints are objects, registry names (``"l2"``, ``"max_norm"``),
@@ -46,12 +46,12 @@ def attach(
             outputs), ``"sum"`` (as is) or ``"mean"`` (divided by ``output.numel()``, AWD-LSTM's
             ``alpha * h.pow(2).mean()`` with ``L2(alpha)``). Penalties that are already batch
             means (``KLSparsity``, ``TemporalDifference``) are never divided.
-        max_pending: how many recorded outputs may wait for :meth:`Regularization.penalty`
+        max_pending: how many recorded outputs may wait for ``Regularization.penalty``
             (each keeps its forward's graph alive); beyond it the oldest are dropped with a
             warning. Default: the outputs of 8 forwards, at least 64.
 
     Returns:
-        A :class:`Regularization` handle: add ``reg.penalty()`` to the loss each step; log
+        A ``Regularization`` handle: add ``reg.penalty()`` to the loss each step; log
         ``reg.terms()``; call ``reg.apply_constraints()`` after ``optimizer.step()`` or
         ``reg.bind(optimizer)`` once; ``reg.remove()`` (or ``with``) detaches everything.
 

@@ -1,4 +1,4 @@
-"""The removable handle returned by :func:`reglab.attach`."""
+"""The removable handle returned by ``reglab.attach``."""
 
 from __future__ import annotations
 
@@ -45,27 +45,27 @@ def _compiling() -> bool:
 
 
 class Regularization:
-    """Penalties and constraints attached to a model; returned by :func:`reglab.attach`.
+    """Penalties and constraints attached to a model; returned by ``reglab.attach``.
 
     **Weight penalties** are evaluated from the parameters' current values each time
-    :meth:`penalty` is called — built-in ones grouped into multi-tensor ops with closed-form
-    gradients — or, after :meth:`fold_into`, added to the gradients inside the optimizer step.
+    ``penalty`` is called — built-in ones grouped into multi-tensor ops with closed-form
+    gradients — or, after ``fold_into``, added to the gradients inside the optimizer step.
 
     **Activity penalties** are recorded where the output is produced: a hooked module's forward,
     in training mode with gradients enabled, computes the penalty's value right away as a
     0-dim token in the autograd graph (the closed-form gradient is written in backward, no
-    buffer is kept); :meth:`penalty` sums the tokens recorded since the previous call.
-    ``model.eval()``, ``torch.no_grad()`` and :meth:`paused` forwards record nothing;
+    buffer is kept); ``penalty`` sums the tokens recorded since the previous call.
+    ``model.eval()``, ``torch.no_grad()`` and ``paused`` forwards record nothing;
     recomputation by activation checkpointing never records twice (see
-    :mod:`reglab.regularization.activity`). At most ``max_pending`` tokens wait for
-    :meth:`penalty` (each keeps its forward's graph alive): beyond that the oldest are dropped,
+    ``reglab.regularization.activity``). At most ``max_pending`` tokens wait for
+    ``penalty`` (each keeps its forward's graph alive): beyond that the oldest are dropped,
     with one warning.
 
     **Copies** of the model (``copy.deepcopy``, ``torch.optim.swa_utils.AveragedModel``,
     pickling) carry no regularization: their forwards record nothing here. Attach to a copy to
     regularize it.
 
-    Use it as a context manager, or call :meth:`remove`, to detach every hook.
+    Use it as a context manager, or call ``remove``, to detach every hook.
     """
 
     def __init__(
@@ -84,6 +84,11 @@ class Regularization:
         self._terms: list[tuple[str, torch.Tensor]] = []
         self._folded: torch.optim.Optimizer | None = None
         self._paused = 0
+        #: Record ``statistics`` (output sparsity, units projected); off by default
+        #: because it costs a pass over each penalised output and constrained weight.
+        self.monitoring = False
+        self._zeros: dict[str, list[torch.Tensor]] = {}
+        self._statistics: dict[str, torch.Tensor] = {}
         self._warned: set[str] = set()
         self._handles: list[Any] = [
             binding.module.register_forward_hook(RecordingHook(self, binding))
@@ -114,6 +119,9 @@ class Regularization:
             return None
         record = Record(binding, token(binding, h))
         self._append(record)
+        if self.monitoring:
+            counts = self._zeros.setdefault(binding.module_name or "<root>", [])
+            counts.append(torch.stack([(h.detach() == 0).sum(), torch.tensor(h.numel())]))
         if h.requires_grad and not _compiling():
             h.register_hook(SpentMarker(record))
         return None
@@ -184,8 +192,8 @@ class Regularization:
         """Sum of every attached penalty, as a 0-dim tensor to add to the loss.
 
         Weight terms use the current parameters (none of the closed-form ones after
-        :meth:`fold_into`: the optimizer adds them); activity terms are the tokens recorded
-        since the last call. Per-term values are kept for :meth:`terms`.
+        ``fold_into``: the optimizer adds them); activity terms are the tokens recorded
+        since the last call. Per-term values are kept for ``terms``.
         """
         records = list(self._pending)
         self._pending.clear()
@@ -215,6 +223,11 @@ class Regularization:
             total = self._capture(total, deferred)
             values += [(d.binding.term, d.value) for d in deferred]
         self._terms = values
+        if self._zeros:
+            for name, counts in self._zeros.items():
+                zeros, total_count = torch.stack(counts).sum(0).unbind()
+                self._statistics[f"sparsity/{name}"] = zeros.double() / total_count
+            self._zeros = {}
         if total is None:
             return torch.zeros((), device=self._device())
         return total
@@ -233,7 +246,7 @@ class Regularization:
         return Capture.apply(total, self._anchor, cell)
 
     def terms(self) -> dict[str, torch.Tensor]:
-        """Detached per-term values of the last :meth:`penalty` call, for logging.
+        """Detached per-term values of the last ``penalty`` call, for logging.
 
         Keys are ``"<module name>.<kind>"`` (``"encoder.0.kernel"``, ``"encoder.1.activity"``);
         a module's several kernels (``nn.LSTM``) or several calls in one step are summed.
@@ -247,13 +260,21 @@ class Regularization:
             out[term] = out[term] + value if term in out else value
         return out
 
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """With ``monitoring`` on: ``sparsity/<module>``, the fraction of exactly-zero
+        entries of each penalised output over the calls of the last ``penalty`` step, and
+        ``projected/<parameter>``, how many output units (entries, for elementwise
+        constraints) the last ``apply_constraints`` changed. Detached 0-dim tensors;
+        empty with monitoring off."""
+        return dict(self._statistics)
+
     # -- folding into the optimizer ----------------------------------------------------------
     def fold_into(self, optimizer: torch.optim.Optimizer) -> _FoldHandle:
         """Add the built-in weight penalties' gradients inside ``optimizer.step()`` instead of
         through the loss.
 
         A step pre-hook writes ``grad += ∇penalty(w)`` with in-place multi-tensor ops just
-        before the optimizer reads the gradients; :meth:`penalty` then returns the activity
+        before the optimizer reads the gradients; ``penalty`` then returns the activity
         terms (and custom callables) only. Training is the same as adding the penalty to the
         loss (equal up to floating-point rounding) for every ``torch.optim`` optimizer, since
         each reads ``p.grad`` in its step:
@@ -263,15 +284,15 @@ class Regularization:
           that unscales inside its kernel gets the penalty multiplied by its ``grad_scale``.
         * **Gradient accumulation**: the penalty is added once per optimizer step — the same
           as adding it to each of k micro-batch losses divided by k.
-        * **Constraints** (:meth:`bind`) still project after the step: gradient, step,
+        * **Constraints** (``bind``) still project after the step: gradient, step,
           projection.
         * **Gradient clipping** between ``backward()`` and ``step()`` no longer sees the
           penalty's gradient (it is added after).
 
-        Weight terms stay available in :meth:`terms`, evaluated when asked.
+        Weight terms stay available in ``terms``, evaluated when asked.
 
         Returns:
-            A handle; ``handle.remove()`` (or :meth:`remove`) returns to the loss path.
+            A handle; ``handle.remove()`` (or ``remove``) returns to the loss path.
         """
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise InvalidParameterError(
@@ -290,9 +311,27 @@ class Regularization:
                 "have weight penalties; fold into the optimizer that steps them."
             )
 
-        def add_penalty_gradients(opt: torch.optim.Optimizer, *_: Any) -> None:
-            scale = getattr(opt, "grad_scale", None)  # a fused optimizer will divide it out
+        def add() -> None:
+            scale = getattr(optimizer, "grad_scale", None)  # a fused optimizer divides it out
             self._weights.add_gradients_(1.0 if scale is None else scale)
+
+        def add_penalty_gradients(_opt: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            # args[0] is the optimizer. A closure (Lightning, LBFGS) computes the gradients
+            # inside step(), after this hook: add the penalty's right after each evaluation.
+            closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+            if closure is None:
+                add()
+                return None
+
+            def closure_with_penalty() -> Any:
+                with torch.enable_grad():
+                    loss = closure()
+                add()
+                return loss
+
+            if "closure" in kwargs:
+                return args, {**kwargs, "closure": closure_with_penalty}
+            return (args[0], closure_with_penalty, *args[2:]), kwargs
 
         handle = _FoldHandle(self, optimizer.register_step_pre_hook(add_penalty_gradients))
         self._folded = optimizer
@@ -305,19 +344,24 @@ class Regularization:
         """Project every constrained parameter in place (call after ``optimizer.step()``).
 
         Per-unit constraints with their default axis (``MaxNorm()``, ``UnitNorm()``, ...)
-        project each output unit of the module's layout (see :mod:`reglab.layouts`)."""
+        project each output unit of the module's layout (see ``reglab.layouts``)."""
         for binding in self.bindings.constraints:
+            before = binding.param.detach().clone() if self.monitoring else None
             _project(binding)
+            if before is not None:
+                self._statistics[f"projected/{binding.param_name}"] = _changed_units(
+                    binding, before
+                )
 
     def after_step(self) -> None:
-        """Called by :func:`reglab.training.fit` after every optimizer step: applies the
+        """Called by ``reglab.training.fit`` after every optimizer step: applies the
         constraints (projections are idempotent, so an extra ``bind`` does no harm)."""
         self.apply_constraints()
 
     def bind(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
-        """Run :meth:`apply_constraints` after every ``optimizer.step()``.
+        """Run ``apply_constraints`` after every ``optimizer.step()``.
 
-        Returns the hook's handle; :meth:`remove` also removes it.
+        Returns the hook's handle; ``remove`` also removes it.
         """
         handle = optimizer.register_step_post_hook(lambda *_: self.apply_constraints())
         self._handles.append(handle)
@@ -370,8 +414,19 @@ def _project(binding: Any) -> None:
         param.copy_(project(param))
 
 
+def _changed_units(binding: Any, before: torch.Tensor) -> torch.Tensor:
+    """How many units (per-unit constraints) or entries the projection changed."""
+    after = binding.param.detach()
+    if is_sharded(after):
+        after, before = after.to_local(), before.to_local()
+    if getattr(binding.constraint, "per_unit", False):
+        changed = binding.layout.to_units(after) != binding.layout.to_units(before)
+        return changed.reshape(changed.shape[0], -1).any(1).sum()
+    return (after != before).sum()
+
+
 class _FoldHandle:
-    """Returned by :meth:`Regularization.fold_into`: ``remove()`` (or leaving its ``with``
+    """Returned by ``Regularization.fold_into``: ``remove()`` (or leaving its ``with``
     block) takes the hook off the optimizer and returns the weights to the loss path."""
 
     def __init__(self, owner: Regularization, hook: RemovableHandle) -> None:

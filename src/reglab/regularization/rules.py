@@ -129,7 +129,7 @@ def _check_spec(key: RuleKey, spec: Any) -> dict[str, Any]:
 
 def _owned(module: nn.Module, kind: str) -> list[tuple[str, nn.Parameter]]:
     """Trainable parameters of ``module`` itself (not its children) of one kind: kernels or
-    biases as :mod:`reglab.layouts` defines them. Frozen parameters are skipped, like Keras'
+    biases as ``reglab.layouts`` defines them. Frozen parameters are skipped, like Keras'
     non-trainable weights."""
     test = is_kernel if kind.startswith("kernel") else is_bias
     return [

@@ -12,10 +12,10 @@ Bindings are grouped once per change of the parameters (identity, dtype, device)
 * **Autograd**: custom callables (and soft tying, whose reference requires grad) go through
   ordinary autograd.
 
-Two ways to apply the closed forms: :meth:`WeightPenalties.loss_term` (one autograd node whose
+Two ways to apply the closed forms: ``WeightPenalties.loss_term`` (one autograd node whose
 backward writes ``grad_output · ∇``, exact under loss scaling and accumulation) and
-:meth:`WeightPenalties.add_gradients_` (in place into ``.grad``, for
-:meth:`Regularization.fold_into`).
+``WeightPenalties.add_gradients_`` (in place into ``.grad``, for
+``Regularization.fold_into``).
 
 Sharded parameters (``torch.distributed`` ``DTensor``, e.g. FSDP2's ``fully_shard``) are
 supported for elementwise penalties: each rank penalises its local shard (whose gradient is
@@ -353,7 +353,7 @@ class _Node(torch.autograd.Function):
 
 
 class WeightPenalties:
-    """The weight bindings of one :class:`~reglab.Regularization`, grouped for evaluation."""
+    """The weight bindings of one ``Regularization``, grouped for evaluation."""
 
     def __init__(self, bindings: Sequence[WeightBinding]) -> None:
         self.bindings = tuple(bindings)

@@ -1,6 +1,6 @@
 """Parameter sharing and tying: hard ties, L2-SP, multi-task and semi-supervised sharing.
 
-Soft tying between two modules is :class:`reglab.penalties.ToReference` pointed at the other
+Soft tying between two modules is ``reglab.penalties.ToReference`` pointed at the other
 module's parameter (both are pulled together).
 """
 

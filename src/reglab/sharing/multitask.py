@@ -38,7 +38,7 @@ class MultiTask(nn.Module):
 
 
 class SemiSupervisedOutput(NamedTuple):
-    """What :class:`SemiSupervised` returns: logits, reconstruction, and the inputs."""
+    """What ``SemiSupervised`` returns: logits, reconstruction, and the inputs."""
 
     logits: torch.Tensor
     reconstruction: torch.Tensor
@@ -49,7 +49,7 @@ class SemiSupervised(nn.Module):
     """A classifier and an autoencoder sharing one encoder (Deep Learning book §7.6).
 
     ``h = encoder(x)``; ``logits = classifier(h)``; ``reconstruction = decoder(h)``. Its
-    :meth:`loss` is cross-entropy on the *labelled* rows (label ``>= 0``; unlabelled rows carry
+    ``loss`` is cross-entropy on the *labelled* rows (label ``>= 0``; unlabelled rows carry
     ``-1``, scikit-learn's convention) plus ``recon_weight ·`` mean squared reconstruction
     error on *all* rows, so unlabelled data shape the encoder. Train with
     ``fit(model, (x, y_with_minus_ones), loss=model.loss, ...)``.

@@ -89,7 +89,7 @@ def l2_sp(model: nn.Module, l2: float, pattern: str = "*") -> Regularization:
         pattern: glob over module names selecting which layers to anchor (``"backbone.*"``).
 
     Returns:
-        the :class:`~reglab.Regularization` handle (add ``penalty()`` to the loss, or pass it to
+        the ``Regularization`` handle (add ``penalty()`` to the loss, or pass it to
         ``fit(regularization=...)``).
     """
     rules = {}

@@ -1,6 +1,6 @@
 """Stochastic regularizers: noise injection, the dropout family, and augmentation.
 
-Each is a pure function in :mod:`reglab.stochastic.functional` plus a thin ``nn.Module``;
+Each is a pure function in ``reglab.stochastic.functional`` plus a thin ``nn.Module``;
 all are the identity in eval mode. Use torch's own ``nn.Dropout``, ``nn.Dropout2d`` and
 ``nn.AlphaDropout`` for standard dropout — reglab does not rewrite them.
 """

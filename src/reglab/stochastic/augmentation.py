@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from reglab._optional import require
 from reglab._validation import check_coefficient, invalid
 
 __all__ = ["RandomAffine"]
@@ -39,10 +40,7 @@ class RandomAffine(nn.Module):
         image_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        try:
-            from kornia.augmentation import RandomAffine as KorniaAffine
-        except ImportError as err:  # pragma: no cover - kornia is a dependency
-            raise ImportError("RandomAffine needs kornia: pip install kornia") from err
+        augmentation = require("kornia.augmentation", "reglab.stochastic.RandomAffine")
         self.degrees = check_coefficient(degrees, "degrees", "RandomAffine")
         self.translate = check_coefficient(translate, "translate", "RandomAffine")
         scale = tuple(float(s) for s in scale)
@@ -50,7 +48,7 @@ class RandomAffine(nn.Module):
             raise invalid("scale", "RandomAffine", "(low, high) with 0 < low <= high", scale)
         self.scale = scale
         self.image_shape = tuple(image_shape) if image_shape is not None else None
-        self._affine = KorniaAffine(
+        self._affine = augmentation.RandomAffine(
             degrees=self.degrees, translate=(self.translate, self.translate), scale=scale, p=1.0
         )
 

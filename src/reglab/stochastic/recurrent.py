@@ -47,7 +47,7 @@ class EmbeddingDropout(nn.Module):
     """An ``nn.Embedding`` lookup that drops whole word vectors in training mode.
 
     Wraps ``embedding`` (its parameters and ``state_dict`` keys stay under ``embedding.``);
-    see :func:`reglab.stochastic.functional.embedding_dropout`.
+    see ``reglab.stochastic.functional.embedding_dropout``.
     """
 
     def __init__(

@@ -138,7 +138,11 @@ class DropConnect(nn.Linear):
     exactly ``nn.Linear``'s, so a trained layer loads into a plain ``Linear``.
 
     Args:
-        in_features, out_features, bias, device, dtype: as ``nn.Linear``.
+        in_features: as ``nn.Linear``.
+        out_features: as ``nn.Linear``.
+        bias: as ``nn.Linear``.
+        device: as ``nn.Linear``.
+        dtype: as ``nn.Linear``.
         p: drop probability in [0, 1). Default 0.5.
         generator: optional ``torch.Generator`` on the weight's device.
     """

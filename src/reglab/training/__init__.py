@@ -4,6 +4,16 @@ from reglab.training.callbacks import Callback, TrainState
 from reglab.training.early_stopping import EarlyStopping
 from reglab.training.history import History
 from reglab.training.metrics import accuracy
+from reglab.training.tensorboard import TensorBoard
 from reglab.training.trainer import Regularizer, fit
 
-__all__ = ["Callback", "EarlyStopping", "History", "Regularizer", "TrainState", "accuracy", "fit"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "Regularizer",
+    "TensorBoard",
+    "TrainState",
+    "accuracy",
+    "fit",
+]

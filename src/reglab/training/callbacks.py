@@ -15,10 +15,12 @@ __all__ = ["Callback", "TrainState"]
 
 @dataclass
 class TrainState:
-    """Mutable state shared with callbacks during :func:`~reglab.training.fit`.
+    """Mutable state shared with callbacks during ``fit``.
 
     A callback stops training by setting ``stop = True`` (and ``stop_reason``); ``fit`` ends
-    after the current epoch.
+    after the current epoch. ``batch_logs`` holds the last step's detached values (``loss``,
+    ``penalty``, ``penalty/<term>``) for per-step loggers; ``regularizers`` the objects whose
+    ``penalty()`` is added to the loss.
     """
 
     model: nn.Module
@@ -30,6 +32,8 @@ class TrainState:
     stop: bool = False
     stop_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    batch_logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    regularizers: list[Any] = field(default_factory=list)
 
 
 class Callback:

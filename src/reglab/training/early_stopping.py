@@ -75,12 +75,15 @@ class EarlyStopping(Callback):
         train_monitor: logged training error for ``"pq"``. Default ``"loss"``.
 
     Attributes:
-        best, best_epoch, stopped_epoch (0 when it never stopped, as Keras), reason (why it
-        stopped, or None), wait.
+        best: the best monitored value so far.
+        best_epoch: its epoch.
+        stopped_epoch: the epoch training stopped at (0 when it never stopped, as Keras).
+        reason: why it stopped, or None.
+        wait: epochs since the last improvement.
 
     >>> stopper = EarlyStopping(patience=2)
-    >>> [stopper.update(v, epoch) for epoch, v in enumerate([6, 5, 5, 5, 5])]
-    [False, False, False, True, True]
+    >>> tuple(stopper.update(v, epoch) for epoch, v in enumerate([6, 5, 5, 5, 5]))
+    (False, False, False, True, True)
     >>> stopper.stopped_epoch, stopper.best, stopper.best_epoch
     (3, 5.0, 1)
     """

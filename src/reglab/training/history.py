@@ -10,7 +10,7 @@ __all__ = ["History"]
 
 @dataclass
 class History:
-    """Per-epoch logs of one :func:`~reglab.training.fit` call.
+    """Per-epoch logs of one ``fit`` call.
 
     ``epochs[i]`` is the dict logged at the end of epoch ``i`` (``loss``, ``val_loss``, metrics,
     ``penalty``, ``penalty/<term>``, ``step_time``, ...). ``history["val_loss"]`` is the column

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from reglab._validation import InvalidParameterError, check_positive_int, invalid
@@ -23,8 +24,8 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 
 @runtime_checkable
 class Regularizer(Protocol):
-    """Anything ``fit`` can add to the loss: :class:`reglab.Regularization`,
-    :class:`reglab.constraints.NormBound`, or your own object with ``penalty()``. An optional
+    """Anything ``fit`` can add to the loss: ``reglab.Regularization``,
+    ``reglab.constraints.NormBound``, or your own object with ``penalty()``. An optional
     ``after_step()`` runs after every optimizer step (projections, dual updates) and an optional
     ``terms()`` is logged."""
 
@@ -136,6 +137,35 @@ def _evaluate(
     return means.result("val_")
 
 
+class _NoBar(contextlib.nullcontext):  # type: ignore[type-arg]
+    def add_task(self, *_: Any, **__: Any) -> int:
+        return 0
+
+    def update(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def _progress_bar(enabled: bool) -> Any:
+    """rich's progress bar when asked for and installed (the ``lab`` extra), else nothing."""
+    if not enabled or importlib.util.find_spec("rich") is None:
+        return _NoBar()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+
 def fit(
     model: nn.Module,
     train: Any,
@@ -155,7 +185,7 @@ def fit(
     loss_weights: Mapping[str, float] | None = None,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> History:
-    """Train ``model`` for ``epochs`` epochs and return its :class:`History`.
+    """Train ``model`` for ``epochs`` epochs and return its ``History``.
 
     Each step: ``output = model(transform(x))``; ``loss(output, y)`` plus every
     ``regularization.penalty()``; backward; ``optimizer.step()``; then each regularizer's
@@ -164,17 +194,19 @@ def fit(
 
     Args:
         model: the module; moved to ``device``.
-        train, val: a DataLoader yielding ``(x, y)``, or an in-memory ``(x, y)`` pair of tensors
+        train: a DataLoader yielding ``(x, y)``, or an in-memory ``(x, y)`` pair of tensors
             (batched by index slicing — no per-sample collation — shuffled each epoch with
             ``seed``). ``y`` may be a dict of per-task targets.
+        val: held-out data in the same forms (optional).
         loss: ``loss(output, y) -> scalar``, or a dict of per-task losses applied to
             ``output[task]`` and ``y[task]`` and summed with ``loss_weights`` (default 1 each).
         optimizer: a torch optimizer over ``model``'s parameters.
         epochs: number of epochs (>= 1).
-        regularization: one or several objects with ``penalty()`` (see :class:`Regularizer`).
-        callbacks: :class:`Callback` instances, e.g. :class:`EarlyStopping`.
+        regularization: one or several objects with ``penalty()`` (see ``Regularizer``).
+        callbacks: ``Callback`` instances, e.g. ``EarlyStopping``.
         device: where to train.
-        progress: show a progress bar with the latest metrics.
+        progress: show a progress bar with the latest metrics (with rich installed, e.g. by
+            the ``lab`` extra; without it, nothing is shown).
         batch_size: rows per step for in-memory data.
         shuffle: reshuffle in-memory data each epoch.
         seed: seeds the shuffling (not the model's initialisation).
@@ -217,20 +249,15 @@ def fit(
     model.to(device)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     history = History()
-    state = TrainState(model=model, optimizer=optimizer, history=history)
+    state = TrainState(
+        model=model, optimizer=optimizer, history=history, regularizers=list(regularizers)
+    )
 
     def call(hook: str) -> None:
         for cb in callbacks:
             getattr(cb, hook)(state)
 
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    )
+    bar = _progress_bar(progress)
     with bar:
         task = bar.add_task("epoch", total=epochs)
         call("on_train_begin")
@@ -249,13 +276,17 @@ def fit(
                 data_loss, parts = _loss(loss, loss_weights, output, y)
                 total = data_loss
                 n = len(x)
+                step_logs: dict[str, torch.Tensor] = {"loss": data_loss.detach()}
                 if regularizers:
                     penalty = sum(r.penalty() for r in regularizers)
                     total = data_loss + penalty
-                    means.add("penalty", torch.as_tensor(penalty), n)
+                    step_logs["penalty"] = torch.as_tensor(penalty).detach()
                     for r in regularizers:
                         for term, value in getattr(r, "terms", dict)().items():
-                            means.add(f"penalty/{term}", value, n)
+                            step_logs[f"penalty/{term}"] = value
+                    for key, value in step_logs.items():
+                        if key != "loss":
+                            means.add(key, value, n)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
@@ -274,6 +305,7 @@ def fit(
                         n,
                     )
                 state.step += 1
+                state.batch_logs = step_logs
                 step_times.append(time.perf_counter() - step_start)
                 call("on_batch_end")
             logs = means.result()
