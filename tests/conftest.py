@@ -16,8 +16,8 @@ def penalty_examples() -> list[penalties.Penalty]:
         penalties.L1L2(l1=0.1, l2=0.05),
         penalties.ExpAbs(0.07),
         penalties.Orthogonal(0.5, mode="columns"),
-        penalties.KLSparsity(target=0.1, weight=2.0),
-        penalties.TemporalDifference(beta=1.5, time_dim=1),
+        penalties.KLSparsity(target=0.1, coefficient=2.0),
+        penalties.TemporalDifference(coefficient=1.5, time_dim=1),
         penalties.ToReference(torch.full((6, 5), 0.25, dtype=torch.float64), l2=0.4),
     ]
     assert {type(e) for e in examples} == set(penalties._base.registry.classes())

@@ -82,6 +82,13 @@ class Registry(Generic[T]):
             cls = self._by_name.get(identifier["class_name"])
             if cls is None:
                 raise self._unknown(identifier["class_name"])
+            accepted = list(inspect.signature(cls).parameters)
+            unknown = sorted(set(identifier["config"]) - set(accepted))
+            if unknown:
+                raise InvalidParameterError(
+                    f"{cls.__name__} has no argument {unknown[0]!r}; its config takes "
+                    f"{', '.join(accepted)}."
+                )
             return cls.from_config(identifier["config"])  # type: ignore[attr-defined]
         if inspect.isclass(identifier):
             if identifier in self._by_name.values():

@@ -85,10 +85,21 @@ class UnitLayout:
 
     out_dim: int = 0
     groups: int = 1
+    #: a :class:`~reglab.ensembles.ModelStack`'s stacked weight ``(K, out, ...)``: every
+    #: member's units are units (``out_dim`` counts within a member)
+    stacked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stacked and self.groups != 1:
+            raise InvalidParameterError("UnitLayout(stacked=True) takes groups=1.")
 
     def to_units(self, w: torch.Tensor) -> torch.Tensor:
         """``w`` rearranged to ``(units, ...)``: entry ``i`` holds unit ``i``'s incoming
         weights (a view when the layout allows one). 1-D tensors become ``(1, n)``."""
+        if self.stacked:  # (K, *member's shape); a member's bias (K, out) is one unit each
+            if w.ndim <= 2:
+                return w.reshape(w.shape[0], -1)
+            return w.movedim(self.out_dim + 1, 1).flatten(0, 1)
         if w.ndim < 2:
             return w.reshape(1, -1)
         if self.groups == 1:
@@ -99,6 +110,10 @@ class UnitLayout:
 
     def from_units(self, u: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Inverse of ``to_units``: ``u`` back in the layout (and shape) of ``like``."""
+        if self.stacked:
+            if like.ndim <= 2:
+                return u.reshape(like.shape)
+            return u.reshape(like.movedim(self.out_dim + 1, 1).shape).movedim(1, self.out_dim + 1)
         if like.ndim < 2:
             return u.reshape(like.shape)
         if self.groups == 1:

@@ -41,7 +41,7 @@ def test_kl_sparse_autoencoder_reaches_the_target_mean_activation() -> None:
     patches = image_patches(n=10000, seed=0)  # UFLDL: 64-25-64 sigmoid, rho 0.01, beta 3
     torch.manual_seed(0)
     sae = SparseAutoencoder(64, 25, "kl", coefficient=3.0, target=0.01)
-    sae.fit(patches, epochs=60, lr=1e-2, batch_size=256, weight_decay=5e-5)
+    sae.fit(patches, epochs=60, lr=1e-2, batch_size=256, l2=5e-5)
     mean_activation = sae.encode(patches).mean().item()
     assert mean_activation == pytest.approx(0.01, abs=0.005)
     unregularized = SparseAutoencoder(64, 25, "kl", coefficient=0.0)
@@ -134,7 +134,7 @@ def test_tied_autoencoder_shares_one_matrix(data) -> None:
     (x, _), _ = data
     ae = Autoencoder(nn.Sequential(nn.Linear(64, 16), nn.ReLU()), nn.Linear(16, 64), tied=True)
     assert torch.equal(ae.decoder.weight, ae.encoder[0].weight.T)
-    ae.fit(x[:256], epochs=2, weight_decay=1e-4)
+    ae.fit(x[:256], epochs=2, l2=1e-4)
     assert torch.equal(ae.decoder.weight, ae.encoder[0].weight.T)
     assert sum(p.numel() for p in ae.parameters()) == 64 * 16 + 16 + 64
     with pytest.raises(

@@ -186,7 +186,7 @@ def test_gutenberg_corpus_splits_contiguous_chunks_with_a_10k_vocabulary() -> No
         corpus = gutenberg()
     except DatasetNotFoundError:
         pytest.skip("Gutenberg not fetched here (reglab data get gutenberg)")
-    sizes = [len(corpus.train), len(corpus.valid), len(corpus.test)]
+    sizes = [len(corpus.train), len(corpus.val), len(corpus.test)]
     assert sum(sizes) > 2_000_000  # about 2.1 M words
     assert 0.85 < sizes[0] / sum(sizes) < 0.95
     assert abs(sizes[1] - sizes[2]) <= 10_000

@@ -56,7 +56,7 @@ def test_decomposition_shape_errors() -> None:
 @pytest.fixture(scope="module")
 def bagged():
     (x, y), (xt, yt) = digits()
-    bag = Bagging(lambda: mlp([64, 64, 10]), n_members=8, epochs=12, random_state=0).fit(x, y)
+    bag = Bagging(lambda: mlp([64, 64, 10]), n_members=8, epochs=12, seed=0).fit(x, y)
     return bag, xt, yt
 
 
@@ -76,9 +76,9 @@ def test_bootstrap_indices_are_reproducible_from_the_seed() -> None:
     (x, y), _ = digits()
     x, y = x[:200], y[:200]
     make = dict(model_fn=lambda: nn.Linear(64, 10), n_members=3, epochs=1)
-    a = Bagging(random_state=7, **make).fit(x, y)
-    b = Bagging(random_state=7, **make).fit(x, y)
-    c = Bagging(random_state=8, **make).fit(x, y)
+    a = Bagging(seed=7, **make).fit(x, y)
+    b = Bagging(seed=7, **make).fit(x, y)
+    c = Bagging(seed=8, **make).fit(x, y)
     assert torch.equal(a.bootstrap_indices_, b.bootstrap_indices_)
     assert not torch.equal(a.bootstrap_indices_, c.bootstrap_indices_)
     assert a.bootstrap_indices_.shape == (3, 200)

@@ -4,7 +4,6 @@ Full-size results are in docs/results.md."""
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import pytest
@@ -22,9 +21,7 @@ def _points(study: str) -> dict:
 def _metrics(study: str, key: str, epochs: int, seed: int = 0, **data: int) -> dict[str, float]:
     """One trial of a built-in study's grid point with fewer epochs (and ``data`` overrides,
     e.g. a smaller subset)."""
-    config = copy.deepcopy(_points(study)[key])
-    config["train"]["epochs"] = epochs
-    config["data"].update(data)
+    config = _points(study)[key].override({"train": {"epochs": epochs}, "data": data})
     return run_trial(config, seed).metrics
 
 
@@ -207,10 +204,11 @@ def test_ar_lowers_activations_and_tar_their_changes_in_the_lstm_language_model(
         pytest.skip("Gutenberg not fetched here (reglab data get gutenberg)")
 
     def m(key: str) -> dict[str, float]:
-        config = copy.deepcopy(_points("language-model-ar-tar")[key])
-        config["data"]["subset"] = 10000
-        config["train"]["epochs"] = 2
-        config["model"]["options"].update(emb_size=32, hidden_size=64)  # a smaller model
+        config = _points("language-model-ar-tar")[key]
+        options = {**config.raw["model"]["options"], "emb_size": 32, "hidden_size": 64}
+        config = config.override(  # a smaller model on fewer tokens
+            {"data": {"subset": 10000}, "train": {"epochs": 2}, "model": {"options": options}}
+        )
         return run_trial(config, 0).metrics
 
     none, ar, tar = m("none"), m("AR"), m("TAR")

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from reglab import InvalidParameterError
-from reglab.lab import find_study, mlp, run_trial
-from reglab.lab.grid import expand
+from reglab.lab import expand, find_study, mlp, run_trial
 
 
 def test_mlp_layout_and_dropout() -> None:

@@ -125,7 +125,7 @@ def test_axes_in_study_level_sections_are_swept() -> None:
         {"name": "s", "train": {"lr": {"values": [1e-3, 1e-2]}}, "grid": [{"name": "a"}]}, "s"
     )
     points = expand(study)
-    assert [p.config["train"]["lr"] for p in points] == [1e-3, 1e-2]
+    assert [p.config.train.lr for p in points] == [1e-3, 1e-2]
     assert [p.label for p in points] == ["a lr=0.001", "a lr=0.01"]
 
 
@@ -143,7 +143,7 @@ epochs = 1
 [[grid]]
 name = "AR+TAR"
 rules.drop_out = { activity = "l2", activity_reduction = "mean" }
-rules.rnn1 = { activity = { class_name = "TemporalDifference", config = { beta = 1.0 } } }
+rules.rnn1 = { activity = { class_name = "TemporalDifference", config = { coefficient = 1.0 } } }
 """
 
 TEACHER = """
@@ -177,7 +177,7 @@ def test_language_model_study_saves_tied_weights_once(tmp_path: Path) -> None:
         pytest.skip("Gutenberg not fetched here (reglab data get gutenberg)")
     out, metrics = _run(tmp_path, LM, "lm")
     m = metrics["AR_TAR"]
-    assert 1 < m["valid_ppl"] < 30_000  # a few steps from a 10k-word uniform guess
+    assert 1 < m["val_ppl"] < 30_000  # a few steps from a 10k-word uniform guess
     assert m["act_sq"] > 0
     assert m["act_diff_sq"] > 0
     with safe_open(str(out / "trials/AR_TAR__seed0/model.safetensors"), "pt") as f:
@@ -187,7 +187,7 @@ def test_language_model_study_saves_tied_weights_once(tmp_path: Path) -> None:
         assert json.loads(f.metadata()["tied"]) == {
             "body.decoder.weight": "body.encoder.embedding.weight"
         }
-    assert "valid ppl" in (out / "summary.md").read_text()
+    assert "val ppl" in (out / "summary.md").read_text()
 
 
 def test_teacher_regression_study_reports_the_ridge_path(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ def _parse(**changes):
 
 def test_defaults_and_trials() -> None:
     study = _parse(seeds=[3, 4])
-    assert study.data["name"] == "digits"
-    assert study.train["epochs"] == 30
+    assert study.points[0].config.data.name == "digits"
+    assert study.points[0].config.train.epochs == 30
     assert [t.key for t in trials(study)] == ["none__seed3", "none__seed4"]
 
 
@@ -38,8 +38,8 @@ def test_cross_and_zip() -> None:
     }
     crossed = expand(parse_study({**BASE, "grid": [entry]}))
     assert len(crossed) == 4
-    assert crossed[0].config["model"]["dropout"] == 0.1
-    assert crossed[0].config["rules"]["fc*"]["kernel"]["config"]["l2"] == 1e-3
+    assert crossed[0].config.model.dropout == 0.1
+    assert crossed[0].config.rules_mapping()["fc*"]["kernel"]["config"]["l2"] == 1e-3
     assert crossed[0].label == "reg dropout=0.1 l2=0.001"
     zipped = expand(parse_study({**BASE, "grid": [{**entry, "mode": "zip"}]}))
     assert [p.params for p in zipped] == [

@@ -183,3 +183,23 @@ def test_postgres_workers_share_a_study_and_survive_a_killed_worker(tmp_path: Pa
     assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
     assert sum(s.count(TrialState.FAIL) for s in states.values()) >= 1  # the killed attempt
     assert "6/6 trials complete" in stderr
+
+
+def test_run_writes_tensorboard_event_files_per_trial(tiny_study: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "tb"
+    out = tmp_path / "run"
+    assert (
+        main(
+            ["run", str(tiny_study), "--out", str(out), "--tensorboard", str(logs), "--no-progress"]
+        )
+        == 0
+    )
+    folders = sorted(p.name for p in logs.iterdir())
+    assert folders == sorted(p.name for p in (out / "trials").iterdir())
+    events = EventAccumulator(str(logs / "L2_l2=0.0001__seed0"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"step/loss", "step/penalty/fc0.kernel", "epoch/val_loss"} <= tags

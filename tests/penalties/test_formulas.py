@@ -87,7 +87,7 @@ def test_kl_sparsity_closed_form() -> None:
     rho, beta = 0.1, 2.0
     q = acts.mean(0)
     expected = beta * (rho * np.log(rho / q) + (1 - rho) * np.log((1 - rho) / (1 - q))).sum()
-    value = KLSparsity(target=rho, weight=beta)(torch.from_numpy(acts)).item()
+    value = KLSparsity(target=rho, coefficient=beta)(torch.from_numpy(acts)).item()
     assert value == pytest.approx(expected, rel=1e-12)
 
 

@@ -112,7 +112,7 @@ def test_to_reference_cannot_be_built_from_a_name() -> None:
         ),
         (
             lambda: penalties.ExpAbs(float("inf")),
-            r"'scale' parameter of ExpAbs must be a finite number >= 0\. Got inf",
+            r"'coefficient' parameter of ExpAbs must be a finite number >= 0\. Got inf",
         ),
         (
             lambda: penalties.Orthogonal(mode="diag"),

@@ -109,7 +109,7 @@ class Autoencoder(nn.Module):
         epochs: int = 20,
         lr: float = 1e-3,
         batch_size: int = 64,
-        weight_decay: float = 0.0,
+        l2: float = 0.0,
         val: torch.Tensor | None = None,
         regularization: Any = None,
         callbacks: Sequence[Callback] = (),
@@ -119,12 +119,13 @@ class Autoencoder(nn.Module):
     ) -> Autoencoder:
         """Train with Adam to reconstruct ``X`` (targets are ``X`` itself); returns ``self``.
 
-        ``weight_decay`` is an ``L2`` coefficient on every ``Linear``
-        weight (``λ·ΣW²``; UFLDL's ``λ/2`` convention is ``weight_decay = λ/2``). Extra
+        ``l2`` is an :class:`~reglab.penalties.L2` coefficient on every ``Linear`` weight
+        (``l2 · ΣW²``, added to the loss; UFLDL's ``λ/2 · ΣW²`` is ``l2 = λ/2``). In reglab
+        ``weight_decay`` always means an optimizer's own decay (``grad += λ · w``). Extra
         ``regularization`` objects (e.g. from ``reglab.attach``) are added. The
         ``History`` is kept in ``history_``.
         """
-        check_coefficient(weight_decay, "weight_decay", "Autoencoder.fit")
+        check_coefficient(l2, "l2", "Autoencoder.fit")
         regularizers = (
             []
             if regularization is None
@@ -135,8 +136,8 @@ class Autoencoder(nn.Module):
             )
         )
         decay = None
-        if weight_decay > 0:
-            decay = reglab.attach(self, {nn.Linear: {"kernel": L2(weight_decay)}})
+        if l2 > 0:
+            decay = reglab.attach(self, {nn.Linear: {"kernel": L2(l2)}})
             regularizers.append(decay)
         try:
             self.history_ = fit(

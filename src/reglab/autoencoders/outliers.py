@@ -27,7 +27,7 @@ class ReconstructionOutlierDetector:
         epochs: training epochs of the autoencoder.
         lr: its learning rate.
         batch_size: its batch size.
-        random_state: seeds initialisation and batch order.
+        seed: seeds initialisation and batch order.
 
     Attributes:
         autoencoder_: the trained autoencoder.
@@ -42,14 +42,14 @@ class ReconstructionOutlierDetector:
         epochs: int = 30,
         lr: float = 1e-3,
         batch_size: int = 64,
-        random_state: int = 0,
+        seed: int = 0,
     ) -> None:
         self.autoencoder_factory = autoencoder_factory
         self.contamination = contamination
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
-        self.random_state = random_state
+        self.seed = seed
 
     def fit(self, X: torch.Tensor, y: object = None) -> ReconstructionOutlierDetector:
         """Train the autoencoder on ``X`` and set the threshold; ``y`` is ignored."""
@@ -61,7 +61,7 @@ class ReconstructionOutlierDetector:
                 self.contamination,
             )
         check_positive_int(self.epochs, "epochs", "ReconstructionOutlierDetector")
-        torch.manual_seed(self.random_state)
+        torch.manual_seed(self.seed)
         ae = self.autoencoder_factory()
         if not isinstance(ae, Autoencoder):
             raise invalid(
@@ -71,7 +71,7 @@ class ReconstructionOutlierDetector:
                 type(ae).__name__,
             )
         self.autoencoder_ = ae.fit(
-            X, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.random_state
+            X, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed
         )
         errors = self.autoencoder_.reconstruction_error(X)
         self.threshold_ = float(torch.quantile(errors.double(), 1 - self.contamination))

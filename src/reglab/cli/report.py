@@ -1,4 +1,5 @@
-"""``reglab report RUN_DIR``: (re)write a run's report from its storage."""
+"""``reglab report RUN_DIR``: (re)write a run's report from its storage. Reads the storage;
+never writes to it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reglab.lab import RunDir, Sweep, parse_study
+from reglab.lab import RunDir, Sweep
 from reglab.lab.report import write_report
 
 NAME = "report"
@@ -21,12 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run_dir)
-    raw = run_dir.study_raw()
-    study = parse_study(raw, raw.get("name", "study"))
-    if args.storage is None and not (run_dir.path / "storage.db").is_file():
+    study = run_dir.study()
+    if args.storage is None and not run_dir.storage_db.is_file():
         raise FileNotFoundError(f"{run_dir.path} has no storage.db; pass --storage URL")
-    sweep = Sweep(study, args.storage or run_dir.storage_url, run_dir)
+    sweep = Sweep.open(study, args.storage or run_dir.storage_url)
     records = sweep.results()
-    path = write_report(run_dir.path, study, records, len(sweep.trials))
+    path = write_report(run_dir, study, records, len(sweep.trials))
     Console().print(f"{len(records)}/{len(sweep.trials)} trials; report: {path}")
     return 0

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reglab.lab import builtin_studies, expand, find_study
+from reglab.lab import builtin_studies, find_study
 
 NAME = "studies"
 HELP = "list the built-in studies"
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     for name in builtin_studies():
         study, _, _ = find_study(name)
         description = " ".join(study.description.split())
-        table.add_row(name, f"{len(expand(study))} x {len(study.seeds)}", escape(description))
+        table.add_row(name, f"{len(study.points)} x {len(study.seeds)}", escape(description))
     Console().print(table)
     return 0
 
@@ -44,12 +44,17 @@ class Show:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         study, _, _ = find_study(args.study)
-        points = expand(study)
+        points = study.points
         if args.json:
             print(
                 json.dumps(
                     [
-                        {"key": p.key, "label": p.label, "params": p.params, "config": p.config}
+                        {
+                            "key": p.key,
+                            "label": p.label,
+                            "params": p.params,
+                            "config": p.config.to_dict(),
+                        }
                         for p in points
                     ],
                     indent=2,
@@ -59,9 +64,10 @@ class Show:
             return 0
         console = Console()
         console.print(f"[bold]{study.name}[/]: {' '.join(study.description.split())}")
+        defaults = points[0].config.to_dict()
         console.print(
-            f"seeds {list(study.seeds)}; data {study.data}; model {study.model}; "
-            f"train {study.train}",
+            f"seeds {list(study.seeds)}; data {defaults['data']}; model {defaults['model']}; "
+            f"train {defaults['train']}",
             markup=False,
         )
         table = Table(
@@ -69,15 +75,18 @@ class Show:
             f"{len(points) * len(study.seeds)} trials"
         )
         table.add_column("key")
-        table.add_column("settings beyond the defaults")
+        table.add_column("settings beyond the first point's data, model and train")
         for p in points:
-            extra = {k: v for k, v in p.config.items() if k not in ("data", "model", "train")}
-            extra.update(
-                {f"model.{k}": v for k, v in p.config["model"].items() if study.model.get(k) != v}
-            )
-            extra.update(
-                {f"train.{k}": v for k, v in p.config["train"].items() if study.train.get(k) != v}
-            )
+            config = p.config.to_dict()
+            extra = {k: v for k, v in config.items() if k not in ("data", "model", "train")}
+            for section in ("data", "model", "train"):
+                extra.update(
+                    {
+                        f"{section}.{k}": v
+                        for k, v in config[section].items()
+                        if defaults[section].get(k) != v
+                    }
+                )
             table.add_row(escape(p.key), escape(json.dumps(extra, default=str)))
         console.print(table)
         return 0

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reglab.cli.run import add_worker_options, apply_overrides, positive_int
-from reglab.lab import RunDir, Sweep, find_study, parse_study
+from reglab.cli.run import add_worker_options, positive_int
+from reglab.lab import Overrides, RunDir, Sweep, find_study
 from reglab.lab.sweep import optuna_study_name
+from reglab.lab.trial import TrialContext
 
 NAME = "worker"
 HELP = "run trials of a study from a shared Optuna storage (e.g. PostgreSQL) until none remain"
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, help="as for reglab run (must match)")
     parser.add_argument("--seeds", type=positive_int, help="as for reglab run (must match)")
     parser.add_argument("--threads", type=positive_int, help="torch threads for this process")
+    parser.add_argument("--tensorboard", type=Path, metavar="DIR", help="as for reglab run")
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -40,18 +42,18 @@ def run(args: argparse.Namespace) -> int:
     if args.study is None:
         if args.run_dir is None:
             raise ValueError("reglab worker needs a STUDY or --run-dir")
-        raw = RunDir(args.run_dir).study_raw()
-        study = parse_study(raw, raw.get("name", "study"))
+        study = RunDir(args.run_dir).study()
     else:
-        study, raw, _ = find_study(args.study)
-        study = parse_study(apply_overrides(raw, args.epochs, args.seeds), study.name)
+        study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
-    sweep = Sweep(study, args.storage, run_dir, args.heartbeat, args.grace)
+    sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace)
 
-    def on_trial(trial: object, event: str) -> None:
+    def on_trial(batch: list, event: str) -> None:
         if not args.no_progress:
-            console.print(f"worker: {event} {trial.key}")  # type: ignore[attr-defined]
+            console.print(f"worker: {event} {', '.join(t.key for t in batch)}")
 
-    sweep.work(on_trial)
+    sweep.work(
+        run_dir, on_trial, TrialContext(tensorboard=args.tensorboard), stack=not args.no_stack
+    )
     console.print(f"worker: done; {sweep.completed()}/{len(sweep.trials)} trials complete")
     return 0

@@ -45,7 +45,7 @@ class Corpus:
 
     vocab: tuple[str, ...]
     train: torch.Tensor
-    valid: torch.Tensor
+    val: torch.Tensor
     test: torch.Tensor
 
 
@@ -67,9 +67,9 @@ def gutenberg(
     stream: list[str] = []
     for path in sorted(folder.glob("*.txt")):
         stream.extend(tokenize(path.read_text(encoding="latin-1")))
-    splits: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for i in range(0, len(stream), chunk):
-        part = {18: "valid", 19: "test"}.get((i // chunk) % 20, "train")
+        part = {18: "val", 19: "test"}.get((i // chunk) % 20, "train")
         splits[part].extend(stream[i : i + chunk])
     counts = Counter(w for w in splits["train"] if w != EOS)
     vocab = (UNK, EOS, *(w for w, _ in counts.most_common(vocab_size - 2)))
@@ -78,4 +78,4 @@ def gutenberg(
     def ids(words: list[str]) -> torch.Tensor:
         return torch.tensor([index.get(w, 0) for w in words], dtype=torch.long)
 
-    return Corpus(vocab, ids(splits["train"]), ids(splits["valid"]), ids(splits["test"]))
+    return Corpus(vocab, ids(splits["train"]), ids(splits["val"]), ids(splits["test"]))

@@ -19,7 +19,7 @@ class Bagging:
     """A bagged ensemble of neural classifiers, scikit-learn style.
 
     ``fit`` draws one bootstrap sample per member once (n rows with replacement, from a seed
-    derived per member from ``random_state``), initialises member k under its own seed, and
+    derived per member from ``seed``), initialises member k under its own seed, and
     trains all members at once as a ``ModelStack`` on their own samples (each epoch
     visits each member's sample in a fresh order), with Adam (fused where available) and
     cross-entropy.
@@ -32,11 +32,12 @@ class Bagging:
         bootstrap: sample with replacement; ``False`` trains every member on all rows (then
             only initialisation and batch order differ).
         vote: ``"soft"`` or ``"hard"``.
-        random_state: int seed (``None``: fresh entropy).
+        seed: int seed (``None``: fresh entropy).
         epochs: training epochs of each member (Adam).
         batch_size: rows per step.
         lr: Adam's learning rate.
-        weight_decay: Adam's (coupled) weight decay.
+        weight_decay: Adam's own (coupled) weight decay, ``grad += weight_decay · w`` — the
+            gradient of ``L2(weight_decay / 2)``.
         device: where to train.
 
     Attributes:
@@ -48,7 +49,7 @@ class Bagging:
 
     >>> from reglab.data import digits
     >>> (x, y), (xt, yt) = digits()
-    >>> bag = Bagging(lambda: nn.Linear(64, 10), n_members=4, epochs=5, lr=1e-2, random_state=0)
+    >>> bag = Bagging(lambda: nn.Linear(64, 10), n_members=4, epochs=5, lr=1e-2, seed=0)
     >>> bag.fit(x, y).score(xt, yt) > 0.85
     True
     """
@@ -59,7 +60,7 @@ class Bagging:
         n_members: int = 10,
         bootstrap: bool = True,
         vote: str = "soft",
-        random_state: int | None = None,
+        seed: int | None = None,
         epochs: int = 20,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -70,7 +71,7 @@ class Bagging:
         self.n_members = n_members
         self.bootstrap = bootstrap
         self.vote = vote
-        self.random_state = random_state
+        self.seed = seed
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -99,7 +100,7 @@ class Bagging:
         device = torch.device(self.device)
         n, k = len(X), self.n_members
         self.classes_, y_index = torch.unique(y, return_inverse=True)
-        sequence = np.random.SeedSequence(self.random_state)
+        sequence = np.random.SeedSequence(self.seed)
         self.member_seeds_ = [int(s.generate_state(1)[0]) for s in sequence.spawn(k)]
         rows = []
         models = []

@@ -12,6 +12,7 @@ from torch.func import functional_call, stack_module_state
 from torch.nn import functional as F
 
 from reglab._validation import InvalidParameterError, check_positive_int
+from reglab.layouts import UnitLayout, register_layout
 from reglab.stochastic import GaussianDropout, GaussianNoise
 
 __all__ = ["ModelStack", "StackedLinear", "fused_optimizer", "stacked_loss"]
@@ -73,6 +74,10 @@ class StackedLinear(nn.Module):
     def extra_repr(self) -> str:
         k, out, inp = self.weight.shape
         return f"members={k}, in_features={inp}, out_features={out}, bias={self.bias is not None}"
+
+
+# Units of a stacked weight (K, out, in) are each member's output units.
+register_layout(StackedLinear, UnitLayout(stacked=True))
 
 
 def _materialize(models_or_factory: Any, k: int | None) -> list[nn.Module]:

@@ -6,24 +6,27 @@ from reglab._optional import require
 
 require("optuna", "reglab.lab")
 
-from reglab.lab.catalog import builtin_studies, find_study
-from reglab.lab.grid import GridPoint, Trial, expand, trials
+from reglab.lab.catalog import builtin_studies, expand, find_study, trials
+from reglab.lab.config import TrialConfig
+from reglab.lab.grid import GridPoint, Trial
 from reglab.lab.language import LSTMLanguageModel
 from reglab.lab.models import mlp
-from reglab.lab.report import coefficient_series, curves, render_report, summarize
+from reglab.lab.report import coefficient_series, curves, summarize, write_report
 from reglab.lab.rundir import RunDir
 from reglab.lab.runner import TrialOutcome, load_data, run_trial
-from reglab.lab.studyfile import Study, StudyError, load_study, parse_study
+from reglab.lab.studyfile import Overrides, Study, StudyError, load_study, parse_study
 from reglab.lab.sweep import Sweep
 
 __all__ = [
     "GridPoint",
     "LSTMLanguageModel",
+    "Overrides",
     "RunDir",
     "Study",
     "StudyError",
     "Sweep",
     "Trial",
+    "TrialConfig",
     "TrialOutcome",
     "builtin_studies",
     "coefficient_series",
@@ -34,8 +37,8 @@ __all__ = [
     "load_study",
     "mlp",
     "parse_study",
-    "render_report",
     "run_trial",
     "summarize",
     "trials",
+    "write_report",
 ]

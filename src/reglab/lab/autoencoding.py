@@ -3,8 +3,8 @@ linear probes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,62 +17,87 @@ from reglab.autoencoders import (
     dictionary_metrics,
     principal_angles,
 )
-from reglab.lab.datasets import load_data
-from reglab.lab.trial import (
-    TrialOutcome,
-    grid_regularizers,
-    history_rows,
-    kernel_stats,
-    train_model,
-)
+from reglab.lab.datasets import DataConfig, load_data
+from reglab.lab.schema import Table, boolean, choice, fail, integer, number, sequence_of, spec
+from reglab.lab.trial import TrialContext, TrialOutcome, history_rows, kernel_stats, train_model
 
-__all__ = ["run_autoencoder"]
+if TYPE_CHECKING:
+    from reglab.lab.config import TrialConfig
+
+__all__ = ["AutoencoderModel", "run_autoencoder"]
 
 
-def run_autoencoder(
-    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
-) -> TrialOutcome:
+def _two_sizes(path: str, value: Any) -> tuple[int, int]:
+    return sequence_of(integer(1), length=2, what="[d_in, d_code] (an autoencoder takes 2 sizes)")(
+        path, value
+    )
+
+
+@dataclass(frozen=True)
+class AutoencoderModel(Table):
+    """``[model] kind = "autoencoder"``: ``sizes = [d_in, d_code]``; a sparse
+    (``sparsity``, ``coefficient``, ``target``, ``k``), tied, denoising (``corruption``,
+    ``level``) or linear (``linear = true``: centred inputs, compared with PCA) autoencoder."""
+
+    kind: ClassVar[str] = "autoencoder"
+    sizes: tuple[int, int] = spec(check=_two_sizes)
+    sparsity: str = spec("none", choice("none", "l1", "kl", "topk"))
+    coefficient: float = spec(0.0, number(0.0))
+    target: float = spec(0.05, number(above=0.0, below=1.0))
+    k: int = spec(0, integer(0))
+    tied: bool = spec(False, boolean())
+    corruption: str = spec("none", choice("none", "mask", "gaussian", "salt_pepper"))
+    level: float = spec(0.0, number(0.0))
+    linear: bool = spec(False, boolean())
+    stochastic: ClassVar[bool] = True
+
+    def check(self, data: DataConfig, path: str) -> None:
+        if data.features is not None and self.sizes[0] != data.features:
+            raise fail(
+                f"{path}.sizes",
+                f"must start with the {data.features} input features of '{data.name}'",
+                list(self.sizes),
+            )
+        if self.sparsity == "topk" and not 0 < self.k <= self.sizes[1]:
+            raise fail(f"{path}.k", f"sparsity = 'topk' needs 1 <= k <= {self.sizes[1]}", self.k)
+
+    def build(self, data: DataConfig) -> Autoencoder:
+        del data
+        d_in, d_code = self.sizes
+        if self.linear:
+            return LinearAutoencoder(d_in, d_code)
+        sparse = self.sparsity != "none"
+        return SparseAutoencoder(
+            d_in,
+            d_code,
+            self.sparsity if sparse else "l1",
+            coefficient=self.coefficient if sparse else 0.0,
+            target=self.target,
+            k=self.k or None,
+            tied=self.tied,
+        )
+
+
+def run_autoencoder(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A (sparse, denoising) autoencoder ``sizes = [d_in, d_code]`` trained on the inputs."""
-    (train, test), val = load_data(config["data"])
+    (train, test), val = load_data(config.data)
     x, xt = train[0], test[0]
-    m = config["model"]
-    if m["linear"]:  # centre with the training mean, as PCA does
+    m: AutoencoderModel = config.model  # type: ignore[assignment]
+    if m.linear:  # centre with the training mean, as PCA does
         mean = x.mean(0)
         x, xt = x - mean, xt - mean
         val = None if val is None else (val[0] - mean, val[1])
     torch.manual_seed(seed)
-    sparse = m["sparsity"] != "none"
-    ae: Autoencoder
-    if m["linear"]:
-        ae = LinearAutoencoder(int(m["sizes"][0]), int(m["sizes"][1]))
-    else:
-        ae = SparseAutoencoder(
-            int(m["sizes"][0]),
-            int(m["sizes"][1]),
-            m["sparsity"] if sparse else "l1",
-            coefficient=float(m["coefficient"]) if sparse else 0.0,
-            target=float(m["target"]),
-            k=int(m["k"]) or None,
-            tied=bool(m["tied"]),
-        )
-    regularizers = grid_regularizers(config, ae)
+    ae = m.build(config.data)
     transform = None
-    if m["corruption"] != "none":  # denoising: corrupt inputs, targets stay clean
+    if m.corruption != "none":  # denoising: corrupt inputs, targets stay clean
 
         def transform(batch: torch.Tensor) -> torch.Tensor:
-            return corrupt(batch, m["corruption"], float(m["level"]))
+            return corrupt(batch, m.corruption, m.level)
 
     held_out = val[0] if val is not None else xt
     history, seconds = train_model(
-        ae,
-        (x, x),
-        (held_out, held_out),
-        config,
-        seed,
-        epoch_callback,
-        regularizers=regularizers,
-        loss=ae.loss,
-        transform=transform,
+        ae, (x, x), (held_out, held_out), config, seed, context, loss=ae.loss, transform=transform
     )
 
     ae.eval()
@@ -91,9 +116,9 @@ def run_autoencoder(
         "epochs_run": float(len(history)),
         "seconds": seconds,
     }
-    if m["linear"]:
+    if m.linear:
         metrics.update(_pca_comparison(ae, x, xt))
-    if config["data"]["labels"]:
+    if config.data.labels:
         metrics.update(_linear_probe(ae, train, test))
     return TrialOutcome(metrics, history_rows(history), ae, None)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
-from reglab.lab.studyfile import Study, StudyError, parse_study
+from reglab.lab.studyfile import Overrides, Study, StudyError, parse_study, read_toml
 
-__all__ = ["builtin_studies", "find_study"]
+__all__ = ["builtin_studies", "expand", "find_study", "trials"]
 
 
 def builtin_studies() -> dict[str, str]:
@@ -22,11 +22,19 @@ def builtin_studies() -> dict[str, str]:
     }
 
 
-def find_study(name_or_path: str) -> tuple[Study, dict[str, Any], str]:
-    """Resolve a built-in study name or a path to a TOML file: ``(study, raw, text)``."""
+def find_study(
+    name_or_path: str, overrides: Overrides | None = None
+) -> tuple[Study, dict[str, Any], str]:
+    """Resolve a built-in study name or a path to a TOML file, apply ``overrides`` and parse
+    once: ``(study, document as parsed, file text)``."""
     studies = builtin_studies()
     if name_or_path in studies:
         text, origin = studies[name_or_path], name_or_path
+        tomllib = toml()
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:  # pragma: no cover - shipped files parse
+            raise StudyError(f"{origin}: not valid TOML: {err}") from None
     else:
         path = Path(name_or_path)
         if not path.is_file():
@@ -34,10 +42,17 @@ def find_study(name_or_path: str) -> tuple[Study, dict[str, Any], str]:
                 f"{name_or_path}: no such study file or built-in study; built-in "
                 f"studies: {', '.join(studies)}"
             )
-        text, origin = path.read_text(encoding="utf-8"), path.stem
-    tomllib = toml()
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise StudyError(f"{origin}: not valid TOML: {err}") from None
+        raw, text = read_toml(path)
+        origin = path.stem
+    raw = (overrides or Overrides()).apply(raw)
     return parse_study(raw, origin), raw, text
+
+
+def expand(study: Study) -> list[Any]:
+    """All grid points of ``study``, in file order."""
+    return list(study.points)
+
+
+def trials(study: Study) -> list[Any]:
+    """Every (grid point, seed) pair: one Optuna trial each."""
+    return study.trials

@@ -4,19 +4,30 @@ multi-task), with the grid's regularizers."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reglab.autoencoders import (
-    pretrain_layerwise,
-)
-from reglab.lab.datasets import IMAGE_SHAPES, load_data
-from reglab.lab.models import build_model
+from reglab._validation import InvalidParameterError
+from reglab.autoencoders import pretrain_layerwise
+from reglab.lab.datasets import load_data
 from reglab.lab.posthoc import post_hoc_stopping
+from reglab.lab.schema import (
+    Table,
+    boolean,
+    choice,
+    fail,
+    integer,
+    number,
+    sequence_of,
+    spec,
+    string,
+)
 from reglab.lab.trial import (
+    TrialContext,
     TrialOutcome,
     grid_regularizers,
     history_rows,
@@ -33,7 +44,152 @@ from reglab.sharing import MultiTask, SemiSupervised
 from reglab.stochastic import GaussianNoise, RandomAffine, WeightNoise
 from reglab.training import Callback, EarlyStopping, accuracy
 
-__all__ = ["run_classifier"]
+if TYPE_CHECKING:
+    from reglab.lab.config import TrialConfig
+
+__all__ = [
+    "AugmentConfig",
+    "EarlyStoppingConfig",
+    "LabelSmoothingConfig",
+    "MultiTaskConfig",
+    "PostHocConfig",
+    "PretrainConfig",
+    "SemiSupervisedConfig",
+    "build_network",
+    "run_classifier",
+]
+
+
+@dataclass(frozen=True)
+class LabelSmoothingConfig(Table):
+    """``label_smoothing = { eps, form }`` (a number is shorthand for ``eps``)."""
+
+    eps: float = spec(0.1, number(0.0, below=1.0))
+    form: str = spec("uniform", choice("uniform", "others"))
+
+    @classmethod
+    def parse(cls, raw: Any, path: str, origins: Any = None) -> LabelSmoothingConfig:
+        if not isinstance(raw, dict):  # the shorthand
+            raw = {"eps": raw}
+        return super().parse(raw, path, origins)
+
+
+def _scale_range(path: str, value: Any) -> tuple[float, float]:
+    low, high = sequence_of(number(above=0.0), length=2, what="[low, high] zoom factors")(
+        path, value
+    )
+    if low > high:
+        raise fail(path, "expected [low, high] with low <= high", value)
+    return low, high
+
+
+@dataclass(frozen=True)
+class AugmentConfig(Table):
+    """``augment = { degrees, translate, scale }``: random affine transforms of the training
+    images (:class:`~reglab.stochastic.RandomAffine`)."""
+
+    degrees: float = spec(10.0, number(0.0))
+    translate: float = spec(0.1, number(0.0, 1.0))
+    scale: tuple[float, float] = spec((0.9, 1.1), _scale_range)
+
+
+def _optional_number(**bounds: Any) -> Any:
+    inner = number(**bounds)
+    return lambda path, value: None if value is None else inner(path, value)
+
+
+def _optional_int(minimum: int) -> Any:
+    inner = integer(minimum)
+    return lambda path, value: None if value is None else inner(path, value)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig(Table):
+    """``early_stopping = {...}``: the arguments of
+    :class:`~reglab.training.EarlyStopping` (validated by building one)."""
+
+    monitor: str = spec("val_loss", string())
+    patience: int = spec(0, integer(0))
+    min_delta: float = spec(0.0, number())
+    restore_best_weights: bool = spec(False, boolean())
+    criterion: str = spec("patience", choice("patience", "gl", "pq", "up"))
+    alpha: float | None = spec(None, _optional_number(minimum=0.0))
+    strip_length: int = spec(5, integer(1))
+    successive_strips: int | None = spec(None, _optional_int(1))
+    start_from_epoch: int = spec(0, integer(0))
+
+    @classmethod
+    def parse(cls, raw: Any, path: str, origins: Any = None) -> EarlyStoppingConfig:
+        config = super().parse(raw, path, origins)
+        try:
+            config.build()
+        except InvalidParameterError as err:
+            raise fail(path, str(err).rstrip("."), raw) from None
+        return config
+
+    def build(self) -> EarlyStopping:
+        return EarlyStopping(**self.to_dict())
+
+
+@dataclass(frozen=True)
+class PretrainConfig(Table):
+    """``pretrain = { kind, epochs, level }``: greedy layer-wise (denoising) autoencoder
+    pre-training of the MLP on every training row."""
+
+    kind: str = spec("denoising", choice("autoencoder", "denoising"))
+    epochs: int = spec(10, integer(1))
+    level: float = spec(0.25, number(0.0, below=1.0))
+
+
+@dataclass(frozen=True)
+class SemiSupervisedConfig(Table):
+    """``semi_supervised = { recon_weight }``: the trunk shared with a decoder."""
+
+    recon_weight: float = spec(1.0, number(0.0))
+
+
+@dataclass(frozen=True)
+class MultiTaskConfig(Table):
+    """``multitask = { parity_weight }``: the trunk shared with a digit-parity head."""
+
+    parity_weight: float = spec(1.0, number(0.0))
+
+
+def _thresholds(path: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise fail(path, "expected a list of thresholds > 0", value)
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class PostHocConfig(Table):
+    """``post_hoc_stopping = { patience, gl, pq, up }``: thresholds of each criterion,
+    replayed over the logged curves."""
+
+    patience: tuple[float, ...] = spec((), _thresholds)
+    gl: tuple[float, ...] = spec((), _thresholds)
+    pq: tuple[float, ...] = spec((), _thresholds)
+    up: tuple[float, ...] = spec((), _thresholds)
+
+    def settings(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in self.to_dict().items() if v}
+
+
+def build_network(config: TrialConfig) -> nn.Module:
+    """The trial's network as trained (what its rules are matched against)."""
+    return _with_weight_noise(config.model.build(config.data), config)
+
+
+def _with_weight_noise(net: nn.Module, config: TrialConfig) -> nn.Module:
+    """Every ``Linear`` child under :class:`~reglab.stochastic.WeightNoise` for
+    ``weight_noise``."""
+    if config.weight_noise:
+        for name, module in list(net.named_children()):
+            if isinstance(module, nn.Linear):
+                setattr(net, name, WeightNoise(module, "weight", config.weight_noise))
+    return net
 
 
 @torch.no_grad()
@@ -68,49 +224,35 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
     }
 
 
-def run_classifier(
-    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
-) -> TrialOutcome:
+def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A classifier, optionally pre-trained layer-wise, shared with a decoder
     (semi-supervised) or with a parity head (multi-task)."""
-    (train, test), val = load_data(config["data"])
-    model_cfg, train_cfg = config["model"], config["train"]
+    (train, test), val = load_data(config.data)
     torch.manual_seed(seed)
-    net = build_model(model_cfg)
-    if config.get("pretrain"):  # on every training row, labelled or not
-        pre = config["pretrain"]
+    net = config.model.build(config.data)
+    if config.pretrain is not None:  # on every training row, labelled or not
+        pre = config.pretrain
         pretrain_layerwise(
             net,
             train[0],
-            kind=pre.get("kind", "denoising"),
-            epochs=int(pre.get("epochs", 10)),
-            level=float(pre.get("level", 0.25)),
-            lr=float(train_cfg["lr"]),
-            batch_size=int(train_cfg["batch_size"]),
+            kind=pre.kind,
+            epochs=pre.epochs,
+            level=pre.level,
+            lr=config.train.lr,
+            batch_size=config.train.batch_size,
             seed=seed,
         )
-    if config.get("weight_noise"):
-        for name, module in list(net.named_children()):
-            if isinstance(module, nn.Linear):
-                setattr(net, name, WeightNoise(module, "weight", float(config["weight_noise"])))
+    net = _with_weight_noise(net, config)
     regularizers = grid_regularizers(config, net)
-
-    smoothing = config.get("label_smoothing") or {}
-    eps = float(smoothing.get("eps", 0.0))
-    ce: Callable[..., torch.Tensor] = (
-        LabelSmoothingCrossEntropy(eps, smoothing.get("form", "uniform"))
-        if eps > 0
-        else F.cross_entropy
-    )
     model, fit_train, fit_monitor, loss, weights, acc = _task_setup(
-        config, net, ce, train, val, test
+        config, net, criterion(config), train, val, test
     )
     callbacks: list[Callback] = []
     stopper = None
-    if config.get("early_stopping"):
-        stopper = EarlyStopping(**config["early_stopping"])
+    if config.early_stopping is not None:
+        stopper = config.early_stopping.build()
         callbacks.append(stopper)
-    if config.get("post_hoc_stopping"):
+    if config.post_hoc_stopping is not None:
         callbacks.append(_TestCurve(net, test))
     history, seconds = train_model(
         model,
@@ -118,7 +260,7 @@ def run_classifier(
         fit_monitor,
         config,
         seed,
-        epoch_callback,
+        context,
         regularizers=regularizers,
         callbacks=callbacks,
         loss=loss,
@@ -126,12 +268,40 @@ def run_classifier(
         metrics={"acc": acc},
         transform=_transform(config),
     )
+    metrics = classifier_metrics(net, train, val, test, seed, model)
+    metrics.update(epochs_run=float(len(history)), seconds=seconds)
+    reliability = metrics.pop("reliability")
+    if stopper is not None:
+        metrics["best_epoch"] = float(stopper.best_epoch)
+    rows = history_rows(history)
+    if config.post_hoc_stopping is not None:
+        metrics.update(post_hoc_stopping(rows, config.post_hoc_stopping.settings()))
+    return TrialOutcome(metrics, rows, net, reliability)
 
+
+def criterion(config: TrialConfig) -> Callable[..., torch.Tensor]:
+    """Cross-entropy, label-smoothed when the point says so."""
+    smoothing = config.label_smoothing
+    if smoothing is not None and smoothing.eps > 0:
+        return LabelSmoothingCrossEntropy(smoothing.eps, smoothing.form)
+    return F.cross_entropy
+
+
+def classifier_metrics(
+    net: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Everything a classifier trial reports about a trained ``net`` (``model``: the shared
+    wrapper it was trained in, for the second task's metrics). ``reliability`` holds the
+    test set's bins."""
     labelled = train[1] >= 0
     on_train = _evaluate(net, train[0][labelled], train[1][labelled])
     on_test = _evaluate(net, *test)
-    reliability = on_test.pop("reliability")
-    metrics = {
+    return {
         "train_acc": on_train["acc"],
         "test_acc": on_test["acc"],
         "gap": on_train["acc"] - on_test["acc"],
@@ -143,20 +313,13 @@ def run_classifier(
         **kernel_stats(net),
         **_dropout_inference(net, *test, seed),
         **(_temperature_scaled(net, val, test) if val is not None else {}),
-        **_shared_task_metrics(model, test),
-        "epochs_run": float(len(history)),
-        "seconds": seconds,
+        **(_shared_task_metrics(model, test) if model is not None else {}),
+        "reliability": on_test["reliability"],
     }
-    if stopper is not None:
-        metrics["best_epoch"] = float(stopper.best_epoch)
-    rows = history_rows(history)
-    if config.get("post_hoc_stopping"):
-        metrics.update(post_hoc_stopping(rows, config["post_hoc_stopping"]))
-    return TrialOutcome(metrics, rows, net, reliability)
 
 
 def _task_setup(
-    config: dict[str, Any],
+    config: TrialConfig,
     net: nn.Sequential,
     ce: Callable[..., torch.Tensor],
     train: tuple[torch.Tensor, torch.Tensor],
@@ -173,12 +336,12 @@ def _task_setup(
     hidden, d_in = _in_out(net)
     labelled = train[1] >= 0
     x, y = train[0][labelled], train[1][labelled]
-    if config.get("semi_supervised"):
-        recon = float(config["semi_supervised"].get("recon_weight", 1.0))
+    if config.semi_supervised is not None:
+        recon = config.semi_supervised.recon_weight
         semi = SemiSupervised(trunk, nn.Linear(hidden, d_in), head, recon)
         return semi, train, monitor, semi.loss, None, lambda out, t: accuracy(out.logits, t)
-    if config.get("multitask"):
-        weight = float(config["multitask"].get("parity_weight", 1.0))
+    if config.multitask is not None:
+        weight = config.multitask.parity_weight
         multi = MultiTask(trunk, {"digit": head, "parity": nn.Linear(hidden, 2)})
 
         def tasks(data: tuple[torch.Tensor, torch.Tensor]) -> Any:
@@ -201,21 +364,18 @@ def _in_out(net: nn.Sequential) -> tuple[int, int]:
     return linears[-1].in_features, linears[0].in_features
 
 
-def _transform(config: dict[str, Any]) -> nn.Module | None:
+def _transform(config: TrialConfig) -> nn.Module | None:
     """Input augmentation and noise, applied to training batches only."""
     transforms: list[nn.Module] = []
-    if config.get("augment"):
-        aug = config["augment"]
+    if config.augment is not None:
+        aug = config.augment
         transforms.append(
             RandomAffine(
-                float(aug.get("degrees", 10.0)),
-                float(aug.get("translate", 0.1)),
-                tuple(aug.get("scale", (0.9, 1.1))),
-                image_shape=IMAGE_SHAPES[config["data"]["name"]],
+                aug.degrees, aug.translate, aug.scale, image_shape=config.data.dataset.image
             )
         )
-    if config.get("input_noise"):
-        transforms.append(GaussianNoise(float(config["input_noise"])))
+    if config.input_noise:
+        transforms.append(GaussianNoise(config.input_noise))
     return nn.Sequential(*transforms) if transforms else None
 
 

@@ -2,25 +2,68 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import torch
 
 from reglab.data import digits, fashion_mnist, image_patches, mnist, teacher_student
+from reglab.lab.schema import Table, boolean, choice, integer, number, spec
 
-__all__ = ["IMAGE_SHAPES", "Split", "image_shape", "load_data"]
+__all__ = ["DATASETS", "IMAGE_SHAPES", "DataConfig", "Dataset", "Split", "load_data"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What a study needs to know about a dataset before loading it: input features (None:
+    set by the study, e.g. ``inputs`` of the teacher), classes (None: not a classification
+    set), training rows, and the image shape ``(C, H, W)`` of one input (None: not images)."""
+
+    features: int | None
+    classes: int | None
+    train_rows: int | None
+    image: tuple[int, int, int] | None
+
+
+DATASETS = {
+    "digits": Dataset(64, 10, 1347, (1, 8, 8)),
+    "mnist": Dataset(784, 10, 60000, (1, 28, 28)),
+    "fashion-mnist": Dataset(784, 10, 60000, (1, 28, 28)),
+    "patches": Dataset(64, None, 16000, (1, 8, 8)),
+    "teacher": Dataset(None, None, None, None),  # regression: inputs and rows are settings
+    "gutenberg": Dataset(None, None, None, None),  # tokens: subset counts words
+}
+IMAGE_SHAPES = {name: d.image for name, d in DATASETS.items() if d.image is not None}
+
+
+@dataclass(frozen=True)
+class DataConfig(Table):
+    """The ``[data]`` table."""
+
+    name: str = spec("digits", choice(*DATASETS, listing=True))
+    #: a seeded subset of the training rows (tokens for ``gutenberg``); 0 = all
+    subset: int = spec(0, integer(0))
+    #: centre and scale every feature with the training rows' statistics
+    standardize: bool = spec(False, boolean())
+    #: fraction of the training rows held out for validation
+    validation: float = spec(0.0, number(0.0, below=1.0))
+    #: keep labels on only this many training rows (the rest get -1); 0 keeps all
+    labels: int = spec(0, integer(0))
+    #: ``teacher``: input dimension
+    inputs: int = spec(100, integer(1))
+    #: ``teacher``: noise of the training targets
+    noise: float = spec(0.5, number(0.0))
+
+    @property
+    def dataset(self) -> Dataset:
+        return DATASETS[self.name]
+
+    @property
+    def features(self) -> int | None:
+        return self.inputs if self.name == "teacher" else self.dataset.features
 
 
 Split = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-IMAGE_SHAPES = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-    "patches": (1, 8, 8),
-}
 
 
 @lru_cache(maxsize=4)
@@ -42,7 +85,7 @@ def _dataset(name: str) -> Split:
 
 
 def load_data(
-    data: dict[str, Any], seed: int = 0
+    data: DataConfig, seed: int = 0
 ) -> tuple[Split, tuple[torch.Tensor, torch.Tensor] | None]:
     """``((train, test), validation)`` for a study's ``[data]`` settings.
 
@@ -54,34 +97,25 @@ def load_data(
     "the same data for every trial": each ``seed`` draws a fresh teacher and sample, so seeds
     average over problem instances as Krogh & Hertz do.
     """
-    if data["name"] == "teacher":
-        return teacher_student(
-            int(data["subset"]) or 90, int(data["inputs"]), float(data["noise"]), seed=seed
-        ), None
-    (x, y), (xt, yt) = _dataset(data["name"])
+    if data.name == "teacher":
+        return teacher_student(data.subset or 90, data.inputs, data.noise, seed=seed), None
+    (x, y), (xt, yt) = _dataset(data.name)
     generator = torch.Generator().manual_seed(12345)
-    if data["subset"]:
-        rows = torch.randperm(len(x), generator=generator)[: int(data["subset"])]
+    if data.subset:
+        rows = torch.randperm(len(x), generator=generator)[: data.subset]
         x, y = x[rows], y[rows]
     val = None
-    if data["validation"] > 0:
-        n_val = max(1, round(len(x) * float(data["validation"])))
+    if data.validation > 0:
+        n_val = max(1, round(len(x) * data.validation))
         rows = torch.randperm(len(x), generator=generator)
         val = (x[rows[:n_val]], y[rows[:n_val]])
         x, y = x[rows[n_val:]], y[rows[n_val:]]
-    if data["standardize"]:
+    if data.standardize:
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
         x, xt = (x - mean) / std, (xt - mean) / std
         val = None if val is None else ((val[0] - mean) / std, val[1])
-    if data["labels"]:
-        unlabelled = torch.randperm(len(x), generator=generator)[int(data["labels"]) :]
+    if data.labels:
+        unlabelled = torch.randperm(len(x), generator=generator)[data.labels :]
         y = y.clone()
         y[unlabelled] = -1
     return ((x, y), (xt, yt)), val
-
-
-def image_shape(study: Any) -> tuple[int, int] | None:
-    """(h, w) of one input image of the study's dataset (for filter pictures); None when its
-    inputs are not images (teacher, gutenberg)."""
-    shape = IMAGE_SHAPES.get(study.data["name"])
-    return None if shape is None else shape[1:]

@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch.nn import functional as F
 
 from reglab.ensembles import Bagging, error_decomposition
 from reglab.lab.datasets import load_data
-from reglab.lab.models import build_model
-from reglab.lab.trial import TrialOutcome, kernel_stats
+from reglab.lab.schema import Table, boolean, integer, spec
+from reglab.lab.trial import TrialContext, TrialOutcome, kernel_stats
 from reglab.losses import (
     expected_calibration_error,
     reliability_diagram,
 )
 
-__all__ = ["run_bagging"]
+if TYPE_CHECKING:
+    from reglab.lab.config import TrialConfig
+
+__all__ = ["EnsembleConfig", "run_bagging"]
 
 
-def run_bagging(config: dict[str, Any], seed: int) -> TrialOutcome:
+@dataclass(frozen=True)
+class EnsembleConfig(Table):
+    """``ensemble = { members, bootstrap }``: a :class:`~reglab.ensembles.Bagging` of the
+    study's model (Adam at the study's ``lr``, ``epochs`` and ``batch_size``)."""
+
+    members: int = spec(check=integer(1))
+    bootstrap: bool = spec(True, boolean())
+
+
+def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A bagged ensemble of ``members`` models (Adam, the study's training settings)."""
-    (train, test), _ = load_data(config["data"])
+    del context  # Bagging trains all members at once, without per-epoch callbacks
+    (train, test), _ = load_data(config.data)
     (x, y), (xt, yt) = train, test
-    m, train_cfg, ensemble = config["model"], config["train"], config["ensemble"]
+    ensemble, train_cfg = config.ensemble, config.train
+    assert ensemble is not None
     start = time.perf_counter()
     bag = Bagging(
-        lambda: build_model(m),
-        n_members=int(ensemble["members"]),
-        bootstrap=bool(ensemble.get("bootstrap", True)),
-        random_state=seed,
-        epochs=int(train_cfg["epochs"]),
-        batch_size=int(train_cfg["batch_size"]),
-        lr=float(train_cfg["lr"]),
+        lambda: config.model.build(config.data),
+        n_members=ensemble.members,
+        bootstrap=ensemble.bootstrap,
+        seed=seed,
+        epochs=train_cfg.epochs,
+        batch_size=train_cfg.batch_size,
+        lr=train_cfg.lr,
     ).fit(x, y)
     seconds = time.perf_counter() - start
     members = bag.member_proba(xt)  # (K, N, C)

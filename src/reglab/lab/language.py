@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -14,7 +13,10 @@ from torch.nn import functional as F
 
 from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.data import gutenberg
+from reglab.lab.datasets import DataConfig
+from reglab.lab.schema import Table, boolean, fail, integer, number, spec, table
 from reglab.lab.trial import (
+    TrialContext,
     TrialOutcome,
     grid_regularizers,
     history_rows,
@@ -23,9 +25,13 @@ from reglab.lab.trial import (
 from reglab.sharing import tie_weights
 from reglab.stochastic import EmbeddingDropout, LockedDropout, WeightDrop
 
+if TYPE_CHECKING:
+    from reglab.lab.config import TrialConfig
+
 __all__ = [
-    "OPTIONS",
     "LSTMLanguageModel",
+    "LanguageModel",
+    "LanguageOptions",
     "language_model_metrics",
     "run_language_model",
     "windows",
@@ -109,9 +115,51 @@ class LSTMLanguageModel(nn.Module):
         return self._last_layer(tokens)
 
 
-#: ``model.options`` a ``kind = "lstm-lm"`` study may set: the model's keyword arguments and
-#: ``bptt``, the training window length.
-OPTIONS = (*tuple(inspect.signature(LSTMLanguageModel).parameters)[1:], "bptt")
+_RATE = number(0.0, below=1.0)
+
+
+@dataclass(frozen=True)
+class LanguageOptions(Table):
+    """``model.options`` of ``kind = "lstm-lm"``: :class:`LSTMLanguageModel`'s keyword
+    arguments (its defaults) and ``bptt``, the training window length."""
+
+    emb_size: int = spec(200, integer(1))
+    hidden_size: int = spec(400, integer(1))
+    layers: int = spec(2, integer(1))
+    dropout_embedding: float = spec(0.1, _RATE)
+    dropout_input: float = spec(0.4, _RATE)
+    dropout_hidden: float = spec(0.25, _RATE)
+    dropout_output: float = spec(0.4, _RATE)
+    weight_drop: float = spec(0.5, _RATE)
+    tie: bool = spec(True, boolean())
+    bptt: int = spec(35, integer(2))
+
+
+@dataclass(frozen=True)
+class LanguageModel(Table):
+    """``[model] kind = "lstm-lm"``, with ``[data] name = "gutenberg"``."""
+
+    kind: ClassVar[str] = "lstm-lm"
+    options: LanguageOptions = spec(LanguageOptions(), table(LanguageOptions))
+    stochastic: ClassVar[bool] = True
+
+    def check(self, data: DataConfig, path: str) -> None:
+        if data.name != "gutenberg":
+            raise fail(
+                f"{path}.kind",
+                "the 'gutenberg' data and model.kind = 'lstm-lm' go together",
+                "lstm-lm",
+            )
+
+    def build(self, data: DataConfig, vocab_size: int = 2) -> LSTMLanguageModel:
+        """The model (``vocab_size`` from the corpus; 2 is enough to name the modules)."""
+        del data
+        options = self.options.to_dict()
+        options.pop("bptt")
+        try:
+            return LSTMLanguageModel(vocab_size, **options)
+        except InvalidParameterError as err:
+            raise fail("model.options", str(err), options) from None
 
 
 def windows(stream: torch.Tensor, length: int, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,48 +201,37 @@ def language_model_metrics(
 
 
 def corpus_windows(
-    data: dict[str, Any], length: int
+    data: DataConfig, length: int
 ) -> tuple[int, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """(vocabulary size, windows of each split) for a study's ``[data]`` (``subset``: training
     tokens to use; validation and test use ``subset // 4`` tokens each, or all with 0)."""
     corpus = gutenberg()
-    limit = int(data["subset"])
+    limit = data.subset
     held_out = limit // 4
     return len(corpus.vocab), {
         "train": windows(corpus.train, length, limit),
-        "valid": windows(corpus.valid, length, held_out),
+        "val": windows(corpus.val, length, held_out),
         "test": windows(corpus.test, length, held_out),
     }
 
 
-def run_language_model(
-    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
-) -> TrialOutcome:
-    """An ``LSTMLanguageModel`` (``model.options`` are its keyword
-    arguments, plus ``bptt``, the window length) trained on windows of the Gutenberg corpus;
-    perplexities and the AR/TAR activation statistics of ``language_model_metrics``."""
-    options = dict(config["model"]["options"])
-    length = int(options.pop("bptt", 35))
-    vocab_size, splits = corpus_windows(config["data"], length)
+def run_language_model(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
+    """An ``LSTMLanguageModel`` trained on windows of the Gutenberg corpus; perplexities and
+    the AR/TAR activation statistics of ``language_model_metrics``."""
+    m: LanguageModel = config.model  # type: ignore[assignment]
+    vocab_size, splits = corpus_windows(config.data, m.options.bptt)
     torch.manual_seed(seed)
-    try:
-        model = LSTMLanguageModel(vocab_size, **options)
-    except TypeError as err:  # a value of the wrong type that the model's own checks let pass
-        raise InvalidParameterError(
-            f"model.options: {err}; allowed: {', '.join(OPTIONS)}"
-        ) from None
-
+    model = m.build(config.data, vocab_size)
     history, seconds = train_model(
         model,
         splits["train"],
-        splits["valid"],
+        splits["val"],
         config,
         seed,
-        epoch_callback,
+        context,
         regularizers=grid_regularizers(config, model.body),
         loss=sequence_loss,
     )
-
     metrics = {
         **language_model_metrics(model, splits),
         "epochs_run": float(len(history)),

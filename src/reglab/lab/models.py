@@ -1,4 +1,5 @@
-"""Model builders used by studies."""
+"""Study models of classifier trials: reglab's MLP and user factories, with their
+``[model]`` tables."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import importlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import nn
 
 from reglab._validation import InvalidParameterError, check_choice, check_probability, invalid
+from reglab.lab.datasets import DataConfig
+from reglab.lab.schema import Table, choice, fail, integer, number, sequence_of, spec
 
-__all__ = ["ACTIVATIONS", "build_model", "mlp"]
+__all__ = ["ACTIVATIONS", "FactoryModel", "MLPModel", "mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -59,23 +63,85 @@ def mlp(
     return nn.Sequential(OrderedDict(layers))
 
 
-def build_model(model_cfg: dict[str, Any]) -> nn.Module:
-    """The study's model: ``kind = "mlp"`` (reglab's ``mlp``) or
-    ``kind = "factory"`` with ``factory = "package.module:function"`` (imported, then called
-    with the ``options`` table as keyword arguments)."""
-    if model_cfg["kind"] == "factory":
-        module_name, _, attr = model_cfg["factory"].partition(":")
+def _sizes(path: str, value: Any) -> tuple[int, ...]:
+    sizes = sequence_of(integer(1), what="a list of layer sizes (ints >= 1)")(path, value)
+    if len(sizes) < 2:
+        raise fail(path, "expected a list of at least 2 layer sizes", value)
+    return sizes
+
+
+@dataclass(frozen=True)
+class MLPModel(Table):
+    """``[model] kind = "mlp"`` (the default): :func:`mlp`. ``sizes`` must start with the
+    dataset's input features and end with its number of classes."""
+
+    kind: ClassVar[str] = "mlp"
+    sizes: tuple[int, ...] = spec((64, 256, 256, 10), _sizes)
+    activation: str = spec("relu", choice(*ACTIVATIONS))
+    dropout: float = spec(0.0, number(0.0, below=1.0))
+    input_dropout: float = spec(0.0, number(0.0, below=1.0))
+
+    def check(self, data: DataConfig, path: str) -> None:
+        dataset = data.dataset
+        if dataset.features is not None and self.sizes[0] != data.features:
+            raise fail(
+                f"{path}.sizes",
+                f"must start with the {data.features} input features of '{data.name}'",
+                list(self.sizes),
+            )
+        if dataset.classes is not None and self.sizes[-1] != dataset.classes:
+            raise fail(
+                f"{path}.sizes",
+                f"must end with the {dataset.classes} classes of '{data.name}'",
+                list(self.sizes),
+            )
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether training draws random numbers beyond initialisation and batch order."""
+        return self.dropout > 0 or self.input_dropout > 0
+
+    def build(self, data: DataConfig) -> nn.Sequential:
+        del data
+        return mlp(list(self.sizes), self.activation, self.dropout, self.input_dropout)
+
+
+def _factory(path: str, value: Any) -> str:
+    if not isinstance(value, str) or ":" not in value:
+        raise fail(path, "expected 'package.module:function' with kind = 'factory'", value)
+    return value
+
+
+@dataclass(frozen=True)
+class FactoryModel(Table):
+    """``[model] kind = "factory"``: ``factory = "package.module:function"``, imported and
+    called with the ``options`` table as keyword arguments."""
+
+    kind: ClassVar[str] = "factory"
+    factory: str = spec("", _factory)
+    options: dict[str, Any] = spec({}, lambda path, v: _options(path, v))
+    stochastic: ClassVar[bool] = True  # unknown: never stacked
+
+    def check(self, data: DataConfig, path: str) -> None:
+        if not self.factory:
+            raise fail(
+                f"{path}.factory", "expected 'package.module:function' with kind = 'factory'", ""
+            )
+
+    def build(self, data: DataConfig) -> nn.Module:
+        del data
+        module_name, _, attr = self.factory.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as err:
             raise InvalidParameterError(
-                f"model.factory: cannot import {model_cfg['factory']!r} ({err}); expected "
+                f"model.factory: cannot import {self.factory!r} ({err}); expected "
                 "'package.module:function' importable from here"
             ) from None
-        return factory(**model_cfg.get("options", {}))
-    return mlp(
-        list(model_cfg["sizes"]),
-        model_cfg["activation"],
-        float(model_cfg["dropout"]),
-        float(model_cfg["input_dropout"]),
-    )
+        return factory(**self.options)
+
+
+def _options(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(path, "expected a table", value)
+    return dict(value)

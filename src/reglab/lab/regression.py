@@ -10,23 +10,42 @@ the ``a`` whose ridge solution has norm k (its KKT multiplier).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reglab.lab.datasets import load_data
-from reglab.lab.trial import (
-    TrialOutcome,
-    grid_regularizers,
-    history_rows,
-    train_model,
-)
+from reglab.lab.datasets import DataConfig, load_data
+from reglab.lab.schema import Table, fail
+from reglab.lab.trial import TrialContext, TrialOutcome, history_rows, train_model
 
-__all__ = ["equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
+if TYPE_CHECKING:
+    from reglab.lab.config import TrialConfig
+
+__all__ = ["LinearModel", "equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
+
+
+@dataclass(frozen=True)
+class LinearModel(Table):
+    """``[model] kind = "linear"``, with ``[data] name = "teacher"``: a bias-free linear
+    model ``fc0: Linear(inputs, 1)`` trained from zero (no settings of its own)."""
+
+    kind: ClassVar[str] = "linear"
+    stochastic: ClassVar[bool] = False
+
+    def check(self, data: DataConfig, path: str) -> None:
+        if data.name != "teacher":
+            raise fail(
+                f"{path}.kind", "the 'teacher' data and model.kind = 'linear' go together", "linear"
+            )
+
+    def build(self, data: DataConfig) -> nn.Sequential:
+        net = nn.Sequential(OrderedDict(fc0=nn.Linear(data.inputs, 1, bias=False)))
+        nn.init.zeros_(net.fc0.weight)
+        return net
 
 
 def ridge(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
@@ -77,17 +96,14 @@ def ridge_metrics(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, floa
     }
 
 
-def run_regression(
-    config: dict[str, Any], seed: int, epoch_callback: Callable[[int, int], None] | None
-) -> TrialOutcome:
+def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A linear model ``fc0: Linear(d, 1, bias=False)`` trained from zero on the teacher's
     mean squared error, with the grid's penalties, constraints or norm bound; compared with
     the closed forms of ``reglab.lab.regression``. Zero initialisation keeps gradient
     descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
-    (train, test), _ = load_data(config["data"], seed)
+    (train, test), _ = load_data(config.data, seed)
     (x, y), (xt, yt) = train, test
-    net = nn.Sequential(OrderedDict(fc0=nn.Linear(x.shape[1], 1, bias=False)))
-    nn.init.zeros_(net.fc0.weight)
+    net = config.model.build(config.data)
 
     def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out.squeeze(-1), target)
@@ -98,8 +114,7 @@ def run_regression(
         None,  # thousands of full-batch epochs: the test error is measured once, at the end
         config,
         seed,
-        epoch_callback,
-        regularizers=grid_regularizers(config, net),
+        context,
         loss=mse,
     )
 

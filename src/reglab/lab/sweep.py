@@ -1,27 +1,36 @@
 """Sweeps on Optuna: every grid point x seed is one enqueued trial, run exactly once.
 
-* The process that *creates* the Optuna study (creation is atomic in the database) enqueues
-  every trial with ``enqueue_trial`` and then marks the study ready; other workers wait for
-  that mark. ``study.ask`` pops a waiting trial atomically (a row lock on PostgreSQL), so each
-  trial goes to one worker.
-* Heartbeats mark a worker's trial stale when the worker dies; ``fail_stale_trials`` (run by
-  every worker before each trial) fails it and ``RetryHeartbeatStaleTrialCallback`` enqueues a
-  copy, which another worker runs. A worker exits only when nothing is waiting or running.
+* :meth:`Sweep.create` — by the process that starts a run — creates the Optuna study
+  (creation is atomic in the database), enqueues every trial, grouped so that trials that can
+  train together are next to each other, and marks the study ready; other workers wait for
+  that mark. :meth:`Sweep.open` only reads: it creates and enqueues nothing (``reglab
+  report``).
+* A worker pops a *batch*: one waiting trial, and the waiting trials after it that share its
+  stack key (:mod:`reglab.lab.stacking`), each popped atomically by ``study.ask`` (a row lock
+  on PostgreSQL), so each trial still goes to exactly one worker. A batch of several trains as
+  one model stack; a batch of one as before.
+* Heartbeats mark a worker's trials stale when the worker dies; ``fail_stale_trials`` (run by
+  every worker before each batch) fails them and ``RetryHeartbeatStaleTrialCallback``
+  enqueues copies, which another worker runs. A worker exits only when nothing is waiting or
+  running.
 * A local run directory is locked by one coordinator; on resume, trials left RUNNING by a
   killed run are failed and re-enqueued at once (no need to wait for the grace period).
-* Results (metrics and per-epoch history) are stored as trial user attributes, so workers on
-  other machines report into the same database; files in the run directory are conveniences.
+* Results (metrics and per-epoch history) are stored as trial user attributes — the one
+  results store, which workers on other machines report into; files in the run directory are
+  conveniences written by whoever ran the trial.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +38,30 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
-from reglab.lab.grid import Trial, trials
+from reglab.lab.grid import Trial
+from reglab.lab.metrics import objective
 from reglab.lab.rundir import RunDir
 from reglab.lab.runner import run_trial
+from reglab.lab.stacking import run_stacked, stack_key
 from reglab.lab.studyfile import Study
+from reglab.lab.trial import TrialContext, TrialOutcome
 
-__all__ = ["DirectoryLock", "RunDirBusy", "Sweep", "open_storage", "optuna_study_name"]
+__all__ = [
+    "DirectoryLock",
+    "NoResults",
+    "RunDirBusy",
+    "Sweep",
+    "open_storage",
+    "optuna_study_name",
+]
 
 
 class RunDirBusy(RuntimeError):
     """Another reglab process holds the run directory."""
+
+
+class NoResults(FileNotFoundError):
+    """The storage holds no sweep of this study."""
 
 
 # Optuna logs every failed trial with its traceback at WARNING; reglab reports failures itself
@@ -46,6 +69,8 @@ class RunDirBusy(RuntimeError):
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 _KEY = "trial_key"
+#: The most members one stack trains (memory grows with it; speed stops growing before).
+MAX_STACK = 32
 
 
 def optuna_study_name(study: Study) -> str:
@@ -55,13 +80,18 @@ def optuna_study_name(study: Study) -> str:
     return f"{study.name}-{digest.hexdigest()[:10]}"
 
 
-def open_storage(url: str, heartbeat: int = 10, grace: int = 30) -> RDBStorage:
-    """An Optuna RDB storage with heartbeats and automatic retry of stale trials."""
+def open_storage(
+    url: str, heartbeat: int = 10, grace: int = 30, read_only: bool = False
+) -> RDBStorage:
+    """An Optuna RDB storage with heartbeats and automatic retry of stale trials
+    (``read_only``: no table creation, no heartbeat machinery)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}  # several local processes share the file
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: we rely on them
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if read_only:
+            return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
         return RDBStorage(
             url,
             engine_kwargs=kwargs,
@@ -71,44 +101,101 @@ def open_storage(url: str, heartbeat: int = 10, grace: int = 30) -> RDBStorage:
         )
 
 
+class _Heartbeat:
+    """Records a heartbeat for each running trial of a batch every ``interval`` seconds."""
+
+    def __init__(self, storage: RDBStorage, trial_ids: list[int], interval: float) -> None:
+        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            for trial_id in self.trial_ids:
+                self.storage.record_heartbeat(trial_id)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Sweep:
     """One study's sweep in one storage: enqueue, work, resume, read results."""
 
-    def __init__(
-        self, study: Study, storage_url: str, run_dir: RunDir, heartbeat: int = 10, grace: int = 30
-    ) -> None:
+    def __init__(self, study: Study, storage: RDBStorage, optuna_study: optuna.Study) -> None:
         self.study = study
-        self.run_dir = run_dir
-        self.trials = {t.key: t for t in trials(study)}
-        self.storage = open_storage(storage_url, heartbeat, grace)
-        self.name = optuna_study_name(study)
-        try:
-            self.optuna = optuna.create_study(
-                storage=self.storage, study_name=self.name, direction="maximize"
-            )
-            for key, trial in self.trials.items():
-                self.optuna.enqueue_trial(
-                    {_KEY: key},
-                    user_attrs={
-                        "point": trial.point.key,
-                        "label": trial.point.label,
-                        "entry": trial.point.entry,
-                        "seed": trial.seed,
-                        "params": json.dumps(trial.point.params, default=str),
-                    },
-                )
-            self.optuna.set_user_attr("ready", True)
-        except optuna.exceptions.DuplicatedStudyError:
-            self.optuna = optuna.load_study(storage=self.storage, study_name=self.name)
-            deadline = time.monotonic() + 120
-            while not self.optuna.user_attrs.get("ready"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"study {self.name} was created but never enqueued"
-                    ) from None
-                time.sleep(0.5)
+        self.storage = storage
+        self.optuna = optuna_study
+        self.trials = {t.key: t for t in study.trials}
+        self.name = optuna_study.study_name
+        self._stack_keys: dict[str, Hashable | None] = {}
 
-    # -- state -------------------------------------------------------------------------------
+    # -- creating and opening ------------------------------------------------------------
+    @classmethod
+    def create(cls, study: Study, storage_url: str, heartbeat: int = 10, grace: int = 30) -> Sweep:
+        """The sweep of ``study``: created and enqueued if the storage has none yet, else
+        joined (waiting until its creator has enqueued every trial)."""
+        storage = open_storage(storage_url, heartbeat, grace)
+        name = optuna_study_name(study)
+        try:
+            created = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:
+            loaded = optuna.load_study(storage=storage, study_name=name)
+            deadline = time.monotonic() + 120
+            while not loaded.user_attrs.get("ready"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"study {name} was created but never enqueued") from None
+                time.sleep(0.5)
+            return cls(study, storage, loaded)
+        sweep = cls(study, storage, created)
+        for trial in sweep._enqueue_order():
+            created.enqueue_trial(
+                {_KEY: trial.key},
+                user_attrs={
+                    "point": trial.point.key,
+                    "label": trial.point.label,
+                    "entry": trial.point.entry,
+                    "seed": trial.seed,
+                    "params": json.dumps(trial.point.params, default=str),
+                },
+            )
+        created.set_user_attr("ready", True)
+        return sweep
+
+    @classmethod
+    def open(cls, study: Study, storage_url: str) -> Sweep:
+        """The existing sweep of ``study``, read only: nothing is created or enqueued."""
+        storage = open_storage(storage_url, read_only=True)
+        name = optuna_study_name(study)
+        try:
+            loaded = optuna.load_study(storage=storage, study_name=name)
+        except KeyError:
+            raise NoResults(f"the storage holds no sweep of this study ({name})") from None
+        return cls(study, storage, loaded)
+
+    def stack_key(self, trial: Trial) -> Hashable | None:
+        key = trial.point.key
+        if key not in self._stack_keys:
+            self._stack_keys[key] = stack_key(trial.point.config)
+        return self._stack_keys[key]
+
+    def _enqueue_order(self) -> list[Trial]:
+        """Study order, with the trials of one stack key next to each other (stable)."""
+        first: dict[Any, int] = {}
+        order = []
+        for i, trial in enumerate(self.study.trials):
+            group = self.stack_key(trial)
+            group = ("alone", i) if group is None else group
+            order.append((first.setdefault(group, i), i, trial))
+        return [t for *_, t in sorted(order, key=lambda item: item[:2])]
+
+    # -- state ---------------------------------------------------------------------------
     def states(self) -> dict[str, list[TrialState]]:
         """Every trial key -> the states of its Optuna trials (attempts)."""
         out: dict[str, list[TrialState]] = {k: [] for k in self.trials}
@@ -133,34 +220,6 @@ class Sweep:
                     recovered += 1
         return recovered
 
-    # -- work --------------------------------------------------------------------------------
-    def _objective(
-        self,
-        on_trial: Callable[[Trial, str], None] | None,
-        epoch_callback: Callable[[int, int], None] | None,
-    ) -> Callable[..., float]:
-        keys = list(self.trials)
-
-        def objective(trial: optuna.Trial) -> float:
-            fixed = self.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
-            if _KEY not in fixed:  # the queue was empty when this worker asked
-                raise optuna.TrialPruned("nothing left to run")
-            key = trial.suggest_categorical(_KEY, keys)
-            spec = self.trials[key]
-            if on_trial is not None:
-                on_trial(spec, "start")
-            outcome = run_trial(spec.point.config, spec.seed, epoch_callback)
-            self.run_dir.save_trial(key, outcome)
-            trial.set_user_attr("metrics", outcome.metrics)
-            trial.set_user_attr("history", outcome.history)
-            trial.set_user_attr("reliability", outcome.reliability)
-            if on_trial is not None:
-                on_trial(spec, "done")
-            # Optuna needs a value; the lab reads results from the user attributes.
-            return outcome.metrics.get("test_acc", -outcome.metrics.get("test_recon", 0.0))
-
-        return objective
-
     def _remaining(self) -> tuple[int, int]:
         waiting = running = 0
         for t in self.optuna.get_trials(
@@ -172,33 +231,116 @@ class Sweep:
                 running += 1
         return waiting, running
 
+    # -- work ----------------------------------------------------------------------------
+    def _pop(self) -> tuple[optuna.Trial, Trial] | None:
+        """The next waiting trial, popped (RUNNING, ours), or None when none is waiting."""
+        with warnings.catch_warnings():  # heartbeats are kept by this class, not by optimize
+            warnings.simplefilter("ignore", UserWarning)
+            trial = self.optuna.ask()
+        key = self.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {}).get(_KEY)
+        if key not in self.trials:  # the queue was empty: ask() made a fresh trial
+            self.optuna.tell(trial, state=TrialState.PRUNED)
+            return None
+        trial.suggest_categorical(_KEY, list(self.trials))
+        return trial, self.trials[key]
+
+    def _batch(
+        self, carried: tuple[optuna.Trial, Trial] | None, stack: bool
+    ) -> tuple[list[tuple[optuna.Trial, Trial]], tuple[optuna.Trial, Trial] | None]:
+        """A batch to train together, and the trial popped after it that belongs to the next
+        batch (already ours)."""
+        first = carried or self._pop()
+        if first is None:
+            return [], None
+        batch = [first]
+        group = self.stack_key(first[1]) if stack else None
+        while group is not None and len(batch) < MAX_STACK:
+            following = self._pop()
+            if following is None:
+                return batch, None
+            if self.stack_key(following[1]) != group:
+                return batch, following
+            batch.append(following)
+        return batch, None
+
     def work(
         self,
-        on_trial: Callable[[Trial, str], None] | None = None,
-        epoch_callback: Callable[[int, int], None] | None = None,
+        run_dir: RunDir | None = None,
+        on_trial: Callable[[list[Trial], str], None] | None = None,
+        context: TrialContext | None = None,
+        stack: bool = True,
         poll: float = 1.0,
     ) -> None:
-        """Run waiting trials until none is waiting or running (stale ones are retried)."""
-        objective = self._objective(on_trial, epoch_callback)
-
-        def stop_when_empty(study: optuna.Study, _trial: Any) -> None:
-            if self._remaining()[0] == 0:
-                study.stop()
-
+        """Run waiting trials until none is waiting or running (stale ones are retried).
+        ``stack=False`` trains every trial alone."""
+        context = context or TrialContext()
+        stack = stack and context.tensorboard is None  # TensorBoard logs trials one by one
+        carried = None
         while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                fail_stale_trials(self.optuna)
+            batch, carried = self._batch(carried, stack)
+            if batch:
+                self._run(batch, carried, run_dir, on_trial, context)
+                continue
             waiting, running = self._remaining()
             if waiting:
-                self.optuna.optimize(objective, callbacks=[stop_when_empty], catch=())
                 continue
             if not running:
                 return
             time.sleep(poll)  # others' trials: wait until they finish or turn stale
-            fail_stale_trials(self.optuna)
 
-    # -- results -----------------------------------------------------------------------------
+    def _run(
+        self,
+        batch: list[tuple[optuna.Trial, Trial]],
+        carried: tuple[optuna.Trial, Trial] | None,
+        run_dir: RunDir | None,
+        on_trial: Callable[[list[Trial], str], None] | None,
+        context: TrialContext,
+    ) -> None:
+        specs = [spec for _, spec in batch]
+        ids = [t._trial_id for t, _ in batch] + ([carried[0]._trial_id] if carried else [])
+        if on_trial is not None:
+            on_trial(specs, "start")
+        interval = self.storage.get_heartbeat_interval() or 10
+        # A Ctrl-C or a kill leaves the batch RUNNING: resume re-queues it.
+        with _Heartbeat(self.storage, ids, interval):
+            try:
+                if len(batch) > 1:
+                    outcomes = run_stacked([(s.point.config, s.seed) for s in specs], context)
+                else:
+                    own = context
+                    if context.tensorboard is not None:  # one event folder per trial
+                        own = dataclasses.replace(
+                            context, tensorboard=Path(context.tensorboard) / specs[0].key
+                        )
+                    outcomes = [run_trial(specs[0].point.config, specs[0].seed, own)]
+            except Exception:
+                for trial, _ in batch:
+                    self.optuna.tell(trial, state=TrialState.FAIL)
+                raise
+        for (trial, spec), outcome in zip(batch, outcomes, strict=True):
+            self._store(trial, spec, outcome, run_dir)
+        if on_trial is not None:
+            on_trial(specs, "done")
+
+    def _store(
+        self, trial: optuna.Trial, spec: Trial, outcome: TrialOutcome, run_dir: RunDir | None
+    ) -> None:
+        if run_dir is not None:
+            run_dir.save_trial(spec.key, outcome)
+        trial.set_user_attr("metrics", outcome.metrics)
+        trial.set_user_attr("history", outcome.history)
+        trial.set_user_attr("reliability", outcome.reliability)
+        if "stacked" in outcome.extra:
+            trial.set_user_attr("stacked", outcome.extra["stacked"])
+        self.optuna.tell(trial, objective(outcome.metrics))
+
+    # -- results -------------------------------------------------------------------------
     def results(self) -> list[dict[str, Any]]:
         """One record per completed trial key (the first completion): key, point, label,
-        entry, seed, params, metrics, history."""
+        entry, seed, params, metrics, history, reliability."""
         records, seen = [], set()
         for t in self.optuna.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             key = t.params.get(_KEY)

@@ -1,23 +1,31 @@
-"""What every kind of trial shares: its outcome, regularizers, training run and weight
-statistics."""
+"""What every kind of trial shares: the ``[train]`` table, the grid's regularizers, the
+training run, weight statistics and the outcome."""
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 import reglab
 from reglab.constraints import NormBound
+from reglab.lab.schema import Table, choice, integer, number, spec
+from reglab.layouts import named_kernels, unit_layout
 from reglab.training import Callback, History, fit
 
+if TYPE_CHECKING:
+    from reglab.lab.config import TrialConfig
+
 __all__ = [
-    "EpochProgress",
+    "NormBoundConfig",
+    "TrainConfig",
+    "TrialContext",
     "TrialOutcome",
     "grid_regularizers",
     "history_rows",
@@ -28,6 +36,36 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class TrainConfig(Table):
+    """The ``[train]`` table."""
+
+    optimizer: str = spec("adam", choice("adam", "sgd"))
+    lr: float = spec(1e-3, number(above=0.0))
+    #: SGD's momentum
+    momentum: float = spec(0.9, number(0.0, below=1.0))
+    epochs: int = spec(30, integer(1))
+    batch_size: int = spec(64, integer(1))
+
+
+@dataclass(frozen=True)
+class NormBoundConfig(Table):
+    """``norm_bound = { max_norm, lr_dual }``: a :class:`~reglab.constraints.NormBound` over
+    all kernels of the model together."""
+
+    max_norm: float = spec(check=number(0.0, what="a number (the bound k)"))
+    lr_dual: float = spec(0.1, number(above=0.0))
+
+
+@dataclass
+class TrialContext:
+    """How a trial reports while it runs: ``progress(epoch, epochs)`` after each epoch, and
+    TensorBoard event files under ``tensorboard`` (``reglab run --tensorboard DIR``)."""
+
+    progress: Callable[[int, int], None] | None = None
+    tensorboard: str | os.PathLike[str] | None = None
+
+
 @dataclass
 class TrialOutcome:
     """Final metrics (floats), per-epoch history, and the trained model."""
@@ -36,6 +74,7 @@ class TrialOutcome:
     history: list[dict[str, float]]
     model: nn.Module
     reliability: dict[str, list[float]] | None = None  # test-set bins: count, confidence, acc
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EpochProgress(Callback):
@@ -46,36 +85,27 @@ class EpochProgress(Callback):
         self.report(state.epoch + 1, self.epochs)
 
 
-def make_optimizer(model: nn.Module, train_cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    if train_cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=float(train_cfg["lr"]), momentum=float(train_cfg["momentum"])
-        )
-    return torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
+def make_optimizer(params: Any, train: TrainConfig) -> torch.optim.Optimizer:
+    """The ``[train]`` optimizer over ``params`` (torch's default implementation)."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum)
+    return torch.optim.Adam(params, lr=train.lr)
 
 
 def kernels(model: nn.Module) -> list[torch.Tensor]:
-    """The model's kernels: parameters named ``weight*`` with at least 2 dimensions."""
-    return [
-        p
-        for n, p in model.named_parameters()
-        if n.split(".")[-1].startswith("weight") and p.ndim >= 2
-    ]
+    """The model's kernels, as :mod:`reglab.layouts` defines them."""
+    return [p for _, _, _, p in named_kernels(model)]
 
 
-def grid_regularizers(config: dict[str, Any], module: nn.Module) -> list[Any]:
-    """The grid point's ``rules`` attached to ``module`` and its ``norm_bound`` (a
-    ``NormBound`` over all of ``module``'s kernels together)."""
+def grid_regularizers(config: TrialConfig, module: nn.Module) -> list[Any]:
+    """The grid point's ``rules`` attached to ``module`` and its ``norm_bound`` (over all of
+    ``module``'s kernels together)."""
     regularizers: list[Any] = []
-    if config.get("rules"):
-        regularizers.append(reglab.attach(module, config["rules"]))
-    if config.get("norm_bound"):
-        bound = config["norm_bound"]
-        regularizers.append(
-            NormBound(
-                kernels(module), float(bound["max_norm"]), lr_dual=float(bound.get("lr_dual", 0.1))
-            )
-        )
+    if config.rules:
+        regularizers.append(reglab.attach(module, config.rules_mapping()))
+    if config.norm_bound is not None:
+        bound = config.norm_bound
+        regularizers.append(NormBound(kernels(module), bound.max_norm, lr_dual=bound.lr_dual))
     return regularizers
 
 
@@ -83,31 +113,37 @@ def train_model(
     model: nn.Module,
     train: Any,
     monitor: Any,
-    config: dict[str, Any],
+    config: TrialConfig,
     seed: int,
-    epoch_callback: Callable[[int, int], None] | None,
+    context: TrialContext,
     *,
-    regularizers: Sequence[Any] = (),
+    regularizers: Sequence[Any] | None = None,
     callbacks: Sequence[Callback] = (),
     **fit_kwargs: Any,
 ) -> tuple[History, float]:
-    """``fit`` with the grid point's ``[train]`` settings (optimizer, lr,
-    epochs, batch size) and ``seed``; returns the history and the training seconds. The
-    regularizers' hooks are removed afterwards, so evaluation records no activity."""
-    train_cfg = config["train"]
+    """:func:`~reglab.training.fit` with the point's ``[train]`` settings and ``seed``, the
+    grid's regularizers (unless given) and the context's progress and TensorBoard callbacks;
+    returns the history and the training seconds. Hooks are removed afterwards, so evaluation
+    records no activity."""
+    if regularizers is None:
+        regularizers = grid_regularizers(config, model)
     callbacks = list(callbacks)
-    if epoch_callback is not None:
-        callbacks.append(EpochProgress(epoch_callback, int(train_cfg["epochs"])))
+    if context.progress is not None:
+        callbacks.append(EpochProgress(context.progress, config.train.epochs))
+    if context.tensorboard is not None:
+        from reglab.training import TensorBoard
+
+        callbacks.append(TensorBoard(context.tensorboard))
     start = time.perf_counter()
     history = fit(
         model,
         train,
         monitor,
-        optimizer=make_optimizer(model, train_cfg),
-        epochs=int(train_cfg["epochs"]),
+        optimizer=make_optimizer(model.parameters(), config.train),
+        epochs=config.train.epochs,
         regularization=list(regularizers),
         callbacks=callbacks,
-        batch_size=int(train_cfg["batch_size"]),
+        batch_size=config.train.batch_size,
         seed=seed,
         progress=False,
         **fit_kwargs,
@@ -129,13 +165,19 @@ def history_rows(history: Any) -> list[dict[str, float]]:
 
 
 def kernel_stats(model: nn.Module) -> dict[str, float]:
-    """L2 norm of all kernels together, the largest norm of one unit's incoming weights (what
-    MaxNorm bounds), and the share of kernel entries with |w| < 1e-3."""
+    """L2 norm of all kernels together, the largest norm of one output unit's incoming
+    weights (what MaxNorm bounds; units as :mod:`reglab.layouts` lays them out), and the share
+    of kernel entries with |w| < 1e-3."""
     with torch.no_grad():
-        weights = kernels(model)
+        found = list(named_kernels(model))
+        weights = [p for *_, p in found]
         count = sum(p.numel() for p in weights)
+        unit_norms = [
+            float(unit_layout(module, attr).to_units(p).flatten(1).norm(dim=1).max())
+            for _, module, attr, p in found
+        ]
         return {
             "weight_norm": math.sqrt(sum(float(p.square().sum()) for p in weights)),
-            "max_unit_norm": max(float(p.flatten(1).norm(dim=1).max()) for p in weights),
+            "max_unit_norm": max(unit_norms),
             "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in weights) / count,
         }

@@ -17,7 +17,8 @@ _CLAMP = 1e-7  # keeps log(rho_hat) finite for a unit that is exactly 0 or 1 ove
 
 @registry.register("kl_sparsity")
 class KLSparsity(Penalty):
-    """Sparse-autoencoder penalty ``weight * sum_j KL(rho || rho_hat_j)`` (Ng's UFLDL notes).
+    """Sparse-autoencoder penalty ``coefficient * sum_j KL(rho || rho_hat_j)`` (Ng's UFLDL
+    notes).
 
     ``rho_hat_j`` is the mean activation of unit ``j`` over every leading dimension of the
     input (the batch), and ``KL(p || q) = p log(p/q) + (1-p) log((1-p)/(1-q))`` between
@@ -29,7 +30,7 @@ class KLSparsity(Penalty):
 
     Args:
         target: desired mean activation ``rho``, in (0, 1). Default 0.05.
-        weight: coefficient ``beta``, a finite number >= 0. Default 1.0.
+        coefficient: UFLDL's ``beta``, a finite number >= 0. Default 1.0.
 
     Shape:
         ``(*, units)``: the last dimension indexes units. Returns a 0-dim tensor.
@@ -40,12 +41,12 @@ class KLSparsity(Penalty):
 
     batch_normalized = True
 
-    def __init__(self, target: float = 0.05, weight: float = 1.0) -> None:
+    def __init__(self, target: float = 0.05, coefficient: float = 1.0) -> None:
         target = check_coefficient(target, "target", "KLSparsity")
         if not 0.0 < target < 1.0:
             raise invalid("target", "KLSparsity", "a number in (0, 1)", target)
         self.target = target
-        self.weight = check_coefficient(weight, "weight", "KLSparsity")
+        self.coefficient = check_coefficient(coefficient, "coefficient", "KLSparsity")
 
     def _rho_hat(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 0:
@@ -65,24 +66,24 @@ class KLSparsity(Penalty):
         rho = self.target
         q = self._rho_hat(x).clamp(_CLAMP, 1.0 - _CLAMP)
         kl = rho * (math.log(rho) - q.log()) + (1 - rho) * (math.log1p(-rho) - torch.log1p(-q))
-        return self.weight * kl.sum()
+        return self.coefficient * kl.sum()
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         rho = self.target
         q = self._rho_hat(x)
         inside = (q >= _CLAMP) & (q <= 1.0 - _CLAMP)  # clamp passes no gradient outside
         q = q.clamp(_CLAMP, 1.0 - _CLAMP)
-        g_q = self.weight * (-rho / q + (1 - rho) / (1 - q)) * inside
+        g_q = self.coefficient * (-rho / q + (1 - rho) / (1 - q)) * inside
         n_rows = x.numel() // x.shape[-1]
         return (g_q / n_rows).to(x.dtype).expand(x.shape).contiguous()
 
     def get_config(self) -> dict[str, Any]:
-        return {"target": self.target, "weight": self.weight}
+        return {"target": self.target, "coefficient": self.coefficient}
 
 
 @registry.register("temporal_difference", "tar")
 class TemporalDifference(Penalty):
-    """Temporal activation regularization (TAR): ``beta * mean((h[t+1] - h[t])**2)``.
+    """Temporal activation regularization (TAR): ``coefficient * mean((h[t+1] - h[t])**2)``.
 
     The form of AWD-LSTM (Merity et al., 2017): the mean over every element of the difference
     along ``time_dim``, applied to the RNN's *undropped* output. Slows hidden-state changes
@@ -90,7 +91,7 @@ class TemporalDifference(Penalty):
     ``reglab.attach`` does not divide it by the batch size again.
 
     Args:
-        beta: coefficient, a finite number >= 0. Default 1.0 (AWD-LSTM's).
+        coefficient: AWD-LSTM's ``beta``, a finite number >= 0. Default 1.0 (AWD-LSTM's).
         time_dim: the time dimension of the activation. Default 0, ``nn.LSTM``'s layout
             ``(T, B, H)``; use 1 for ``batch_first=True``.
 
@@ -103,8 +104,8 @@ class TemporalDifference(Penalty):
 
     batch_normalized = True
 
-    def __init__(self, beta: float = 1.0, time_dim: int = 0) -> None:
-        self.beta = check_coefficient(beta, "beta", "TemporalDifference")
+    def __init__(self, coefficient: float = 1.0, time_dim: int = 0) -> None:
+        self.coefficient = check_coefficient(coefficient, "coefficient", "TemporalDifference")
         if isinstance(time_dim, bool) or not isinstance(time_dim, int):
             raise invalid("time_dim", "TemporalDifference", "an int", time_dim)
         self.time_dim = time_dim
@@ -118,11 +119,11 @@ class TemporalDifference(Penalty):
         return torch.diff(x, dim=self.time_dim)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.beta * self._diff(x).square().mean()
+        return self.coefficient * self._diff(x).square().mean()
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         d = self._diff(x)
-        g_d = d.mul(2.0 * self.beta / d.numel())  # (.., T-1, ..)
+        g_d = d.mul(2.0 * self.coefficient / d.numel())  # (.., T-1, ..)
         g = torch.zeros_like(x)
         n = x.shape[self.time_dim]
         # h[t+1] - h[t]: +g_d flows to steps 1..T-1, -g_d to steps 0..T-2.
@@ -131,4 +132,4 @@ class TemporalDifference(Penalty):
         return g
 
     def get_config(self) -> dict[str, Any]:
-        return {"beta": self.beta, "time_dim": self.time_dim}
+        return {"coefficient": self.coefficient, "time_dim": self.time_dim}

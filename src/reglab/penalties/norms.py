@@ -38,9 +38,12 @@ def _per_member(c: torch.Tensor, x: torch.Tensor, owner: str) -> torch.Tensor:
 
 
 def _weighted_sum(c: Coefficient, elementwise: torch.Tensor, owner: str) -> torch.Tensor:
-    """``c * Σ elementwise``, per member along dim 0 when ``c`` is a tensor."""
+    """``c * Σ elementwise``, per member along dim 0 when ``c`` is a tensor (reduced per
+    member first: no second tensor of the input's size)."""
     if isinstance(c, torch.Tensor):
-        return (_per_member(c, elementwise, owner) * elementwise).sum()
+        _per_member(c, elementwise, owner)  # checks the member dimension
+        per_member = elementwise.reshape(elementwise.shape[0], -1).sum(1)  # (K,)
+        return torch.dot(c.to(per_member.device, per_member.dtype), per_member)
     return c * elementwise.sum()
 
 
@@ -161,34 +164,34 @@ class L1L2(Penalty):
 
 @registry.register("exp_abs")
 class ExpAbs(Penalty):
-    """Exponential penalty ``scale * sum(exp(|x|) - 1)``.
+    """Exponential penalty ``coefficient * sum(exp(|x|) - 1)``.
 
-    Near zero it behaves like ``scale * (|x| + x**2/2)`` — an L1 pull toward zero plus a little
-    curvature — while large weights are penalised exponentially, harder than any L2.
+    Near zero it behaves like ``coefficient * (|x| + x**2/2)`` — an L1 pull toward zero plus a
+    little curvature — while large weights are penalised exponentially, harder than any L2.
 
     Args:
-        scale: coefficient, a finite number >= 0 (or a (K,) tensor, one per stack member).
+        coefficient: a finite number >= 0 (or a (K,) tensor, one per stack member).
             Default 0.01.
 
     >>> ExpAbs(1.0)(torch.zeros(3))
     tensor(0.)
     """
 
-    def __init__(self, scale: Coefficient = 0.01) -> None:
-        self.scale = check_coefficients(scale, "scale", "ExpAbs")
+    def __init__(self, coefficient: Coefficient = 0.01) -> None:
+        self.coefficient = check_coefficients(coefficient, "coefficient", "ExpAbs")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum(self.scale, torch.expm1(x.abs()), "ExpAbs")
+        return _weighted_sum(self.coefficient, torch.expm1(x.abs()), "ExpAbs")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        return _scale(torch.exp(x.abs()).mul_(torch.sign(x)), self.scale, "ExpAbs")
+        return _scale(torch.exp(x.abs()).mul_(torch.sign(x)), self.coefficient, "ExpAbs")
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.scale, torch.Tensor):
+        if isinstance(self.coefficient, torch.Tensor):
             return super().value_and_gradient(x)
         e = torch.exp(x.abs())
-        value = self.scale * (e.sum() - x.numel())
-        return value, e.mul_(torch.sign(x)).mul_(self.scale)
+        value = self.coefficient * (e.sum() - x.numel())
+        return value, e.mul_(torch.sign(x)).mul_(self.coefficient)
 
     def get_config(self) -> dict[str, Any]:
-        return {"scale": _config(self.scale)}
+        return {"coefficient": _config(self.coefficient)}

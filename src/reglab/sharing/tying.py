@@ -10,6 +10,7 @@ from torch.nn.utils import parametrize
 
 import reglab
 from reglab._validation import InvalidParameterError
+from reglab.layouts import is_kernel
 from reglab.penalties import ToReference
 from reglab.regularization import Regularization
 
@@ -99,7 +100,7 @@ def l2_sp(model: nn.Module, l2: float, pattern: str = "*") -> Regularization:
         kernels = [
             (n, p)
             for n, p in module.named_parameters(recurse=False)
-            if n.startswith("weight") and p.ndim >= 2 and p.requires_grad
+            if is_kernel(n, p) and p.requires_grad
         ]
         if len(kernels) == 1:
             reference = kernels[0][1].detach().clone()

@@ -1,0 +1,358 @@
+"""One grid point's settings, parsed once: :class:`TrialConfig`.
+
+A trial config is built from a *concrete* table — study defaults merged with one grid entry,
+sweep axes already replaced by values (:mod:`reglab.lab.grid`). Every value is validated here,
+each table by the class that owns it and sits next to the code that uses it:
+
+* ``[data]``: :class:`~reglab.lab.datasets.DataConfig`
+* ``[model]``: one class per ``kind`` — :class:`~reglab.lab.models.MLPModel`,
+  :class:`~reglab.lab.models.FactoryModel`, :class:`~reglab.lab.autoencoding.AutoencoderModel`,
+  :class:`~reglab.lab.regression.LinearModel`, :class:`~reglab.lab.language.LanguageModel`
+* ``[train]`` and ``norm_bound``: :mod:`reglab.lab.trial`
+* the classifier techniques: :mod:`reglab.lab.classifier`; ``ensemble``:
+  :mod:`reglab.lab.ensemble`
+* ``rules``: :class:`Rules`, checked against the model's module names (built on the meta
+  device, so no memory is used) before any trial exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from reglab import constraints, penalties
+from reglab._validation import InvalidParameterError
+from reglab.lab.autoencoding import AutoencoderModel
+from reglab.lab.classifier import (
+    AugmentConfig,
+    EarlyStoppingConfig,
+    LabelSmoothingConfig,
+    MultiTaskConfig,
+    PostHocConfig,
+    PretrainConfig,
+    SemiSupervisedConfig,
+    build_network,
+)
+from reglab.lab.datasets import DataConfig
+from reglab.lab.ensemble import EnsembleConfig
+from reglab.lab.language import LanguageModel
+from reglab.lab.models import FactoryModel, MLPModel
+from reglab.lab.regression import LinearModel
+from reglab.lab.schema import StudyError, Table, choice, fail, number
+from reglab.lab.trial import NormBoundConfig, TrainConfig
+
+__all__ = ["MODEL_KINDS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
+
+ModelConfig = MLPModel | FactoryModel | AutoencoderModel | LinearModel | LanguageModel
+MODEL_KINDS: dict[str, type[Table]] = {
+    cls.kind: cls  # type: ignore[attr-defined]
+    for cls in (MLPModel, FactoryModel, AutoencoderModel, LinearModel, LanguageModel)
+}
+#: Every key some model kind takes (what ``[model]`` may contain).
+MODEL_KEYS = sorted({"kind", *(key for cls in MODEL_KINDS.values() for key in cls.keys())})  # noqa: SIM118
+
+#: Grid keys that configure one technique each, and the table that parses them.
+TECHNIQUES: dict[str, Any] = {
+    "label_smoothing": LabelSmoothingConfig,
+    "augment": AugmentConfig,
+    "early_stopping": EarlyStoppingConfig,
+    "ensemble": EnsembleConfig,
+    "norm_bound": NormBoundConfig,
+    "pretrain": PretrainConfig,
+    "semi_supervised": SemiSupervisedConfig,
+    "multitask": MultiTaskConfig,
+    "post_hoc_stopping": PostHocConfig,
+}
+#: Grid keys that are a number each (0: off).
+LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0)}
+RULE_KEYS = (
+    "activity",
+    "activity_reduction",
+    "bias",
+    "bias_constraint",
+    "kernel",
+    "kernel_constraint",
+)
+
+
+def parse_model(raw: Any, path: str, origins: Mapping[str, str] | None = None) -> ModelConfig:
+    """``[model]``: its ``kind`` picks the table; keys of other kinds are refused."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - set(MODEL_KEYS))
+    if unknown:
+        where = (origins or {}).get(unknown[0], path)
+        raise fail(
+            f"{where}.{unknown[0]}",
+            f"unknown key; allowed: {', '.join(MODEL_KEYS)}",
+            raw[unknown[0]],
+        )
+    origins = origins or {}
+    kind = choice(*MODEL_KINDS)(f"{origins.get('kind', path)}.kind", raw.pop("kind", "mlp"))
+    cls = MODEL_KINDS[kind]
+    for key in sorted(set(raw) - set(cls.keys())):
+        if "kind" in origins and key not in origins:
+            # The entry switched kind: the study-level settings of the other kind stay there.
+            del raw[key]
+            continue
+        raise fail(
+            f"{origins.get(key, path)}.{key}", f"does not apply to model.kind = {kind!r}", raw[key]
+        )
+    return cls.parse(raw, path, origins)  # type: ignore[return-value]
+
+
+def _rules(path: str, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Validate ``rules`` (glob -> rule); identifiers stay data (they are built per trial)."""
+    if not isinstance(value, Mapping):
+        raise fail(path, "expected a table of glob pattern -> rule", value)
+    out = []
+    for pattern, rule in value.items():
+        rpath = f'{path}."{pattern}"'
+        if not isinstance(rule, Mapping):
+            raise fail(rpath, "expected a table", rule)
+        unknown = sorted(set(rule) - set(RULE_KEYS))
+        if unknown:
+            raise fail(
+                f"{rpath}.{unknown[0]}",
+                f"unknown key; allowed: {', '.join(RULE_KEYS)}",
+                rule[unknown[0]],
+            )
+        for kind, spec_ in rule.items():
+            try:
+                if kind == "activity_reduction":
+                    choice("batch", "sum", "mean")(f"{rpath}.{kind}", spec_)
+                elif kind.endswith("constraint"):
+                    constraints.get(spec_)
+                else:
+                    penalties.get(spec_)
+            except StudyError:
+                raise
+            except (ValueError, TypeError) as err:
+                raise fail(f"{rpath}.{kind}", str(err).rstrip("."), spec_) from None
+        out.append((str(pattern), copy.deepcopy(dict(rule))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial trains with: typed tables, ``None`` for techniques not used.
+
+    ``raw`` is the concrete table it was parsed from (what run directories record).
+    """
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    rules: tuple[tuple[str, dict[str, Any]], ...] = ()
+    label_smoothing: LabelSmoothingConfig | None = None
+    augment: AugmentConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    ensemble: EnsembleConfig | None = None
+    norm_bound: NormBoundConfig | None = None
+    pretrain: PretrainConfig | None = None
+    semi_supervised: SemiSupervisedConfig | None = None
+    multitask: MultiTaskConfig | None = None
+    post_hoc_stopping: PostHocConfig | None = None
+    input_noise: float = 0.0
+    weight_noise: float = 0.0
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- parsing -------------------------------------------------------------------------
+    @classmethod
+    def parse(
+        cls, raw: Mapping[str, Any], path: str, origins: Mapping[str, Mapping[str, str]]
+    ) -> TrialConfig:
+        """Parse one concrete point. ``path`` names its grid entry; ``origins[section][key]``
+        the table a merged value was written in (the study-level one or the entry's)."""
+        sections = {s: origins.get(s, {}) for s in ("data", "model", "train")}
+        values: dict[str, Any] = {
+            "data": DataConfig.parse(
+                raw.get("data"), _base(sections["data"], path, "data"), sections["data"]
+            ),
+            "model": parse_model(
+                raw.get("model"), _base(sections["model"], path, "model"), sections["model"]
+            ),
+            "train": TrainConfig.parse(
+                raw.get("train"), _base(sections["train"], path, "train"), sections["train"]
+            ),
+        }
+        if "rules" in raw:
+            values["rules"] = _rules(f"{path}.rules", raw["rules"])
+        for key, table_cls in TECHNIQUES.items():
+            if key in raw:
+                values[key] = table_cls.parse(raw[key], f"{path}.{key}")
+        for key, check in LEVELS.items():
+            if key in raw:
+                values[key] = check(f"{path}.{key}", raw[key])
+        config = cls(**values, raw=copy.deepcopy(dict(raw)))
+        config._check(path, sections)
+        return config
+
+    def _check(self, path: str, sections: Mapping[str, Mapping[str, str]]) -> None:
+        """Checks across tables, before anything is trained."""
+        data_path = _base(sections["data"], path, "data")
+        model_path = _base(sections["model"], path, "model")
+        if self.data.name == "patches" and not isinstance(self.model, AutoencoderModel):
+            raise fail(
+                f"{data_path}.name",
+                "'patches' has no labels: use model.kind = 'autoencoder'",
+                "patches",
+            )
+        if self.data.name in ("teacher", "gutenberg") and not isinstance(
+            self.model, (LinearModel, LanguageModel)
+        ):
+            partner = "linear" if self.data.name == "teacher" else "lstm-lm"
+            raise fail(
+                f"{model_path}.kind",
+                f"the '{self.data.name}' data and model.kind = '{partner}' go together",
+                self.model.kind,  # type: ignore[union-attr]
+            )
+        self.model.check(self.data, model_path)  # type: ignore[union-attr]
+        rows = self.data.dataset.train_rows
+        if self.data.subset and rows and self.data.subset > rows:
+            raise fail(
+                f"{data_path}.subset",
+                f"'{self.data.name}' has {rows} training rows",
+                self.data.subset,
+            )
+        needs_validation = [k for k in ("early_stopping", "post_hoc_stopping") if getattr(self, k)]
+        if needs_validation and self.data.validation <= 0:
+            key = needs_validation[0]
+            watched = (
+                "a held-out split to monitor"
+                if key == "early_stopping"
+                else "the criteria watch the validation loss"
+            )
+            raise fail(f"{path}.{key}", f"needs data.validation > 0 ({watched})", self.raw[key])
+        if self.semi_supervised and (self.multitask or self.label_smoothing):
+            raise fail(
+                f"{path}.semi_supervised",
+                "cannot be combined with multitask or label_smoothing (it has its own loss)",
+                self.raw["semi_supervised"],
+            )
+        if self.ensemble is not None:
+            clash = sorted(
+                k
+                for k in ("rules", "early_stopping", "label_smoothing", "input_noise", "augment")
+                if k in self.raw
+            )
+            if clash:
+                raise fail(
+                    f"{path}.ensemble",
+                    f"cannot be combined with {', '.join(clash)} (bagged members train with "
+                    "plain Adam)",
+                    self.raw["ensemble"],
+                )
+        if self.kind == "classifier" and not isinstance(self.model, (MLPModel, FactoryModel)):
+            raise fail(
+                f"{model_path}.kind",
+                "classifier techniques need an MLP or a factory",
+                self.model.kind,
+            )  # type: ignore[union-attr]
+        if (self.pretrain or self.semi_supervised or self.multitask) and not isinstance(
+            self.model, MLPModel
+        ):
+            raise fail(
+                f"{model_path}.kind",
+                "pretrain, semi_supervised and multitask need kind = 'mlp'",
+                self.model.kind,
+            )  # type: ignore[union-attr]
+        if self.augment is not None and self.data.dataset.image is None:
+            raise fail(
+                f"{path}.augment", f"'{self.data.name}' inputs are not images", self.raw["augment"]
+            )
+        if self.rules:
+            self._check_rules(path)
+
+    def _check_rules(self, path: str) -> None:
+        """Resolve the rules against the model's modules now (on the meta device), so a glob
+        that matches nothing fails before any trial runs. User factories are not built here:
+        their rules are checked when the trial starts."""
+        if isinstance(self.model, FactoryModel):
+            return
+        from reglab.regularization.rules import resolve
+
+        with torch.device("meta"):
+            net = self.network()
+        try:
+            resolve(net, self.rules_mapping(), "batch")
+        except InvalidParameterError as err:
+            raise fail(f"{path}.rules", str(err).rstrip("."), self.raw.get("rules")) from None
+
+    # -- what the runners ask ------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """``"ensemble"``, ``"autoencoder"``, ``"regression"``, ``"language"`` or
+        ``"classifier"``: which runner trains this point."""
+        if self.ensemble is not None:
+            return "ensemble"
+        return {
+            "autoencoder": "autoencoder",
+            "linear": "regression",
+            "lstm-lm": "language",
+        }.get(self.model.kind, "classifier")  # type: ignore[union-attr]
+
+    def network(self) -> torch.nn.Module:
+        """The module the rules are attached to."""
+        if self.kind == "language":
+            return self.model.build(self.data).body  # type: ignore[union-attr,call-arg]
+        if self.kind == "classifier":
+            return build_network(self)
+        return self.model.build(self.data)  # type: ignore[union-attr]
+
+    def rules_mapping(self) -> dict[str, dict[str, Any]]:
+        """``rules`` as :func:`reglab.attach` takes them."""
+        return {pattern: copy.deepcopy(rule) for pattern, rule in self.rules}
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether training draws random numbers beyond initialisation and batch order
+        (dropout, noise, augmentation, pre-training, unknown models)."""
+        return bool(
+            self.model.stochastic  # type: ignore[union-attr]
+            or self.input_noise
+            or self.weight_noise
+            or self.augment
+            or self.pretrain
+        )
+
+    def override(self, changes: Mapping[str, Any], path: str = "override") -> TrialConfig:
+        """A copy with ``changes`` (``{"train": {"epochs": 3}}``) merged into the concrete
+        table and parsed again (validated like the study file)."""
+        raw = copy.deepcopy(self.raw)
+        for section, value in changes.items():
+            if isinstance(value, Mapping) and isinstance(raw.get(section), Mapping):
+                raw[section] = {**raw[section], **value}
+            else:
+                raw[section] = copy.deepcopy(value)
+        return TrialConfig.parse(raw, path, {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parsed point with every default filled in (``reglab show``)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "raw":
+                continue
+            value = getattr(self, f.name)
+            if (
+                value is None
+                or (f.name in LEVELS and not value)
+                or (f.name == "rules" and not value)
+            ):
+                continue
+            if f.name == "model":
+                out["model"] = {"kind": value.kind, **value.to_dict()}
+            elif f.name == "rules":
+                out["rules"] = self.rules_mapping()
+            else:
+                out[f.name] = value.to_dict() if isinstance(value, Table) else value
+        return out
+
+
+def _base(origins: Mapping[str, str], path: str, section: str) -> str:
+    """The path of a merged section's own table: where its keys come from by default."""
+    return origins.get("", f"{path}.{section}")

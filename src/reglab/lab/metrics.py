@@ -1,0 +1,215 @@
+"""The lab's metrics, defined once: key, header, scale, decimals, which way is better, and
+where each view shows it.
+
+The console table, ``summary.md``, ``report.html``, the figures and the sweep's objective all
+ask this registry; nothing else spells a metric's header or precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["METRICS", "STOP_EPOCH", "Metric", "format_value", "metric", "objective", "pick"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric a trial may record.
+
+    Attributes:
+        key: its name in ``metrics.json`` and the storage.
+        header: the column header of tables.
+        title: the longer name used in figures.
+        scale: shown as ``scale * value`` (100: a fraction shown in percent).
+        decimals: digits after the point, everywhere.
+        better: ``"max"``, ``"min"`` or None (a descriptive statistic).
+        console: priority among the console table's few columns (None: not shown there).
+        spread: the console shows ``mean±std`` (else the mean).
+        bar: priority among the per-configuration bar panels (None: not drawn).
+        sweep: priority among the metrics plotted against a swept coefficient.
+        objective: priority as the sweep's objective (the first recorded one).
+    """
+
+    key: str
+    header: str
+    title: str
+    scale: float = 1.0
+    decimals: int = 3
+    better: str | None = None
+    console: int | None = None
+    spread: bool = False
+    bar: int | None = None
+    sweep: int | None = None
+    objective: int | None = None
+
+
+_PCT = {"scale": 100.0, "decimals": 1}
+
+METRICS: tuple[Metric, ...] = (
+    Metric("train_acc", "train %", "train accuracy", **_PCT, better="max", console=1),
+    Metric(
+        "test_acc",
+        "test %",
+        "test accuracy",
+        **_PCT,
+        better="max",
+        console=2,
+        spread=True,
+        bar=1,
+        sweep=5,
+        objective=1,
+    ),
+    Metric(
+        "gap",
+        "gap pts",
+        "train − test accuracy",
+        **_PCT,
+        better="min",
+        console=3,
+        spread=True,
+        bar=2,
+        sweep=6,
+    ),
+    Metric("test_loss", "test NLL", "test NLL", decimals=3, better="min"),
+    Metric("test_ece", "ECE %", "expected calibration error", **_PCT, better="min", console=4),
+    Metric(
+        "test_ece_ts", "ECE T %", "ECE after temperature scaling", **_PCT, better="min", console=5
+    ),
+    Metric("temperature", "fitted T", "fitted temperature", decimals=2),
+    Metric("test_acc_mc", "MC %", "MC-dropout test accuracy", **_PCT, better="max", console=6),
+    Metric("parity_acc", "parity %", "parity-head test accuracy", **_PCT, better="max"),
+    Metric(
+        "probe_test_acc",
+        "probe %",
+        "linear probe on the codes",
+        **_PCT,
+        better="max",
+        console=7,
+        spread=True,
+    ),
+    Metric("probe_raw_acc", "raw probe %", "linear probe on raw inputs", **_PCT, better="max"),
+    Metric("mean_activation", "mean act.", "mean hidden activation", decimals=3),
+    Metric("train_ppl", "train ppl", "train perplexity", decimals=1, better="min"),
+    Metric(
+        "val_ppl",
+        "val ppl",
+        "validation perplexity",
+        decimals=1,
+        better="min",
+        console=9,
+        spread=True,
+        bar=8,
+    ),
+    Metric(
+        "test_ppl",
+        "test ppl",
+        "test perplexity",
+        decimals=1,
+        better="min",
+        console=10,
+        spread=True,
+        sweep=1,
+        objective=2,
+    ),
+    Metric("act_sq", "E[h²]", "E[h²] (AR)", decimals=5, console=11, bar=9),
+    Metric("act_diff_sq", "E[Δh²]", "E[Δh²] (TAR)", decimals=6, console=12, bar=10),
+    Metric(
+        "train_mse", "train MSE", "train MSE", decimals=4, better="min", console=13, bar=6, sweep=3
+    ),
+    Metric(
+        "test_mse",
+        "test MSE",
+        "test MSE",
+        decimals=4,
+        better="min",
+        console=8,
+        spread=True,
+        bar=5,
+        sweep=2,
+        objective=3,
+    ),
+    Metric("equiv_l2", "equiv. L2", "equivalent L2 coefficient", decimals=4, console=14),
+    Metric("ridge_gap", "off ridge path", "distance from the ridge path", decimals=5),
+    Metric("pinv_gap", "from pinv", "distance from pinv(X) y", decimals=4, sweep=4),
+    Metric("mean_member_acc", "member %", "mean member accuracy", **_PCT, better="max", console=15),
+    Metric("members", "k", "members", decimals=0),
+    Metric(
+        "ensemble_mse", "ens. MSE", "ensemble squared error", decimals=4, better="min", sweep=11
+    ),
+    Metric("predicted_mse", "v/k+(k-1)c/k", "predicted ensemble error", decimals=4),
+    Metric(
+        "test_recon",
+        "recon",
+        "test reconstruction error",
+        decimals=3,
+        better="min",
+        console=16,
+        spread=True,
+        bar=4,
+        sweep=7,
+        objective=4,
+    ),
+    Metric("pca_recon", "PCA recon", "PCA reconstruction error", decimals=3),
+    Metric("max_angle", "max angle °", "largest principal angle", decimals=2),
+    Metric("fvu", "FVU", "fraction of variance unexplained", decimals=3, console=17, sweep=8),
+    Metric("l0", "L0", "active code units", decimals=1, console=18, sweep=10),
+    Metric("dead_fraction", "dead %", "dead features", **_PCT),
+    Metric(
+        "zero_frac", "zeros %", "exact-zero hidden activations", **_PCT, console=19, bar=3, sweep=9
+    ),
+    Metric("weight_norm", "‖W‖₂", "kernel L2 norm", decimals=1, console=20, bar=7),
+    Metric("max_unit_norm", "max unit ‖w‖", "largest unit norm", decimals=2),
+    Metric("weight_small_frac", "w≈0 %", "kernel entries with |w| < 1e-3", **_PCT),
+    Metric("epochs_run", "epochs", "epochs trained", decimals=0),
+    Metric("seconds", "s", "training seconds", decimals=1, console=21),
+)
+_BY_KEY = {m.key: m for m in METRICS}
+#: Post-hoc stopping's ``stop/<criterion>``: the epoch a criterion stops at (mean over seeds).
+STOP_EPOCH = Metric("stop", "stop epoch", "epoch the criterion stops at", decimals=1)
+
+
+def metric(key: str) -> Metric:
+    """The registered metric ``key`` (an error names the known ones)."""
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"unknown metric {key!r}; known: {', '.join(_BY_KEY)}") from None
+
+
+def pick(recorded: Iterable[str], view: str, limit: int | None = None) -> list[Metric]:
+    """The registered metrics in ``recorded`` that ``view`` (``"console"``, ``"bar"``,
+    ``"sweep"``, ``"objective"``, or ``"table"`` for all) shows, in its order."""
+    present = set(recorded)
+    if view == "table":
+        chosen = [m for m in METRICS if m.key in present]
+    else:
+        chosen = sorted(
+            (m for m in METRICS if m.key in present and getattr(m, view) is not None),
+            key=lambda m: getattr(m, view),
+        )
+    return chosen[:limit] if limit is not None else chosen
+
+
+def objective(metrics: dict[str, float]) -> float:
+    """The value Optuna records for a trial: its first objective metric, negated when lower
+    is better (the Optuna study maximises). 0 when none was recorded."""
+    chosen = pick(metrics, "objective", 1)
+    if not chosen:
+        return 0.0
+    value = metrics[chosen[0].key]
+    if value is None or not math.isfinite(value):
+        return 0.0
+    return value if chosen[0].better == "max" else -value
+
+
+def format_value(m: Metric, mean: float, std: float | None = None) -> str:
+    """``scale · mean`` (``± scale · std``) with the metric's decimals; "–" when not
+    measured."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    text = f"{m.scale * mean:.{m.decimals}f}"
+    if std is None:
+        return text
+    return f"{text} ± {m.scale * std:.{m.decimals}f}"

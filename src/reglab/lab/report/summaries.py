@@ -1,0 +1,237 @@
+"""The numbers of a report, from trial records: pure functions (unit-tested), no drawing.
+
+A *record* is one completed trial as :meth:`reglab.lab.Sweep.results` returns it (key, point,
+label, entry, seed, params, metrics, history, reliability). A *summary row* is one grid point:
+its seeds and ``(mean, std)`` over seeds of every metric.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reglab.lab.metrics import Metric, format_value, pick
+
+__all__ = [
+    "coefficient_series",
+    "curves",
+    "ensemble_curve",
+    "markdown_table",
+    "reliability",
+    "stopping_rows",
+    "summarize",
+    "table_columns",
+    "weight_histograms",
+]
+
+Record = dict[str, Any]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """One row per grid point (file order): point, label, entry, params, seeds, and
+    ``(mean, std)`` over seeds (sample std) of every metric."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in records:
+        row = rows.setdefault(
+            r["point"],
+            {
+                "point": r["point"],
+                "label": r["label"],
+                "entry": r["entry"],
+                "params": r["params"],
+                "seeds": [],
+                "values": {},
+            },
+        )
+        row["seeds"].append(r["seed"])
+        for k, v in r["metrics"].items():
+            row["values"].setdefault(k, []).append(v)
+    out = []
+    for row in rows.values():
+        values = row.pop("values")
+        row["metrics"] = {k: _mean_std(v) for k, v in values.items()}
+        out.append(row)
+    return out
+
+
+def curves(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    """Per grid point, the seed-mean per-epoch ``loss`` (training) and ``val_loss`` (held-out;
+    the test set when the study has no validation split), truncated to the shortest run."""
+    grouped: dict[str, list[list[dict[str, float]]]] = {}
+    labels: dict[str, str] = {}
+    for r in records:
+        grouped.setdefault(r["point"], []).append(r["history"])
+        labels[r["point"]] = r["label"]
+    out = {}
+    for point, histories in grouped.items():
+        n = min(len(h) for h in histories)
+        if n == 0:  # e.g. bagged ensembles: no per-epoch history
+            continue
+        out[point] = {
+            "label": labels[point],
+            **{
+                key: [statistics.fmean(h[i][key] for h in histories) for i in range(n)]
+                for key in ("loss", "val_loss")
+                if all(key in h[0] for h in histories if h)
+            },
+        }
+    return out
+
+
+def coefficient_series(
+    summary: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """For each grid entry that sweeps exactly one numeric parameter over >= 2 values:
+    ``{"param": name, "x": [...], "metrics": [...], metric: {"mean", "std"}}`` sorted by x.
+    ``metrics`` defaults to the first three the registry plots against a coefficient."""
+    by_entry: dict[str, list[dict[str, Any]]] = {}
+    for row in summary:
+        by_entry.setdefault(row["entry"], []).append(row)
+    out = {}
+    for entry, rows in by_entry.items():
+        params = rows[0]["params"]
+        if len(rows) < 2 or len(params) != 1:
+            continue
+        (name,) = params
+        if not all(isinstance(r["params"][name], (int, float)) for r in rows):
+            continue
+        chosen = list(metrics or [m.key for m in pick(rows[0]["metrics"], "sweep", 3)])
+        rows = sorted(rows, key=lambda r: r["params"][name])
+        series: dict[str, Any] = {
+            "param": name,
+            "x": [r["params"][name] for r in rows],
+            "metrics": chosen,
+        }
+        for m in chosen:
+            stats = [r["metrics"].get(m, (math.nan, math.nan)) for r in rows]
+            series[m] = {"mean": [s[0] for s in stats], "std": [s[1] for s in stats]}
+        out[entry] = series
+    return out
+
+
+def ensemble_curve(summary: Sequence[dict[str, Any]]) -> dict[str, list[float]] | None:
+    """Ensemble rows sorted by member count k: measured ensemble MSE, the prediction
+    ``v/k + (k−1)c/k``, the mean member MSE, and ensemble vs mean member accuracy."""
+    rows = sorted(
+        (r for r in summary if "members" in r["metrics"]), key=lambda r: r["metrics"]["members"][0]
+    )
+    if not rows:
+        return None
+    keys = ("ensemble_mse", "predicted_mse", "mean_member_mse", "test_acc", "mean_member_acc")
+    out = {"k": [r["metrics"]["members"][0] for r in rows]}
+    out.update({k: [r["metrics"][k][0] for r in rows] for k in keys})
+    return out
+
+
+def reliability(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    """Per grid point, the test-set reliability bins pooled over seeds: ``count`` summed,
+    ``confidence`` and ``accuracy`` count-weighted (NaN for empty bins)."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for r in records:
+        bins = r.get("reliability")
+        if not bins:
+            continue
+        p = pooled.setdefault(
+            r["point"],
+            {
+                "label": r["label"],
+                "count": [0.0] * len(bins["count"]),
+                "conf": [0.0] * len(bins["count"]),
+                "acc": [0.0] * len(bins["count"]),
+            },
+        )
+        for i, n in enumerate(bins["count"]):
+            if n:
+                p["count"][i] += n
+                p["conf"][i] += n * bins["confidence"][i]
+                p["acc"][i] += n * bins["accuracy"][i]
+    out = {}
+    for point, p in pooled.items():
+        out[point] = {
+            "label": p["label"],
+            "count": p["count"],
+            "confidence": [
+                c / n if n else math.nan for c, n in zip(p["conf"], p["count"], strict=True)
+            ],
+            "accuracy": [
+                a / n if n else math.nan for a, n in zip(p["acc"], p["count"], strict=True)
+            ],
+        }
+    return out
+
+
+def weight_histograms(
+    kernels: Mapping[str, Sequence[Any]], bins: int = 60
+) -> dict[str, dict[str, list[float]]]:
+    """Per label, a histogram of all kernel entries (arrays/tensors) over one shared range
+    symmetric around 0: ``{"edges": [...], "counts": [...]}``."""
+    import numpy as np
+
+    flat = {
+        k: np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in ts])
+        for k, ts in kernels.items()
+        if ts
+    }
+    if not flat:
+        return {}
+    limit = max(float(np.abs(v).max()) for v in flat.values()) or 1.0
+    edges = np.linspace(-limit, limit, bins + 1)
+    return {
+        k: {"edges": edges.tolist(), "counts": np.histogram(v, edges)[0].astype(float).tolist()}
+        for k, v in flat.items()
+    }
+
+
+def table_columns(summary: Sequence[dict[str, Any]]) -> list[Metric]:
+    """The registered metrics that at least one row recorded, in the registry's order."""
+    return pick({k for row in summary for k in row["metrics"]}, "table")
+
+
+STOPPING_HEADERS = ("config", "criterion", "stop epoch", "test % (last)", "test % (best)")
+
+
+def stopping_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Post-hoc stopping results (``stop/<criterion>`` metrics): one row per grid point and
+    criterion with the stop epoch and the test accuracy of the last and of the best weights."""
+    from reglab.lab.metrics import STOP_EPOCH, metric
+
+    epochs, acc = STOP_EPOCH, metric("test_acc")
+    rows = []
+    for row in summary:
+        metrics = row["metrics"]
+        for key in (k for k in metrics if k.startswith("stop/")):
+            name = key.removeprefix("stop/")
+            rows.append(
+                [
+                    row["label"],
+                    name,
+                    format_value(epochs, *metrics[key]),
+                    format_value(acc, *metrics[f"test_acc_last/{name}"]),
+                    format_value(acc, *metrics[f"test_acc_best/{name}"]),
+                ]
+            )
+    return rows
+
+
+def markdown_table(
+    summary: Sequence[dict[str, Any]], columns: Sequence[Metric] | None = None
+) -> str:
+    """The summary as a Markdown table (every registered metric unless ``columns``)."""
+    from reglab.lab.metrics import METRICS
+
+    columns = list(METRICS) if columns is None else list(columns)
+    header = "| config | seeds | " + " | ".join(m.header for m in columns) + " |"
+    lines = [header, "|---|---|" + "---|" * len(columns)]
+    for row in summary:
+        cells = [format_value(m, *row["metrics"].get(m.key, (math.nan, math.nan))) for m in columns]
+        lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
