@@ -35,7 +35,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from reglab.penalties import L1, L1L2, L2, Penalty
-from reglab.regularization.rules import ActivityBinding
+from reglab.regularization.rules import ActivityBinding, checked_value
 
 __all__ = [
     "Cell",
@@ -118,7 +118,7 @@ def closed_form(penalty: Any) -> bool:
 def value_of(binding: ActivityBinding, h: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * penalty(h)`` without a graph (float32 for half-precision outputs)."""
     with torch.no_grad():
-        return binding.penalty(upcast(h)) * scale
+        return checked_value(binding, binding.penalty(upcast(h))) * scale
 
 
 def gradient_of(binding: ActivityBinding, h: torch.Tensor, factor: Any) -> torch.Tensor:
@@ -129,7 +129,7 @@ def gradient_of(binding: ActivityBinding, h: torch.Tensor, factor: Any) -> torch
         return binding.penalty.gradient(x).mul_(factor)
     with torch.enable_grad():
         x = x.requires_grad_()
-        (grad,) = torch.autograd.grad(binding.penalty(x), x)
+        (grad,) = torch.autograd.grad(checked_value(binding, binding.penalty(x)), x)
     return grad.mul_(factor)
 
 
@@ -192,7 +192,7 @@ def token(binding: ActivityBinding, h: torch.Tensor) -> torch.Tensor:
         return _norms(h, coefficients[0] * scale, coefficients[1] * scale)
     if closed_form(binding.penalty):
         return _Side.apply(h, binding, scale)
-    return binding.penalty(h) * scale
+    return checked_value(binding, binding.penalty(h)) * scale
 
 
 @dataclass

@@ -39,6 +39,7 @@ class WeightBinding:
     attr: str
     penalty: Callable[[torch.Tensor], torch.Tensor]
     layout: UnitLayout
+    rule: str = ""  # the rule that bound it, for messages
 
     @property
     def param(self) -> nn.Parameter:
@@ -70,6 +71,7 @@ class ActivityBinding:
     module: nn.Module
     penalty: Callable[[torch.Tensor], torch.Tensor]
     reduction: str
+    rule: str = ""  # the rule that bound it, for messages
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,23 @@ class Bindings:
     weights: tuple[WeightBinding, ...]
     activities: tuple[ActivityBinding, ...]
     constraints: tuple[ConstraintBinding, ...]
+
+
+def checked_value(binding: WeightBinding | ActivityBinding, value: Any) -> torch.Tensor:
+    """A custom penalty's return value, which must be a 0-dim tensor (a scalar to add to the
+    loss); anything else is an error naming the penalty, its rule and its term."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        return value
+    got = (
+        f"a tensor of shape {tuple(value.shape)}"
+        if isinstance(value, torch.Tensor)
+        else f"{type(value).__name__} {value!r}"[:80]
+    )
+    name = getattr(binding.penalty, "__qualname__", type(binding.penalty).__name__)
+    raise InvalidParameterError(
+        f"The penalty {name} of rule {binding.rule} ({binding.term}) must return a 0-dim "
+        f"tensor, e.g. w.abs().sum(). Got {got}."
+    )
 
 
 def _rule_name(key: RuleKey) -> str:
@@ -195,7 +214,11 @@ def resolve(
                     layout = unit_layout(module, pname)
                     if kind in PENALTY_KINDS:
                         term = f"{mname}.{kind}" if mname else kind
-                        weights.append(WeightBinding(term, full, module, pname, spec[kind], layout))
+                        weights.append(
+                            WeightBinding(
+                                term, full, module, pname, spec[kind], layout, _rule_name(key)
+                            )
+                        )
                     else:
                         cons.append(ConstraintBinding(full, module, pname, spec[kind], layout))
             if not found:
@@ -215,6 +238,8 @@ def resolve(
                 if claim(module, "activity", key, f"module {mname!r}"):
                     term = f"{mname}.activity" if mname else "activity"
                     activities.append(
-                        ActivityBinding(term, mname, module, spec["activity"], reduction)
+                        ActivityBinding(
+                            term, mname, module, spec["activity"], reduction, _rule_name(key)
+                        )
                     )
     return Bindings(tuple(weights), tuple(activities), tuple(cons))

@@ -33,7 +33,7 @@ import torch
 
 from reglab._validation import InvalidParameterError
 from reglab.penalties import L1, L1L2, L2, Penalty
-from reglab.regularization.rules import WeightBinding
+from reglab.regularization.rules import WeightBinding, checked_value
 from reglab.regularization.sharding import is_sharded as _is_sharded
 from reglab.regularization.sharding import local as _local
 
@@ -421,7 +421,7 @@ class WeightPenalties:
             values += zip(self._terms(plan), node_values.unbind(), strict=True)
         for b in self.autograd:
             w = b.param
-            value = b.penalty(b.layout.to_units(w) if _per_unit(b.penalty) else w)
+            value = checked_value(b, b.penalty(b.layout.to_units(w) if _per_unit(b.penalty) else w))
             total = value if total is None else total + value
             values.append((b.term, value.detach()))
         return total, values

@@ -15,11 +15,14 @@ class History:
     ``epochs[i]`` is the dict logged at the end of epoch ``i`` (``loss``, ``val_loss``, metrics,
     ``penalty``, ``penalty/<term>``, ``step_time``, ...). ``history["val_loss"]`` is the column
     as a list (NaN where an epoch lacks the key). ``stop_reason`` says why training ended early
-    (``None`` when it ran all epochs).
+    (``None`` when it ran all epochs). ``diverged`` names the first non-finite value when
+    training stopped on one (``"penalty/fc1.kernel is inf at step 1234 (epoch 3)"``); the
+    epoch it happened in is not logged.
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     stop_reason: str | None = None
+    diverged: str | None = None
 
     def __getitem__(self, key: str) -> list[float]:
         if key not in self:

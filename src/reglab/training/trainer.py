@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from reglab._validation import InvalidParameterError, check_positive_int, invalid
 from reglab.training.callbacks import Callback, TrainState
+from reglab.training.divergence import FiniteWatch, Snapshot, all_finite
 from reglab.training.history import History
 
 __all__ = ["Regularizer", "fit"]
@@ -166,6 +167,36 @@ def _progress_bar(enabled: bool) -> Any:
     )
 
 
+def _penalty(regularizer: Any) -> torch.Tensor:
+    value = regularizer.penalty()
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.as_tensor(float(value))
+    shape = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else (
+        type(value).__name__
+    )
+    raise InvalidParameterError(
+        f"{type(regularizer).__name__}.penalty() must return a 0-dim tensor (a scalar to add "
+        f"to the loss). Got {shape}."
+    )
+
+
+def _stop_diverged(
+    history: History, model: nn.Module, snapshot: Snapshot, reason: str, watch: FiniteWatch
+) -> None:
+    """End training at a divergence with the last finite weights: the current ones when the
+    check ran before the bad step's update (CPU) and they are finite, else the epoch's start."""
+    if watch.lazy or not all_finite(model):
+        snapshot.restore()
+        kept = "restored the weights of the epoch's start"
+    else:
+        kept = "kept the weights before that step"
+    history.diverged = reason
+    history.stop_reason = f"diverged: {reason}"
+    warnings.warn(f"fit stopped: {reason}; {kept}", RuntimeWarning, stacklevel=3)
+
+
 def fit(
     model: nn.Module,
     train: Any,
@@ -220,6 +251,14 @@ def fit(
     from each regularizer's ``terms()``, ``val_*``, ``step_time`` (mean seconds per step),
     ``epoch_time``, ``epoch``.
 
+    Divergence: the data loss, every penalty term and the total penalty are checked for inf
+    and NaN at every step (on CPU before the step updates any weight; on accelerators on the
+    device, read every 64 steps and at each epoch's end, so no step waits for a sync), and
+    the parameters after each epoch. At the first non-finite value training stops with the
+    last finite weights (the ones before the bad step, or else those of the epoch's start;
+    ``EarlyStopping(restore_best_weights=True)`` then restores its best), warns, and sets
+    ``history.diverged`` to e.g. ``"penalty/fc1.kernel is inf at step 1234 (epoch 3)"``.
+
     >>> from torch import nn
     >>> model = nn.Linear(3, 2)
     >>> x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
@@ -257,6 +296,8 @@ def fit(
         for cb in callbacks:
             getattr(cb, hook)(state)
 
+    watch = FiniteWatch(device)
+    snapshot = Snapshot(model)
     bar = _progress_bar(progress)
     with bar:
         task = bar.add_task("epoch", total=epochs)
@@ -265,6 +306,8 @@ def fit(
             state.epoch = epoch
             call("on_epoch_begin")
             model.train()
+            snapshot.take()
+            diverged: str | None = None
             means, step_times = _Means(), []
             epoch_start = time.perf_counter()
             for x, y in _batches(train, batch_size, shuffle, generator, "train"):
@@ -274,19 +317,35 @@ def fit(
                     x = transform(x)
                 output = model(x)
                 data_loss, parts = _loss(loss, loss_weights, output, y)
+                if not isinstance(data_loss, torch.Tensor) or data_loss.ndim != 0:
+                    got = (
+                        f"a tensor of shape {tuple(data_loss.shape)}"
+                        if isinstance(data_loss, torch.Tensor)
+                        else type(data_loss).__name__
+                    )
+                    raise InvalidParameterError(
+                        "The 'loss' parameter of fit must return a 0-dim tensor (e.g. the "
+                        f"batch mean). Got {got}."
+                    )
                 total = data_loss
                 n = len(x)
                 step_logs: dict[str, torch.Tensor] = {"loss": data_loss.detach()}
                 if regularizers:
-                    penalty = sum(r.penalty() for r in regularizers)
+                    penalties = [_penalty(r) for r in regularizers]
+                    penalty = penalties[0] if len(penalties) == 1 else sum(penalties)
                     total = data_loss + penalty
-                    step_logs["penalty"] = torch.as_tensor(penalty).detach()
                     for r in regularizers:
                         for term, value in getattr(r, "terms", dict)().items():
                             step_logs[f"penalty/{term}"] = value
-                    for key, value in step_logs.items():
-                        if key != "loss":
-                            means.add(key, value, n)
+                    # The total last: a divergence is named by its term when there is one.
+                    step_logs["penalty"] = penalty.detach()
+                found = watch.add(state.step + 1, step_logs)
+                if found is not None:
+                    diverged = found
+                    break
+                for key, value in step_logs.items():
+                    if key != "loss":
+                        means.add(key, value, n)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
@@ -308,6 +367,12 @@ def fit(
                 state.batch_logs = step_logs
                 step_times.append(time.perf_counter() - step_start)
                 call("on_batch_end")
+            diverged = diverged or watch.flush()
+            if diverged is None and not all_finite(model):
+                diverged = "a parameter is non-finite after the epoch's last step"
+            if diverged is not None:
+                _stop_diverged(history, model, snapshot, f"{diverged} (epoch {epoch + 1})", watch)
+                break
             logs = means.result()
             if not step_times:
                 raise InvalidParameterError("The 'train' data of fit yielded no batch.")
@@ -316,8 +381,6 @@ def fit(
             logs["step_time"] = sum(step_times) / len(step_times)
             logs["epoch_time"] = time.perf_counter() - epoch_start
             logs["epoch"] = float(epoch)
-            if not math.isfinite(logs["loss"]):
-                state.stop, state.stop_reason = True, f"loss became {logs['loss']}"
             state.logs = logs
             call("on_epoch_end")
             history.epochs.append(logs)
