@@ -94,9 +94,7 @@ class Snapshot:
     def take(self) -> None:
         """Copy the current values (replacing the previous copy)."""
         with torch.no_grad():
-            self._saved = {
-                name: t.detach().to("cpu", copy=True) for name, t in self._tensors()
-            }
+            self._saved = {name: t.detach().to("cpu", copy=True) for name, t in self._tensors()}
 
     def restore(self) -> None:
         with torch.no_grad():

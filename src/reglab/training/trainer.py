@@ -173,8 +173,10 @@ def _penalty(regularizer: Any) -> torch.Tensor:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return torch.as_tensor(float(value))
-    shape = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else (
-        type(value).__name__
+    shape = (
+        f"a tensor of shape {tuple(value.shape)}"
+        if isinstance(value, torch.Tensor)
+        else (type(value).__name__)
     )
     raise InvalidParameterError(
         f"{type(regularizer).__name__}.penalty() must return a 0-dim tensor (a scalar to add "
