@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from reglab import InvalidParameterError
-from reglab.lab import expand, find_study, mlp, run_trial
+from reglab.lab import Trust, UntrustedCode, expand, find_study, mlp, run_trial
 
 
 def test_mlp_layout_and_dropout() -> None:
@@ -88,7 +88,10 @@ name = "x"
 """)
     parsed, _, _ = find_study(str(study))
     (point,) = expand(parsed)
-    outcome = run_trial(point.config, 0)
+    with pytest.raises(UntrustedCode, match=r"--trust-factory tests\.lab\.test_models"):
+        run_trial(point.config, 0)
+    with Trust(("tests.lab",)).active():
+        outcome = run_trial(point.config, 0)
     assert outcome.model[0].out_features == 5
     bad = tmp_path / "g.toml"
     bad.write_text(
@@ -119,6 +122,8 @@ def test_unimportable_factory_is_a_one_line_user_error(tmp_path) -> None:
             "--out",
             str(tmp_path / "run"),
             "--no-progress",
+            "--trust-factory",
+            "no_such_module",
         ],
         capture_output=True,
         text=True,

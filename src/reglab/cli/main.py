@@ -1,15 +1,30 @@
-"""Entry point of the ``reglab`` console script."""
+"""Entry point of the ``reglab`` console script.
+
+Exit codes: 0 done; 1 the work ran but did not all succeed (or a bug, reported in one line;
+``--debug`` shows the traceback); 2 a user error, reported in one line naming the argument,
+option, study key or file; 128 + N interrupted by signal N (130 for Ctrl-C, 143 for SIGTERM).
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from reglab import __version__
 from reglab._optional import MissingExtraError, require
 
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``reglab run: error: argument --jobs: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # Each subcommand module provides NAME, HELP, add_arguments(parser) and run(args) -> int.
     subcommands = (run, worker, studies, Show, report, data)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reglab", description="Regularization for PyTorch, and a lab that measures it."
     )
     parser.add_argument("--version", action="version", version=f"reglab {__version__}")
@@ -34,6 +49,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: bad input (reglab raises InvalidParameterError,
+    a ValueError and TypeError), missing or unwritable files, a busy run directory, a
+    storage that cannot be reached."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    from reglab.lab.sweep import RunDirBusy
+
+    return (
+        ValueError,
+        TypeError,
+        OSError,
+        RunDirBusy,
+        TimeoutError,
+        ImportError,
+        OperationalError,
+        StorageInternalError,
+    )
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    # The driver's error, wrapped by SQLAlchemy (``orig``), which Optuna wraps in turn.
+    orig = getattr(err, "orig", None) or getattr(err.__cause__, "orig", None)
+    if orig is not None:
+        return (
+            f"the results store failed: {str(orig).strip().splitlines()[0]} (is the run "
+            "directory, or the --storage database, writable and reachable?)"
+        )
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     try:
@@ -41,22 +90,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as err:
         print(f"reglab: {err}", file=sys.stderr)
         return 2
-    from reglab.lab.sweep import RunDirBusy
+    from reglab.lab.interrupts import raise_on_terminate
 
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    raise_on_terminate()  # SIGTERM unwinds like Ctrl-C: trials are re-queued, workers ended
     try:
         return int(args.handler(args))
-    except KeyboardInterrupt:
-        print("reglab: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, FileNotFoundError, RunDirBusy, TimeoutError, ImportError) as err:
-        # reglab raises InvalidParameterError (ValueError+TypeError) for bad input.
+    except KeyboardInterrupt as err:
+        name = signal.Signals(getattr(err, "signum", signal.SIGINT)).name
+        hint = getattr(err, "hint", None)
+        print(
+            f"reglab {args.command}: interrupted ({name})" + (f"; {hint}" if hint else ""),
+            file=sys.stderr,
+        )
+        return int(getattr(err, "exit_code", 130))
+    except _user_errors() as err:
         if args.debug:
             raise
-        print(f"reglab {args.command}: error: {err}", file=sys.stderr)
+        print(f"reglab {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # a bug: say so in one line; --debug shows the traceback
         if args.debug:
@@ -67,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in previous.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

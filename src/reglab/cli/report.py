@@ -10,6 +10,7 @@ from rich.console import Console
 
 from reglab.lab import RunDir, Sweep
 from reglab.lab.report import write_report
+from reglab.lab.storage import check_file, check_url
 
 NAME = "report"
 HELP = "write RUN_DIR/report.html, summary.md and PNGs from the run's results"
@@ -23,8 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run_dir)
     study = run_dir.study()
-    if args.storage is None and not run_dir.storage_db.is_file():
+    if args.storage is not None:
+        check_url(args.storage)
+    elif not run_dir.storage_db.is_file():
         raise FileNotFoundError(f"{run_dir.path} has no storage.db; pass --storage URL")
+    else:
+        check_file(
+            run_dir.storage_db,
+            "the run's results store",
+            f"`reglab run --resume {run_dir.path} --rebuild-storage` rebuilds it from the "
+            "finished trials' folders",
+        )
     sweep = Sweep.open(study, args.storage or run_dir.storage_url)
     records = sweep.results()
     path = write_report(run_dir, study, records, len(sweep.trials))

@@ -19,22 +19,21 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from reglab.lab import Overrides, RunDir, Sweep, find_study, summarize
+from reglab.cli.options import (
+    OptionError,
+    add_worker_options,
+    positive_int,
+    writable_directory,
+)
+from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summarize
 from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
-from reglab.lab.studyfile import StudyError
+from reglab.lab.storage import check_file, check_url
 from reglab.lab.sweep import DirectoryLock
 from reglab.lab.trial import TrialContext
 
 NAME = "run"
 HELP = "run a study (built-in name or TOML file; default: the embedded digits study)"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,29 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="write TensorBoard event files of every trial under DIR/<trial>",
     )
+    parser.add_argument(
+        "--rebuild-storage",
+        action="store_true",
+        help="with --resume: set a damaged storage.db aside and rebuild it from the trial "
+        "folders (finished trials are kept, the rest run again)",
+    )
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
-def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--heartbeat",
-        type=positive_int,
-        default=10,
-        help="seconds between a running trial's heartbeats (10)",
-    )
-    parser.add_argument(
-        "--grace",
-        type=positive_int,
-        default=30,
-        help="seconds without heartbeat before a trial is retried (30)",
-    )
-    parser.add_argument(
-        "--no-stack",
-        action="store_true",
-        help="train every trial alone (by default, trials that differ only in seed and "
-        "penalty coefficients train together as one model stack)",
-    )
 
 
 def results_table(summary: list[dict[str, Any]], title: str) -> Table:
@@ -108,21 +92,29 @@ def results_table(summary: list[dict[str, Any]], title: str) -> Table:
     columns = pick({k for row in summary for k in row["metrics"]}, "console", 7)
     for m in columns:
         table.add_column(escape(m.header), justify="right", no_wrap=True)
+    notes = any(row["notes"] for row in summary)
+    if notes:
+        table.add_column("notes", max_width=40)
     for row in summary:
         cells = []
         for m in columns:
             mean, std = row["metrics"].get(m.key, (math.nan, 0.0))
             cells.append(format_value(m, mean, std if m.spread else None).replace(" ± ", "±"))
-        table.add_row(escape(row["label"]), *cells)
+        table.add_row(escape(row["label"]), *cells, *([escape(row["notes"])] if notes else []))
     return table
 
 
-def _spawn_workers(args: argparse.Namespace, run_dir: RunDir, storage: str) -> list[Any]:
+def _spawn_workers(
+    args: argparse.Namespace, run_dir: RunDir, storage: str, trust: Trust, lock: DirectoryLock
+) -> list[subprocess.Popen[bytes]]:
+    """``--jobs`` worker processes. Each inherits the run directory's lock (so a resume
+    waits until every one has ended) and ends with this process (``--exit-with-parent``)."""
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     cmd = [
         sys.executable,
         "-m",
         "reglab",
+        *(["--debug"] if args.debug else []),
         "worker",
         "--run-dir",
         str(run_dir.path),
@@ -135,15 +127,35 @@ def _spawn_workers(args: argparse.Namespace, run_dir: RunDir, storage: str) -> l
         "--grace",
         str(args.grace),
         "--no-progress",
+        "--exit-with-parent",
+        str(os.getpid()),
     ]
     if args.no_stack:
         cmd.append("--no-stack")
     if args.tensorboard is not None:
         cmd += ["--tensorboard", str(args.tensorboard)]
-    return [subprocess.Popen(cmd) for _ in range(args.jobs)]
+    for module in trust.modules:
+        cmd += ["--trust-factory", module]
+    return [subprocess.Popen(cmd, pass_fds=(lock.fd,)) for _ in range(args.jobs)]
 
 
-def _study_and_dir(args: argparse.Namespace) -> tuple[Any, str, RunDir]:
+def _stop(workers: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """End the workers still running: SIGTERM (each puts its unfinished trials back in the
+    queue), then SIGKILL after ``grace`` seconds."""
+    for w in workers:
+        if w.poll() is None:
+            w.terminate()
+    deadline = time.monotonic() + grace
+    for w in workers:
+        try:
+            w.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+def _study_and_dir(args: argparse.Namespace) -> tuple[Study, str, RunDir, str]:
+    """The study, its source text, the run directory, and the option that named it."""
     if args.resume is not None:
         given = [
             flag
@@ -156,50 +168,92 @@ def _study_and_dir(args: argparse.Namespace) -> tuple[Any, str, RunDir]:
             if value is not None
         ]
         if given:
-            raise StudyError(
+            raise OptionError(
                 f"reglab run --resume reuses the run directory's study; drop {', '.join(given)} "
                 "(start a new run with --out for other settings)"
             )
         run_dir = RunDir(args.resume)
         study = run_dir.study()
-        return study, run_dir.study_toml.read_text(encoding="utf-8"), run_dir
+        return study, run_dir.study_toml.read_text(encoding="utf-8"), run_dir, "--resume"
+    if args.rebuild_storage:
+        raise OptionError("--rebuild-storage: rebuilds a run's storage; use it with --resume")
     overrides = Overrides(epochs=args.epochs, seeds=args.seeds)
     study, _, text = find_study(args.study or "default", overrides)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return study, text, RunDir(args.out or Path("runs") / f"{study.name}-{stamp}")
+    return study, text, RunDir(args.out or Path("runs") / f"{study.name}-{stamp}"), "--out"
+
+
+def _check_local_storage(args: argparse.Namespace, run_dir: RunDir) -> None:
+    """A run directory's storage.db that is empty or damaged stops the run (never replaced
+    silently), unless ``--rebuild-storage`` asks to set it aside."""
+    if args.storage is not None or args.rebuild_storage:
+        return
+    check_file(
+        run_dir.storage_db,
+        "the run's results store",
+        f"the finished trials' files are in {run_dir.path / 'trials'}: `reglab run --resume "
+        f"{run_dir.path} --rebuild-storage` sets the file aside and rebuilds the storage "
+        "from them (unfinished trials run again)",
+    )
+
+
+def _rebuild(run_dir: RunDir, console: Console) -> dict[str, dict[str, Any]]:
+    """Set storage.db aside; return the trial folders' finished trials."""
+    db = run_dir.storage_db
+    if db.exists():
+        aside = db.with_name(f"storage.db.damaged-{datetime.now():%Y%m%d-%H%M%S}")
+        db.rename(aside)
+        console.print(f"set {db} aside as {aside.name}")
+    finished = run_dir.finished_trials()
+    console.print(f"rebuilding the storage from {len(finished)} finished trial folders")
+    return finished
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    study, text, run_dir = _study_and_dir(args)
-    lock = DirectoryLock(run_dir.path)
+    trust = Trust.of(args.trust_factory)
+    # Every check that can fail comes before the run directory is created or written.
+    if args.storage is not None:
+        check_url(args.storage)
+    study, text, run_dir, option = _study_and_dir(args)
+    trust.check(study)
+    _check_local_storage(args, run_dir)
+    writable_directory(run_dir.path, option)
+    lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         run_dir.remove_partial_files()
         run_dir.write_study(study, text)
         storage = args.storage or run_dir.storage_url
-        sweep = Sweep.create(study, storage, args.heartbeat, args.grace)
+        finished = _rebuild(run_dir, console) if args.rebuild_storage else None
+        sweep = Sweep.create(study, storage, args.heartbeat, args.grace, finished)
         recovered = sweep.recover_local() if args.storage is None else 0
         total = len(sweep.trials)
-        done_before = sweep.completed()
+        done_before = sweep.finished()
         console.print(
-            f"[bold]{study.name}[/]: {len(study.points)} grid points x {len(study.seeds)} "
-            f"seeds = {total} trials -> {run_dir.path}"
+            f"[bold]{escape(study.name)}[/]: {len(study.points)} grid points x "
+            f"{len(study.seeds)} seeds = {total} trials -> {escape(str(run_dir.path))}"
             + (
-                f" (resuming: {done_before} done, {recovered} re-queued)"
-                if done_before or recovered
+                f" (resuming: {done_before} finished, {total - done_before} to run"
+                + (f", {recovered} of them left running by a killed run" if recovered else "")
+                + ")"
+                if args.resume or done_before or recovered
                 else ""
             )
         )
         start = time.perf_counter()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=args.no_progress,
-            transient=True,
-        ) as progress:
+        with (
+            trust.active(),
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                disable=args.no_progress,
+                transient=True,
+            ) as progress,
+        ):
             trial_task = progress.add_task("trials", total=total, completed=done_before)
             if args.jobs == 1:
                 if args.threads:
@@ -215,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
                             description=f"{first.point.label} (seed {first.seed}){more}",
                         )
                     else:
-                        progress.update(trial_task, completed=sweep.completed())
+                        progress.update(trial_task, completed=sweep.finished())
 
                 def on_epoch(epoch: int, epochs: int) -> None:
                     progress.update(epoch_task, completed=epoch, total=epochs)
@@ -223,22 +277,33 @@ def run(args: argparse.Namespace) -> int:
                 context = TrialContext(on_epoch, args.tensorboard)
                 sweep.work(run_dir, on_trial, context, stack=not args.no_stack)
             else:
-                workers = _spawn_workers(args, run_dir, storage)
+                workers = _spawn_workers(args, run_dir, storage, trust, lock)
                 while any(w.poll() is None for w in workers):
-                    progress.update(trial_task, completed=sweep.completed())
-                    time.sleep(1.0)
-                failed = [w.returncode for w in workers if w.returncode]
-                if failed:
-                    raise RuntimeError(
-                        f"{len(failed)} worker process(es) failed (exit codes {failed})"
-                    )
+                    progress.update(trial_task, completed=sweep.finished())
+                    time.sleep(0.5)
+        failed = [w.returncode for w in workers if w.returncode]
         records = sweep.results()
         report = write_report(run_dir, study, records, total)
         console.print(results_table(summarize(records), f"{study.name} (mean±std over seeds)"))
+        diverged = sum(1 for r in records if r["diverged"])
+        complete = len(records) - diverged
         console.print(
-            f"{len(records)}/{total} trials complete; {time.perf_counter() - start:.1f}"
-            f" s this run. Report: {report}"
+            f"{complete}/{total} trials complete"
+            + (f", {diverged} diverged" if diverged else "")
+            + f"; {time.perf_counter() - start:.1f} s this run. Report: {escape(str(report))}"
         )
-        return 0 if len(records) == total else 1
+        if failed:
+            print(
+                f"reglab run: error: {len(failed)} worker process(es) failed (exit codes "
+                f"{failed}); their messages are above",
+                file=sys.stderr,
+            )
+        return 0 if len(records) == total and not failed else 1
+    except KeyboardInterrupt as err:
+        err.hint = (
+            f"unfinished trials are queued again; continue with: reglab run --resume {run_dir.path}"  # type: ignore[attr-defined]
+        )
+        raise
     finally:
+        _stop(workers)
         lock.release()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reglab.cli.run import add_worker_options, positive_int
-from reglab.lab import Overrides, RunDir, Sweep, find_study
+from reglab.cli.options import OptionError, add_worker_options, positive_int, writable_directory
+from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
+from reglab.lab.interrupts import exit_with_parent
+from reglab.lab.storage import check_url
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.trial import TrialContext
 
@@ -31,29 +33,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", type=Path, metavar="DIR", help="as for reglab run")
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true")
+    # Set by `reglab run --jobs`: end (re-queueing this worker's trials) when it ends.
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.exit_with_parent is not None:
+        exit_with_parent(args.exit_with_parent)
     if args.threads:
         torch.set_num_threads(args.threads)
     console = Console(stderr=True)
+    trust = Trust.of(args.trust_factory)
+    check_url(args.storage)
     if args.study is None:
         if args.run_dir is None:
-            raise ValueError("reglab worker needs a STUDY or --run-dir")
+            raise OptionError("reglab worker needs a STUDY or --run-dir")
         study = RunDir(args.run_dir).study()
     else:
         study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
+    trust.check(study)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
+    writable_directory(run_dir.path, "--run-dir")
     sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace)
 
     def on_trial(batch: list, event: str) -> None:
         if not args.no_progress:
             console.print(f"worker: {event} {', '.join(t.key for t in batch)}")
 
-    sweep.work(
-        run_dir, on_trial, TrialContext(tensorboard=args.tensorboard), stack=not args.no_stack
+    with trust.active():
+        sweep.work(
+            run_dir, on_trial, TrialContext(tensorboard=args.tensorboard), stack=not args.no_stack
+        )
+    diverged = len(sweep.diverged())
+    console.print(
+        f"worker: done; {sweep.completed()}/{len(sweep.trials)} trials complete"
+        + (f", {diverged} diverged" if diverged else "")
     )
-    console.print(f"worker: done; {sweep.completed()}/{len(sweep.trials)} trials complete")
     return 0

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from reglab._validation import check_choice, check_coefficient, check_positive_int, invalid
 from reglab.ensembles.stack import ModelStack, stacked_loss
+from reglab.training.divergence import Diverged, FiniteWatch
 
 __all__ = ["Bagging"]
 
@@ -88,7 +89,8 @@ class Bagging:
         check_coefficient(self.weight_decay, "weight_decay", owner)
 
     def fit(self, X: torch.Tensor, y: torch.Tensor) -> Bagging:
-        """Draw the bootstrap samples and train the members; returns ``self``."""
+        """Draw the bootstrap samples and train the members; returns ``self``. Raises
+        ``reglab.training.Diverged`` at the first step whose loss is not finite."""
         self._validate()
         if X.ndim < 2 or y.shape != X.shape[:1]:
             raise invalid(
@@ -116,12 +118,19 @@ class Bagging:
         shuffle = torch.Generator().manual_seed(self.member_seeds_[0])
         X, y_index = X.to(device), y_index.to(device)
         stack.train()
-        for _ in range(self.epochs):
+        watch, step = FiniteWatch(device), 0
+        for epoch in range(self.epochs):
             order = torch.rand(k, n, generator=shuffle).argsort(dim=1)
             rows_now = self.bootstrap_indices_.gather(1, order).to(device)  # (K, n)
             for start in range(0, n, self.batch_size):
                 batch = rows_now[:, start : start + self.batch_size]  # (K, b)
                 loss = criterion(stack(X[batch], per_member=True), y_index[batch])
+                step += 1
+                found = watch.add(step, {"loss": loss})
+                if found is None and start + self.batch_size >= n:
+                    found = watch.flush()
+                if found is not None:
+                    raise Diverged(f"{found} (epoch {epoch + 1}) of Bagging's members")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

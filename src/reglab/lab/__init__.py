@@ -16,6 +16,7 @@ from reglab.lab.rundir import RunDir
 from reglab.lab.runner import TrialOutcome, load_data, run_trial
 from reglab.lab.studyfile import Overrides, Study, StudyError, load_study, parse_study
 from reglab.lab.sweep import Sweep
+from reglab.lab.trust import Trust, UntrustedCode
 
 __all__ = [
     "GridPoint",
@@ -28,6 +29,8 @@ __all__ = [
     "Trial",
     "TrialConfig",
     "TrialOutcome",
+    "Trust",
+    "UntrustedCode",
     "builtin_studies",
     "coefficient_series",
     "curves",

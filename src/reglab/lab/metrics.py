@@ -8,10 +8,21 @@ ask this registry; nothing else spells a metric's header or precision.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["METRICS", "STOP_EPOCH", "Metric", "format_value", "metric", "objective", "pick"]
+__all__ = [
+    "METRICS",
+    "NONFINITE",
+    "STOP_EPOCH",
+    "Metric",
+    "format_value",
+    "metric",
+    "objective",
+    "pick",
+    "strict_metrics",
+]
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,28 @@ def pick(recorded: Iterable[str], view: str, limit: int | None = None) -> list[M
             key=lambda m: getattr(m, view),
         )
     return chosen[:limit] if limit is not None else chosen
+
+
+#: The key of a stored metrics dict that says which values were not finite (``"nan"``,
+#: ``"inf"``, ``"-inf"``); those values are stored as null.
+NONFINITE = "nonfinite"
+
+
+def strict_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
+    """``metrics`` as strict JSON: a non-finite value becomes None and is named in
+    ``metrics[NONFINITE]`` (e.g. ``{"test_nll": None, "nonfinite": {"test_nll": "inf"}}``)."""
+    out: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+    for key, value in metrics.items():
+        value = float(value)
+        if math.isfinite(value):
+            out[key] = value
+        else:
+            out[key] = None
+            reasons[key] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if reasons:
+        out[NONFINITE] = reasons
+    return out
 
 
 def objective(metrics: dict[str, float]) -> float:

@@ -115,7 +115,8 @@ def _factory(path: str, value: Any) -> str:
 @dataclass(frozen=True)
 class FactoryModel(Table):
     """``[model] kind = "factory"``: ``factory = "package.module:function"``, imported and
-    called with the ``options`` table as keyword arguments."""
+    called with the ``options`` table as keyword arguments, when its module is trusted
+    (``--trust-factory``; :mod:`reglab.lab.trust`)."""
 
     kind: ClassVar[str] = "factory"
     factory: str = spec("", _factory)
@@ -129,7 +130,12 @@ class FactoryModel(Table):
             )
 
     def build(self, data: DataConfig) -> nn.Module:
+        """Import and call the factory — only when its module is trusted
+        (:mod:`reglab.lab.trust`)."""
+        from reglab.lab.trust import Trust
+
         del data
+        Trust.current().require(self.factory, "model.factory")
         module_name, _, attr = self.factory.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)

@@ -6,8 +6,9 @@
   applied; authoritative); ``resolved.json``: every grid point with its parsed settings;
 * ``storage.db``: the SQLite Optuna storage (unless ``--storage`` points elsewhere), which
   holds every result;
-* ``trials/<key>/history.csv``, ``metrics.json``, ``model.safetensors``: files of the trials
-  run on this machine;
+* ``trials/<key>/history.csv``, ``metrics.json`` (strict JSON: a non-finite value is null and
+  named under ``nonfinite``), ``model.safetensors``: files of the trials run on this machine;
+  ``trials/<key>/diverged.json`` instead, for a trial whose training diverged;
 * ``report.html``, ``summary.md`` and the figures (``*.png``).
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from reglab.lab.studyfile import Study
     from reglab.lab.trial import TrialOutcome
 
-__all__ = ["RunDir"]
+__all__ = ["CheckpointError", "RunDir"]
 
 
 class RunDir:
@@ -101,8 +104,12 @@ class RunDir:
         return parse_study(raw, raw.get("name", "study"))
 
     # -- trials --------------------------------------------------------------------------
-    def save_trial(self, key: str, outcome: TrialOutcome) -> None:
+    def save_trial(self, key: str, outcome: TrialOutcome, metrics: dict[str, Any]) -> None:
+        """The trial's ``history.csv``, ``model.safetensors`` and (last) ``metrics.json``;
+        ``metrics`` as stored (strict JSON: :func:`reglab.lab.metrics.strict_metrics`)."""
         from safetensors.torch import save
+
+        self.trial_file(key, "diverged.json").unlink(missing_ok=True)
 
         rows = outcome.history
         buffer = io.StringIO()
@@ -115,14 +122,73 @@ class RunDir:
         payload = save(state, metadata={"trial": key, "tied": json.dumps(tied)})
         atomic_write(self.trial_file(key, "model.safetensors"), lambda f: f.write(payload))
         # Written last: its presence means the trial's files are complete.
-        atomic_write_json(self.trial_file(key, "metrics.json"), outcome.metrics)
+        atomic_write_json(self.trial_file(key, "metrics.json"), metrics)
 
-    def weights(self, key: str) -> dict[str, Any] | None:
-        """Trial ``key``'s saved tensors as numpy arrays (None when not saved here)."""
+    def save_divergence(self, key: str, reason: str) -> None:
+        """``trials/<key>/diverged.json``: the trial stopped on a non-finite value."""
+        atomic_write_json(self.trial_file(key, "diverged.json"), {"diverged": reason})
+
+    def weights(
+        self, key: str, expected: Mapping[str, Sequence[int]] | None
+    ) -> dict[str, Any] | None:
+        """Trial ``key``'s saved tensors as numpy arrays, or None when it was not saved here.
+
+        ``expected`` is ``{name: shape}`` of the trial's model as stored with its results;
+        a file that is unreadable, or whose names and shapes differ from it (another
+        architecture's checkpoint, a file from an older run), raises :class:`CheckpointError`
+        naming the file and the first difference. No model is built to check it."""
+        from safetensors import safe_open
         from safetensors.numpy import load_file
 
         path = self.trial_file(key, "model.safetensors")
-        return load_file(str(path)) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                tied = json.loads((f.metadata() or {}).get("tied", "{}"))
+                found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+        except Exception as err:  # safetensors raises its own error type for bad files
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+        if expected is None:
+            raise CheckpointError(f"{path}: the results hold no record of its model to check it")
+        wanted = {n: tuple(shape) for n, shape in expected.items() if n not in tied}
+        if found != wanted:
+            raise CheckpointError(f"{path}: not the trial's model ({_difference(found, wanted)})")
+        return load_file(str(path))
+
+    def finished_trials(self) -> dict[str, dict[str, Any]]:
+        """What the trial folders hold of finished trials, to rebuild a lost storage:
+        ``{key: {"metrics", "history", "tensors"}}`` for each trial whose files are complete
+        (``metrics.json`` is written last), ``{key: {"diverged": reason}}`` for diverged
+        ones. (Reliability bins live only in the storage.)"""
+        from safetensors import safe_open
+
+        out: dict[str, dict[str, Any]] = {}
+        folder = self.path / "trials"
+        for trial in sorted(folder.iterdir()) if folder.is_dir() else ():
+            key = trial.name
+            if (trial / "diverged.json").is_file():
+                out[key] = json.loads((trial / "diverged.json").read_text())
+                continue
+            metrics_file, weights = trial / "metrics.json", trial / "model.safetensors"
+            if not (metrics_file.is_file() and weights.is_file()):
+                continue
+            with safe_open(str(weights), framework="numpy") as f:
+                tied = json.loads((f.metadata() or {}).get("tied", "{}"))
+                tensors = {n: list(f.get_slice(n).get_shape()) for n in f.keys()}  # noqa: SIM118
+            tensors.update({dropped: tensors[kept] for dropped, kept in tied.items()})
+            history_file = trial / "history.csv"
+            rows = (
+                list(csv.DictReader(io.StringIO(history_file.read_text())))
+                if history_file.is_file()
+                else []
+            )
+            out[key] = {
+                "metrics": json.loads(metrics_file.read_text()),
+                "history": [{k: _number(v) for k, v in row.items()} for row in rows],
+                "tensors": tensors,
+            }
+        return out
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a process killed mid-write; returns how many."""
@@ -130,6 +196,28 @@ class RunDir:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+class CheckpointError(ValueError):
+    """A trial's checkpoint cannot be read, or does not belong to the trial's model."""
+
+
+def _difference(found: dict[str, tuple[int, ...]], wanted: dict[str, tuple[int, ...]]) -> str:
+    for name, shape in wanted.items():
+        if name not in found:
+            return f"it lacks {name}"
+        if found[name] != shape:
+            return f"{name} is {found[name]}, the model's is {shape}"
+    extra = sorted(set(found) - set(wanted))
+    return f"it has {extra[0]}, which the model has not"
 
 
 def _unique_tensors(

@@ -16,7 +16,9 @@ are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints
 loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
 shared representations). Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and its ``seconds`` are the
-stack's training time divided by the number of members.
+stack's training time divided by the number of members. When a member's loss or penalty
+turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are trained alone
+(so the one that diverged is named with its own step and term).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from reglab.lab.trial import TrialContext, TrialOutcome
 from reglab.losses import smooth_targets
 from reglab.penalties import L1, L1L2, L2
 from reglab.regularization.rules import Bindings, resolve
+from reglab.training.divergence import Diverged, FiniteWatch, all_finite
 
 __all__ = ["run_stacked", "stack_key"]
 
@@ -201,6 +204,7 @@ def run_stacked(
     loss_of = _per_sample_loss(first)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
+    watch, step = FiniteWatch(torch.device("cpu")), 0
     start = time.perf_counter()
     for epoch in range(first.train.epochs):
         stack.train()
@@ -214,6 +218,10 @@ def run_stacked(
             out = stack(x[rows], per_member=True)  # (K, b, C)
             per_member = loss_of(out.flatten(0, 1), y[rows].flatten()).view(k, -1).mean(1)
             total = per_member.sum() + (reg.penalty() if reg is not None else 0.0)
+            step += 1
+            found = watch.add(step, {"loss": total})
+            if found is not None:  # the Sweep trains each member alone, to say which diverged
+                raise Diverged(f"{found} (epoch {epoch + 1}) of a stack of {k}")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -224,6 +232,8 @@ def run_stacked(
                 loss_sum += per_member.detach().double() * b
                 acc_sum += (out.argmax(-1) == y[rows]).double().mean(1) * b
             steps += 1
+        if not all_finite(stack):
+            raise Diverged(f"a parameter is non-finite after epoch {epoch + 1} of a stack of {k}")
         logs = {"loss": (loss_sum / n).tolist(), "acc": (acc_sum / n).tolist()}
         logs.update(_held_out(stack, monitor, loss_of, batch))
         step_time = (time.perf_counter() - epoch_start) / steps

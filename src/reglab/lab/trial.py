@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import reglab
 from reglab.constraints import NormBound
 from reglab.lab.schema import Table, choice, integer, number, spec
 from reglab.layouts import named_kernels, unit_layout
-from reglab.training import Callback, History, fit
+from reglab.training import Callback, Diverged, History, fit
 
 if TYPE_CHECKING:
     from reglab.lab.config import TrialConfig
@@ -32,6 +33,7 @@ __all__ = [
     "kernel_stats",
     "kernels",
     "make_optimizer",
+    "tensor_shapes",
     "train_model",
 ]
 
@@ -124,7 +126,8 @@ def train_model(
     """:func:`~reglab.training.fit` with the point's ``[train]`` settings and ``seed``, the
     grid's regularizers (unless given) and the context's progress and TensorBoard callbacks;
     returns the history and the training seconds. Hooks are removed afterwards, so evaluation
-    records no activity."""
+    records no activity. Raises :class:`Diverged` when training stopped on a non-finite
+    value."""
     if regularizers is None:
         regularizers = grid_regularizers(config, model)
     callbacks = list(callbacks)
@@ -135,24 +138,34 @@ def train_model(
 
         callbacks.append(TensorBoard(context.tensorboard))
     start = time.perf_counter()
-    history = fit(
-        model,
-        train,
-        monitor,
-        optimizer=make_optimizer(model.parameters(), config.train),
-        epochs=config.train.epochs,
-        regularization=list(regularizers),
-        callbacks=callbacks,
-        batch_size=config.train.batch_size,
-        seed=seed,
-        progress=False,
-        **fit_kwargs,
-    )
+    with warnings.catch_warnings():  # a divergence is reported as the trial's outcome
+        warnings.filterwarnings("ignore", "fit stopped:", RuntimeWarning)
+        history = fit(
+            model,
+            train,
+            monitor,
+            optimizer=make_optimizer(model.parameters(), config.train),
+            epochs=config.train.epochs,
+            regularization=list(regularizers),
+            callbacks=callbacks,
+            batch_size=config.train.batch_size,
+            seed=seed,
+            progress=False,
+            **fit_kwargs,
+        )
     seconds = time.perf_counter() - start
     for reg in regularizers:
         if hasattr(reg, "remove"):
             reg.remove()
+    if history.diverged is not None:
+        raise Diverged(history.diverged)
     return history, seconds
+
+
+def tensor_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """``{state_dict name: shape}`` of a trained model: stored with the trial's results, so a
+    report checks a checkpoint against the model it belongs to without building the model."""
+    return {name: list(t.shape) for name, t in model.state_dict().items()}
 
 
 def history_rows(history: Any) -> list[dict[str, float]]:

@@ -1,6 +1,7 @@
 """Training: a short ``fit`` loop, callbacks, and early stopping."""
 
 from reglab.training.callbacks import Callback, TrainState
+from reglab.training.divergence import Diverged
 from reglab.training.early_stopping import EarlyStopping
 from reglab.training.history import History
 from reglab.training.metrics import accuracy
@@ -9,6 +10,7 @@ from reglab.training.trainer import Regularizer, fit
 
 __all__ = [
     "Callback",
+    "Diverged",
     "EarlyStopping",
     "History",
     "Regularizer",

@@ -9,7 +9,18 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-__all__ = ["FiniteWatch", "Snapshot", "all_finite"]
+__all__ = ["Diverged", "FiniteWatch", "Snapshot", "all_finite"]
+
+
+class Diverged(RuntimeError):
+    """Training hit a non-finite loss or penalty term. ``reason`` names the first one, e.g.
+    ``"loss is nan at step 12 (epoch 1)"``. Raised where a loop cannot stop and return (
+    ``Bagging.fit``, a lab trial); ``fit`` itself stops, warns and sets
+    ``History.diverged``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class FiniteWatch:

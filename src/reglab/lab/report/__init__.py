@@ -24,7 +24,7 @@ from reglab.lab.report.summaries import (
     table_columns,
     weight_histograms,
 )
-from reglab.lab.rundir import RunDir
+from reglab.lab.rundir import CheckpointError, RunDir
 from reglab.layouts import is_kernel
 
 __all__ = [
@@ -50,21 +50,32 @@ def _first_seed(records: Sequence[Record]) -> dict[str, Record]:
     return out
 
 
-def _kernels(run_dir: RunDir, records: Sequence[Record]) -> dict[str, list[Any]]:
+def _weights(run_dir: RunDir, record: Record, notes: list[str]) -> dict[str, Any] | None:
+    """A trial's checkpoint, checked against its model; a bad one becomes a note."""
+    try:
+        return run_dir.weights(record["key"], record.get("tensors"))
+    except CheckpointError as err:
+        notes.append(f"{err}; not drawn")
+        return None
+
+
+def _kernels(run_dir: RunDir, records: Sequence[Record], notes: list[str]) -> dict[str, list[Any]]:
     """First seed's kernels of each point, from the checkpoints saved in ``run_dir``."""
     out: dict[str, list[Any]] = {}
     for r in _first_seed(records).values():
-        tensors = run_dir.weights(r["key"])
+        tensors = _weights(run_dir, r, notes)
         if tensors is not None:
             out[r["label"]] = [t for n, t in tensors.items() if is_kernel(n.rsplit(".", 1)[-1], t)]
     return out
 
 
-def _filters(run_dir: RunDir, records: Sequence[Record]) -> dict[str, tuple[str, Any]]:
+def _filters(
+    run_dir: RunDir, records: Sequence[Record], notes: list[str]
+) -> dict[str, tuple[str, Any]]:
     """First seed's encoder filters (``encoder.0.weight``) of each autoencoder point."""
     out = {}
     for point, r in _first_seed(records).items():
-        tensors = run_dir.weights(r["key"])
+        tensors = _weights(run_dir, r, [])  # a bad file is noted once, by _kernels
         if tensors is not None and "encoder.0.weight" in tensors:
             out[point] = (r["label"], torch.as_tensor(tensors["encoder.0.weight"]))
     return out
@@ -82,28 +93,30 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         atomic_write(run_dir.output(name), lambda f: f.write(data))
         rendered.append((name, caption, data))
 
-    if records:
+    trained = [r for r in records if not r.get("diverged")]  # figures show trained models
+    notes: list[str] = []
+    if trained:
         recorded = {k for row in summary for k in row["metrics"]}
         add(
             "results.png",
             "Results per configuration (mean ± std over seeds)",
             figures.results_figure(summary, pick(recorded, "bar", 3)),
         )
-        curve_data = curves(records)
+        curve_data = curves(trained)
         if curve_data:
             add(
                 "learning_curves.png",
                 "Training vs held-out loss: the overfitting picture",
                 figures.learning_curves_figure(curve_data),
             )
-        histograms = weight_histograms(_kernels(run_dir, records))
+        histograms = weight_histograms(_kernels(run_dir, trained, notes))
         if histograms:
             add(
                 "weights.png",
                 "Weight histograms: L1 piles weights at zero, L2 shrinks them densely",
                 figures.histogram_figure(histograms),
             )
-        bins = reliability(records)
+        bins = reliability(trained)
         if bins:
             add(
                 "reliability.png",
@@ -122,7 +135,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         if image is not None:
             from reglab.autoencoders import plot_filters
 
-            for point, (label, weight) in _filters(run_dir, records).items():
+            for point, (label, weight) in _filters(run_dir, trained, notes).items():
                 add(
                     f"filters_{point}.png",
                     f"Encoder filters (first seed): {label}",
@@ -137,13 +150,11 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                 figures.coefficients_figure(series, {k: metric(k) for k in keys}),
             )
     title = f"reglab study: {study.name}"
-    status = f"{len(records)} of {total_trials} trials complete."
+    diverged = len(records) - len(trained)
+    status = f"{len(trained)} of {total_trials} trials complete" + (
+        f", {diverged} diverged." if diverged else "."
+    )
     stopping = stopping_rows(summary)
-    atomic_write_text(
-        run_dir.output("summary.md"),
-        markdown_page(title, study.description, status, summary, columns, stopping, rendered),
-    )
-    return atomic_write_text(
-        run_dir.output("report.html"),
-        html_page(title, study.description, status, summary, columns, stopping, rendered),
-    )
+    page = (title, study.description, status, summary, columns, stopping, rendered, notes)
+    atomic_write_text(run_dir.output("summary.md"), markdown_page(*page))
+    return atomic_write_text(run_dir.output("report.html"), html_page(*page))

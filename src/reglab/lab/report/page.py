@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from reglab.lab.metrics import Metric, format_value
-from reglab.lab.report.summaries import STOPPING_HEADERS, markdown_table
+from reglab.lab.metrics import Metric
+from reglab.lab.report.summaries import STOPPING_HEADERS, markdown_table, table_rows
 
 __all__ = ["html_page", "markdown_page"]
 
@@ -25,6 +24,7 @@ def markdown_page(
     columns: Sequence[Metric],
     stopping: Sequence[Sequence[str]],
     figures: Sequence[Figure],
+    notes: Sequence[str] = (),
 ) -> str:
     parts = [f"# {title}", description.strip(), status, markdown_table(summary, columns)]
     if stopping:
@@ -35,6 +35,7 @@ def markdown_page(
             + "".join(f"\n| {' | '.join(cells)} |" for cells in stopping)
         )
     parts += [f"![{caption}]({name})" for name, caption, _ in figures]
+    parts += [f"Note: {note}" for note in notes]
     return "\n\n".join(parts) + "\n"
 
 
@@ -59,13 +60,9 @@ def html_page(
     columns: Sequence[Metric],
     stopping: Sequence[Sequence[str]],
     figures: Sequence[Figure],
+    notes: Sequence[str] = (),
 ) -> str:
-    rows = [
-        [r["label"], str(len(r["seeds"]))]
-        + [format_value(m, *r["metrics"].get(m.key, (math.nan, math.nan))) for m in columns]
-        for r in summary
-    ]
-    results = _table(["config", "seeds", *(m.header for m in columns)], rows)
+    results = _table(*table_rows(summary, columns))
     if stopping:
         results += "<p>Early-stopping criteria replayed on the logged runs:</p>"
         results += _table(STOPPING_HEADERS, stopping)
@@ -74,9 +71,10 @@ def html_page(
         f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(c)}</figcaption></figure>'
         for _, c, data in figures
     )
+    remarks = "".join(f"<p>Note: {html.escape(n)}</p>" for n in notes)
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(description.strip())}</p><p>{html.escape(status)}</p>"
-        f"{results}{images}</body></html>\n"
+        f"{results}{images}{remarks}</body></html>\n"
     )

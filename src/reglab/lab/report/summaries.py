@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reglab.lab.metrics import Metric, format_value, pick
+from reglab.lab.metrics import NONFINITE, Metric, format_value, pick
 
 __all__ = [
     "coefficient_series",
@@ -23,6 +23,7 @@ __all__ = [
     "stopping_rows",
     "summarize",
     "table_columns",
+    "table_rows",
     "weight_histograms",
 ]
 
@@ -37,8 +38,10 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarize(records: Sequence[Record]) -> list[dict[str, Any]]:
-    """One row per grid point (file order): point, label, entry, params, seeds, and
-    ``(mean, std)`` over seeds (sample std) of every metric."""
+    """One row per grid point (file order): point, label, entry, params, seeds (those that
+    trained to the end), ``(mean, std)`` over them (sample std) of every metric,
+    ``diverged`` (``[(seed, reason)]``) and ``notes``: the seeds that diverged and the metrics
+    that were not finite, in words (or "")."""
     rows: dict[str, dict[str, Any]] = {}
     for r in records:
         row = rows.setdefault(
@@ -50,17 +53,45 @@ def summarize(records: Sequence[Record]) -> list[dict[str, Any]]:
                 "params": r["params"],
                 "seeds": [],
                 "values": {},
+                "diverged": [],
+                "nonfinite": {},
             },
         )
+        if r.get("diverged"):
+            row["diverged"].append((r["seed"], r["diverged"]))
+            continue
         row["seeds"].append(r["seed"])
         for k, v in r["metrics"].items():
-            row["values"].setdefault(k, []).append(v)
+            if k == NONFINITE:
+                for name, kind in v.items():
+                    row["nonfinite"].setdefault(name, []).append((r["seed"], kind))
+            else:
+                row["values"].setdefault(k, []).append(v)
     out = []
     for row in rows.values():
         values = row.pop("values")
         row["metrics"] = {k: _mean_std(v) for k, v in values.items()}
+        row["notes"] = _notes(row["diverged"], row.pop("nonfinite"), len(row["seeds"]))
         out.append(row)
     return out
+
+
+def _notes(
+    diverged: list[tuple[int, str]], nonfinite: dict[str, list[tuple[int, str]]], trained: int
+) -> str:
+    notes = []
+    if diverged:
+        seeds = ", ".join(str(seed) for seed, _ in diverged)
+        which = "" if not trained else f" (seed{'s' if len(diverged) > 1 else ''} {seeds})"
+        notes.append(f"diverged{which}: {diverged[0][1]}")
+    for name, seen in nonfinite.items():
+        kinds = ", ".join(f"{kind} (seed {seed})" for seed, kind in seen)
+        notes.append(f"{name} {kinds}")
+    return "; ".join(notes)
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value  # stored histories hold null for NaN / inf
 
 
 def curves(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
@@ -79,7 +110,7 @@ def curves(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
         out[point] = {
             "label": labels[point],
             **{
-                key: [statistics.fmean(h[i][key] for h in histories) for i in range(n)]
+                key: [statistics.fmean(_number(h[i][key]) for h in histories) for i in range(n)]
                 for key in ("loss", "val_loss")
                 if all(key in h[0] for h in histories if h)
             },
@@ -173,7 +204,7 @@ def weight_histograms(
     kernels: Mapping[str, Sequence[Any]], bins: int = 60
 ) -> dict[str, dict[str, list[float]]]:
     """Per label, a histogram of all kernel entries (arrays/tensors) over one shared range
-    symmetric around 0: ``{"edges": [...], "counts": [...]}``."""
+    symmetric around 0: ``{"edges": [...], "counts": [...]}`` (non-finite entries left out)."""
     import numpy as np
 
     flat = {
@@ -181,6 +212,8 @@ def weight_histograms(
         for k, ts in kernels.items()
         if ts
     }
+    flat = {k: v[np.isfinite(v)] for k, v in flat.items()}  # NaN / inf have no bin
+    flat = {k: v for k, v in flat.items() if v.size}
     if not flat:
         return {}
     limit = max(float(np.abs(v).max()) for v in flat.values()) or 1.0
@@ -229,9 +262,34 @@ def markdown_table(
     from reglab.lab.metrics import METRICS
 
     columns = list(METRICS) if columns is None else list(columns)
-    header = "| config | seeds | " + " | ".join(m.header for m in columns) + " |"
-    lines = [header, "|---|---|" + "---|" * len(columns)]
+    headers, rows = table_rows(summary, columns)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def table_rows(
+    summary: Sequence[dict[str, Any]], columns: Sequence[Metric]
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the results table: config, seeds (trained / run), the metrics,
+    and a notes column when a row has notes (divergence, non-finite metrics)."""
+    notes = any(row.get("notes") for row in summary)
+    headers = ["config", "seeds", *(m.header for m in columns), *(["notes"] if notes else [])]
+    rows = []
     for row in summary:
         cells = [format_value(m, *row["metrics"].get(m.key, (math.nan, math.nan))) for m in columns]
-        lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(
+            [
+                row["label"],
+                _seeds(row),
+                *cells,
+                *([row.get("notes", "")] if notes else []),
+            ]
+        )
+    return headers, rows
+
+
+def _seeds(row: dict[str, Any]) -> str:
+    """How many seeds trained to the end, and of how many when some diverged."""
+    trained, diverged = len(row["seeds"]), len(row.get("diverged", ()))
+    return f"{trained}/{trained + diverged}" if diverged else str(trained)

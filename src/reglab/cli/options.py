@@ -1,0 +1,77 @@
+"""Options shared by subcommands, and the checks that name the option they are about."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from reglab.lab.trust import ENVIRONMENT
+
+__all__ = [
+    "OptionError",
+    "add_trust_option",
+    "add_worker_options",
+    "positive_int",
+    "writable_directory",
+]
+
+
+class OptionError(ValueError):
+    """A command-line option that cannot be used (one line naming the option)."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-factory",
+        action="append",
+        metavar="MODULE",
+        help="allow model factories from MODULE (and its submodules) to be imported and "
+        f"called; repeatable (also: {ENVIRONMENT}=mod_a,mod_b). Without it a study that "
+        "names a factory is refused",
+    )
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=10,
+        help="seconds between a running trial's heartbeats (10)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=positive_int,
+        default=30,
+        help="seconds without heartbeat before a trial is retried (30)",
+    )
+    parser.add_argument(
+        "--no-stack",
+        action="store_true",
+        help="train every trial alone (by default, trials that differ only in seed and "
+        "penalty coefficients train together as one model stack)",
+    )
+    add_trust_option(parser)
+
+
+def writable_directory(path: Path, option: str) -> None:
+    """Create ``path`` (and parents) unless it exists; :class:`OptionError` naming ``option``
+    when it is not a directory or cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"{option}: {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OptionError(f"{option}: cannot create {path}: {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OptionError(f"{option}: {path} is not writable")
