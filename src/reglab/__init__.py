@@ -10,7 +10,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from reglab import constraints, penalties
 from reglab._validation import InvalidParameterError
+from reglab.optim import param_groups, proximal_l1
 from reglab.regularization import Regularization, attach
+from reglab.schedules import schedule
 
 try:
     __version__ = version("reglab")
@@ -23,5 +25,8 @@ __all__ = [
     "__version__",
     "attach",
     "constraints",
+    "param_groups",
     "penalties",
+    "proximal_l1",
+    "schedule",
 ]

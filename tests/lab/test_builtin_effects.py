@@ -218,3 +218,29 @@ def test_ar_lowers_activations_and_tar_their_changes_in_the_lstm_language_model(
     assert ar["act_sq"] < 0.9 * none["act_sq"]
     assert tar["act_diff_sq"] < none["act_diff_sq"]
     assert tar["act_sq"] > ar["act_sq"]  # TAR does not do AR's job
+
+
+def test_adam_l2_makes_near_zeros_where_adamw_shrinks_every_weight() -> None:
+    """Under Adam an L2 penalty's gradient is divided by each coordinate's gradient RMS: the
+    weakest strength already leaves 10x more near-zero weights than plain Adam (measured at
+    this budget: 13.5 % vs 1.3 %), while AdamW's strongest decay shrinks the kernel norm
+    (measured 13 %) and leaves the near-zero fraction where plain Adam has it (1.5 %)."""
+    adam = _metrics("adam-l2-vs-adamw", "Adam", 10)
+    l2 = _metrics("adam-l2-vs-adamw", "Adam_L2_l2=1e-05", 10)
+    adamw = _metrics("adam-l2-vs-adamw", "AdamW_weight_decay=1", 10)
+    assert l2["weight_small_frac"] > 5 * adam["weight_small_frac"], (l2, adam)
+    assert adamw["weight_small_frac"] < 2 * adam["weight_small_frac"], (adamw, adam)
+    assert adamw["weight_norm"] < 0.92 * adam["weight_norm"]
+    assert adamw["test_acc"] > adam["test_acc"] - 0.01
+
+
+def test_proximal_l1_gives_exact_zeros_at_the_subgradients_accuracy() -> None:
+    """Plain SGD, matched λ: the two reach the same accuracy and norm (measured 71.8 vs
+    72.0 %, 11.01 vs 11.01 at 10 epochs), but only the proximal step makes exact zeros
+    (measured 17 % vs none)."""
+    subgradient = _metrics("proximal-l1", "subgradient_L1_l1=0.001", 10)
+    proximal = _metrics("proximal-l1", "proximal_L1_proximal_l1=0.001", 10)
+    assert subgradient["weight_zero_frac"] == 0.0
+    assert proximal["weight_zero_frac"] > 0.1, proximal
+    assert abs(proximal["test_acc"] - subgradient["test_acc"]) < 0.02
+    assert proximal["weight_norm"] == pytest.approx(subgradient["weight_norm"], rel=0.02)

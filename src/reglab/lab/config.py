@@ -44,7 +44,7 @@ from reglab.lab.language import LanguageModel
 from reglab.lab.models import FactoryModel, MLPModel
 from reglab.lab.regression import LinearModel
 from reglab.lab.schema import StudyError, Table, choice, fail, number
-from reglab.lab.trial import NormBoundConfig, TrainConfig
+from reglab.lab.trial import NormBoundConfig, ScheduleConfig, TrainConfig
 
 __all__ = ["MODEL_KINDS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
 
@@ -69,7 +69,7 @@ TECHNIQUES: dict[str, Any] = {
     "post_hoc_stopping": PostHocConfig,
 }
 #: Grid keys that are a number each (0: off).
-LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0)}
+LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0), "proximal_l1": number(0.0)}
 RULE_KEYS = (
     "activity",
     "activity_reduction",
@@ -103,6 +103,12 @@ def parse_model(raw: Any, path: str, origins: Mapping[str, str] | None = None) -
             f"{origins.get(key, path)}.{key}", f"does not apply to model.kind = {kind!r}", raw[key]
         )
     return cls.parse(raw, path, origins)  # type: ignore[return-value]
+
+
+def _schedules(path: str, value: Any) -> tuple[ScheduleConfig, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise fail(path, "expected a list of { target, schedule, attribute, per } tables", value)
+    return tuple(ScheduleConfig.parse(entry, f"{path}[{i}]") for i, entry in enumerate(value))
 
 
 def _rules(path: str, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
@@ -159,6 +165,10 @@ class TrialConfig:
     post_hoc_stopping: PostHocConfig | None = None
     input_noise: float = 0.0
     weight_noise: float = 0.0
+    #: ``proximal_l1 = λ``: soft-threshold the kernels by ``lr · λ`` after each step
+    #: (:func:`reglab.proximal_l1`).
+    proximal_l1: float = 0.0
+    schedules: tuple[ScheduleConfig, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # -- parsing -------------------------------------------------------------------------
@@ -188,6 +198,8 @@ class TrialConfig:
         for key, check in LEVELS.items():
             if key in raw:
                 values[key] = check(f"{path}.{key}", raw[key])
+        if "schedules" in raw:
+            values["schedules"] = _schedules(f"{path}.schedules", raw["schedules"])
         config = cls(**values, raw=copy.deepcopy(dict(raw)))
         config._check(path, sections)
         return config
@@ -267,6 +279,37 @@ class TrialConfig:
             )
         if self.rules:
             self._check_rules(path)
+        for i, entry in enumerate(self.schedules):
+            self._check_schedule(f"{path}.schedules[{i}]", entry)
+
+    def _check_schedule(self, path: str, entry: ScheduleConfig) -> None:
+        """The schedule's target exists in this point, and has the coefficient it names."""
+        from reglab.schedules import _attribute
+
+        if self.kind != "classifier":
+            raise fail(path, "schedules apply to classifier trials", entry.target)
+        if entry.target == "proximal_l1":
+            return
+        if entry.target == "norm_bound":
+            if self.norm_bound is None:
+                raise fail(f"{path}.target", "this grid point has no norm_bound", entry.target)
+            return
+        prefix, _, rest = entry.target.partition(".")
+        glob, _, kind = rest.rpartition(".")
+        rules = dict(self.rules)
+        if prefix != "rules" or glob not in rules or kind not in ("kernel", "bias", "activity"):
+            raise fail(
+                f"{path}.target",
+                "expected 'norm_bound', 'proximal_l1' or 'rules.<glob>.<kind>' naming one of "
+                f"this point's rules ({', '.join(rules) or 'none'}) and kernel, bias or activity",
+                entry.target,
+            )
+        if kind not in rules[glob]:
+            raise fail(f"{path}.target", f"rule {glob!r} has no {kind} penalty", entry.target)
+        try:
+            _attribute(penalties.get(copy.deepcopy(rules[glob][kind])), entry.attribute or None)
+        except InvalidParameterError as err:
+            raise fail(f"{path}.attribute", str(err).rstrip("."), entry.attribute) from None
 
     def _check_rules(self, path: str) -> None:
         """Resolve the rules against the model's modules now (on the meta device), so a glob
@@ -341,13 +384,15 @@ class TrialConfig:
             if (
                 value is None
                 or (f.name in LEVELS and not value)
-                or (f.name == "rules" and not value)
+                or (f.name in ("rules", "schedules") and not value)
             ):
                 continue
             if f.name == "model":
                 out["model"] = {"kind": value.kind, **value.to_dict()}
             elif f.name == "rules":
                 out["rules"] = self.rules_mapping()
+            elif f.name == "schedules":
+                out["schedules"] = [entry.to_dict() for entry in value]
             else:
                 out[f.name] = value.to_dict() if isinstance(value, Table) else value
         return out

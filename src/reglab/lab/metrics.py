@@ -173,6 +173,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("weight_norm", "‖W‖₂", "kernel L2 norm", decimals=1, console=20, bar=7),
     Metric("max_unit_norm", "max unit ‖w‖", "largest unit norm", decimals=2),
     Metric("weight_small_frac", "w≈0 %", "kernel entries with |w| < 1e-3", **_PCT),
+    Metric("weight_zero_frac", "w=0 %", "kernel entries exactly 0", **_PCT),
     Metric("epochs_run", "epochs", "epochs trained", decimals=0),
     Metric("seconds", "s", "training seconds", decimals=1, console=21),
 )

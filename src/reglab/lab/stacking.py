@@ -39,7 +39,7 @@ from reglab.lab.classifier import classifier_metrics
 from reglab.lab.config import TrialConfig
 from reglab.lab.datasets import load_data
 from reglab.lab.models import MLPModel
-from reglab.lab.trial import TrialContext, TrialOutcome
+from reglab.lab.trial import TrialContext, TrialOutcome, make_optimizer
 from reglab.losses import smooth_targets
 from reglab.penalties import L1, L1L2, L2
 from reglab.regularization.rules import Bindings, resolve
@@ -49,6 +49,8 @@ __all__ = ["run_stacked", "stack_key"]
 
 #: Techniques whose trials run alone (per-trial logic a stack does not replicate).
 _ALONE = (
+    "proximal_l1",
+    "schedules",
     "early_stopping",
     "post_hoc_stopping",
     "norm_bound",
@@ -169,12 +171,8 @@ def _per_sample_loss(config: TrialConfig) -> Any:
 
 
 def _optimizer(stack: ModelStack, config: TrialConfig) -> torch.optim.Optimizer:
-    train = config.train
-    if train.optimizer == "sgd":
-        return fused_optimizer(
-            torch.optim.SGD, stack.parameters(), lr=train.lr, momentum=train.momentum
-        )
-    return fused_optimizer(torch.optim.Adam, stack.parameters(), lr=train.lr)
+    # The stack mirrors its members' parameter names: the same kernels get the decay.
+    return make_optimizer(stack, config.train, fused_optimizer)
 
 
 def run_stacked(

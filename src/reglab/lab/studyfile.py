@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
-GRID_KEYS = ("mode", "model", "name", "rules", "train", *TECHNIQUES, *LEVELS)
+GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
 @dataclass(frozen=True)

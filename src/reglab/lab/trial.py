@@ -7,7 +7,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from torch import nn
 
 import reglab
 from reglab.constraints import NormBound
-from reglab.lab.schema import Table, choice, integer, number, spec
+from reglab.lab.schema import Table, choice, fail, integer, number, spec, string
 from reglab.layouts import named_kernels, unit_layout
 from reglab.training import Callback, Diverged, History, fit
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NormBoundConfig",
+    "ScheduleConfig",
     "TrainConfig",
     "TrialContext",
     "TrialOutcome",
@@ -33,6 +34,7 @@ __all__ = [
     "kernel_stats",
     "kernels",
     "make_optimizer",
+    "optimizer_side",
     "tensor_shapes",
     "train_model",
 ]
@@ -42,10 +44,14 @@ __all__ = [
 class TrainConfig(Table):
     """The ``[train]`` table."""
 
-    optimizer: str = spec("adam", choice("adam", "sgd"))
+    optimizer: str = spec("adam", choice("adam", "adamw", "sgd"))
     lr: float = spec(1e-3, number(above=0.0))
     #: SGD's momentum
     momentum: float = spec(0.9, number(0.0, below=1.0))
+    #: The optimizer's own weight decay, on kernels only (:func:`reglab.param_groups`):
+    #: coupled for ``sgd`` (the same as an ``L2(weight_decay / 2)`` rule) and ``adam``,
+    #: decoupled for ``adamw``.
+    weight_decay: float = spec(0.0, number(0.0))
     epochs: int = spec(30, integer(1))
     batch_size: int = spec(64, integer(1))
 
@@ -57,6 +63,47 @@ class NormBoundConfig(Table):
 
     max_norm: float = spec(check=number(0.0, what="a number (the bound k)"))
     lr_dual: float = spec(0.1, number(above=0.0))
+
+
+def _schedule(path: str, value: Any) -> Any:
+    """A ``reglab.schedules`` registry identifier (kept as written; built on use)."""
+    from reglab.schedules import registry
+
+    if isinstance(value, str) or not isinstance(value, Mapping):
+        raise fail(path, "expected a table like { class_name = 'warmup', config = {...} }", value)
+    try:
+        registry.get(dict(value))
+    except (ValueError, TypeError) as err:
+        raise fail(path, str(err).rstrip("."), value) from None
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(Table):
+    """One entry of a grid point's ``schedules = [...]``: ``target`` is ``"rules.<glob>.<kind>"``
+    (the penalty of that rule: ``kernel``, ``bias`` or ``activity``), ``"norm_bound"`` (its
+    bound) or ``"proximal_l1"``; ``schedule`` a :mod:`reglab.schedules` identifier, e.g.
+    ``{ class_name = "warmup", config = { value = 1e-3, steps = 500 } }``; ``attribute`` the
+    coefficient when the target has several (``L1L2``: ``"l1"`` or ``"l2"``); ``per`` whether
+    ``t`` counts optimizer steps or epochs."""
+
+    target: str = spec(check=string())
+    schedule: dict[str, Any] = spec(check=_schedule)
+    attribute: str = spec("", string())
+    per: str = spec("step", choice("step", "epoch"))
+
+    def build(self, target: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+        from reglab.schedules import registry, schedule
+
+        return schedule(
+            target,
+            registry.get(dict(self.schedule)),
+            optimizer,
+            attribute=self.attribute or None,
+            per=self.per,
+            steps_per_epoch=steps_per_epoch if self.per == "epoch" else None,
+            name=self.target + (f".{self.attribute}" if self.attribute else ""),
+        )
 
 
 @dataclass
@@ -87,11 +134,20 @@ class EpochProgress(Callback):
         self.report(state.epoch + 1, self.epochs)
 
 
-def make_optimizer(params: Any, train: TrainConfig) -> torch.optim.Optimizer:
-    """The ``[train]`` optimizer over ``params`` (torch's default implementation)."""
+def make_optimizer(
+    model: nn.Module, train: TrainConfig, make: Callable[..., Any] | None = None
+) -> torch.optim.Optimizer:
+    """The ``[train]`` optimizer over ``model``'s parameters, with ``weight_decay`` on its
+    kernels only (:func:`reglab.param_groups`). ``make(cls, params, **options)`` builds it
+    (default: torch's implementation; stacks pass ``fused_optimizer``)."""
+    make = make or (lambda cls, params, **options: cls(params, **options))
+    wd = train.weight_decay
+    params = reglab.param_groups(model, wd) if wd else model.parameters()
     if train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum)
-    return torch.optim.Adam(params, lr=train.lr)
+        return make(torch.optim.SGD, params, lr=train.lr, momentum=train.momentum)
+    if train.optimizer == "adamw":  # AdamW's default decay (0.01) must not reach biases
+        return make(torch.optim.AdamW, params, lr=train.lr, weight_decay=0.0)
+    return make(torch.optim.Adam, params, lr=train.lr)
 
 
 def kernels(model: nn.Module) -> list[torch.Tensor]:
@@ -130,7 +186,10 @@ def train_model(
     value."""
     if regularizers is None:
         regularizers = grid_regularizers(config, model)
-    callbacks = list(callbacks)
+    optimizer = make_optimizer(model, config.train)
+    steps = _steps_per_epoch(train, config.train.batch_size)
+    handles, schedules = optimizer_side(config, model, optimizer, regularizers, steps)
+    callbacks = [*schedules, *callbacks]  # schedules log their values before other loggers
     if context.progress is not None:
         callbacks.append(EpochProgress(context.progress, config.train.epochs))
     if context.tensorboard is not None:
@@ -144,7 +203,7 @@ def train_model(
             model,
             train,
             monitor,
-            optimizer=make_optimizer(model.parameters(), config.train),
+            optimizer=optimizer,
             epochs=config.train.epochs,
             regularization=list(regularizers),
             callbacks=callbacks,
@@ -154,12 +213,58 @@ def train_model(
             **fit_kwargs,
         )
     seconds = time.perf_counter() - start
-    for reg in regularizers:
+    for reg in [*regularizers, *handles]:
         if hasattr(reg, "remove"):
             reg.remove()
     if history.diverged is not None:
         raise Diverged(history.diverged)
     return history, seconds
+
+
+def _steps_per_epoch(train: Any, batch_size: int) -> int:
+    if isinstance(train, (tuple, list)):  # in-memory (x, y), batched by index slicing
+        return max(1, math.ceil(len(train[0]) / batch_size))
+    return max(1, len(train))
+
+
+def optimizer_side(
+    config: TrialConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    regularizers: Sequence[Any],
+    steps_per_epoch: int,
+) -> tuple[list[Any], list[Any]]:
+    """The point's optimizer hooks: the proximal L1 step (``proximal_l1``) and its
+    ``schedules``; returns ``(every handle, the schedule handles)`` (those log their values)."""
+    handles: list[Any] = []
+    proximal = None
+    if config.proximal_l1 or any(s.target == "proximal_l1" for s in config.schedules):
+        proximal = reglab.proximal_l1(optimizer, model, config.proximal_l1)
+        handles.append(proximal)
+    schedules = [
+        entry.build(_schedule_target(entry.target, regularizers, proximal), optimizer,
+                    steps_per_epoch)
+        for entry in config.schedules
+    ]  # fmt: skip
+    return [*handles, *schedules], schedules
+
+
+def _schedule_target(target: str, regularizers: Sequence[Any], proximal: Any) -> Any:
+    """The object a schedule's ``target`` names (checked at parse time)."""
+    if target == "proximal_l1":
+        return proximal
+    if target == "norm_bound":
+        return next(r for r in regularizers if isinstance(r, NormBound))
+    glob, _, kind = target.removeprefix("rules.").rpartition(".")
+    for reg in regularizers:
+        bindings = getattr(reg, "bindings", None)
+        if bindings is None:
+            continue
+        found = bindings.activities if kind == "activity" else bindings.weights
+        for b in found:
+            if b.rule == repr(glob) and (kind == "activity" or b.term.endswith(f".{kind}")):
+                return b.penalty
+    raise LookupError(f"no penalty bound by rule {glob!r} ({kind}) for schedule {target!r}")
 
 
 def tensor_shapes(model: nn.Module) -> dict[str, list[int]]:
@@ -193,4 +298,5 @@ def kernel_stats(model: nn.Module) -> dict[str, float]:
             "weight_norm": math.sqrt(sum(float(p.square().sum()) for p in weights)),
             "max_unit_norm": max(unit_norms),
             "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in weights) / count,
+            "weight_zero_frac": sum(int((p == 0).sum()) for p in weights) / count,
         }

@@ -3,9 +3,12 @@
 Bindings are grouped once per change of the parameters (identity, dtype, device):
 
 * **Elementwise** groups — ``L1``, ``L2``, ``L1L2`` with number coefficients, one group per
-  (class, coefficients, dtype, device) — evaluate values and closed-form gradients with
+  (penalty, dtype, device) — evaluate values and closed-form gradients with
   ``torch._foreach_*`` ops, so the number of kernel launches does not grow with the number of
-  penalised tensors.
+  penalised tensors. A group reads its penalty's coefficients from two 0-dim tensors that are
+  refreshed in place when the penalty's attributes change (by hand or by a
+  ``reglab.schedules`` schedule), so a changing coefficient is neither stale nor baked into a
+  ``torch.compile`` graph.
 * **Per-tensor** groups: every other built-in penalty with a closed form (``ExpAbs``,
   ``Orthogonal`` on the module's output units, ``ToReference`` toward a fixed reference, per-
   member coefficients of a ``ModelStack``).
@@ -25,6 +28,7 @@ the unsharded value.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +41,7 @@ from reglab.regularization.rules import WeightBinding, checked_value
 from reglab.regularization.sharding import is_sharded as _is_sharded
 from reglab.regularization.sharding import local as _local
 
-__all__ = ["WeightPenalties"]
+__all__ = ["WeightPenalties", "refresh_coefficients"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -62,25 +66,57 @@ def _blocks(*tensors: torch.Tensor) -> Any:
 @dataclass(frozen=True)
 class _Elementwise:
     """``l1 · Σ|w| + l2 · Σw²`` over several same-dtype, same-device tensors with multi-tensor
-    ``torch._foreach_*`` ops: the launch count does not grow with the number of tensors."""
+    ``torch._foreach_*`` ops: the launch count does not grow with the number of tensors.
+
+    ``has_l1`` / ``has_l2`` say which terms exist (fixed for the group: a coefficient that
+    crosses zero rebuilds the plan); their values live in ``l1_t`` / ``l2_t`` (0-dim tensors
+    that compiled graphs read) and ``current`` (the same as Python floats, for the eager CPU
+    loops and the folded path), refreshed in place by :meth:`refresh`."""
 
     index: tuple[int, ...]
-    l1: float
-    l2: float
+    penalty: Any
+    has_l1: bool
+    has_l2: bool
+    l1_t: torch.Tensor
+    l2_t: torch.Tensor
+    current: list[float]
+
+    @classmethod
+    def of(cls, index: Sequence[int], penalty: Any, like: torch.Tensor, **extra: Any) -> Any:
+        l1, l2 = _elementwise_coefficients(penalty)  # type: ignore[misc]
+        acc = _acc_dtype(like.dtype)
+        return cls(
+            tuple(index),
+            penalty,
+            l1 != 0,
+            l2 != 0,
+            torch.tensor(l1, dtype=acc, device=like.device),
+            torch.tensor(l2, dtype=acc, device=like.device),
+            [l1, l2],
+            **extra,
+        )
+
+    def refresh(self) -> None:
+        """Copy the penalty's coefficients into the group, if they changed."""
+        now = list(_elementwise_coefficients(self.penalty))  # type: ignore[arg-type]
+        if now != self.current:
+            self.current[:] = now
+            self.l1_t.fill_(now[0])
+            self.l2_t.fill_(now[1])
 
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
         acc = _acc_dtype(ws[0].dtype)
-        if not (self.l1 or self.l2):  # L1L2()'s default: a zero penalty
+        if not (self.has_l1 or self.has_l2):  # L1L2()'s default: a zero penalty
             return torch.zeros(len(ws), dtype=acc, device=ws[0].device)
         value: Any = 0.0
-        if self.l2:
-            value = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square() * self.l2
-        if self.l1:
+        if self.has_l2:
+            value = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square() * self.l2_t
+        if self.has_l1:
             if ws[0].device.type == "cpu":  # CPU's norm(ord=1) kernel is not vectorised
                 l1s = torch.stack([a.sum(dtype=acc) for a in torch._foreach_abs(ws)])
             else:
                 l1s = torch.stack(torch._foreach_norm(ws, 1, dtype=acc))
-            value = value + l1s * self.l1
+            value = value + l1s * self.l1_t
         return value
 
     def values_and_gradients(self, ws: Sequence[torch.Tensor]) -> Any:
@@ -89,52 +125,57 @@ class _Elementwise:
 
     def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
         """Fresh ``factor · ∇`` tensors (autograd takes them as the parameters' gradients)."""
-        if not self.l1:  # 2 · l2 · w: one pass
-            return list(torch._foreach_mul(ws, factor * (2.0 * self.l2)))
+        if not self.has_l1:  # 2 · l2 · w: one pass
+            return list(torch._foreach_mul(ws, factor * 2.0 * self.l2_t.to(factor.dtype)))
         grads = list(torch._foreach_sign(ws))  # sign(0) = 0, as autograd's |w|
-        if self.l2:  # l1 · (sign(w) + (2 · l2 / l1) · w)
-            torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 / self.l1)
-        torch._foreach_mul_(grads, factor * self.l1)
+        torch._foreach_mul_(grads, factor * self.l1_t.to(factor.dtype))
+        if self.has_l2:  # + 2 · l2 · w
+            torch._foreach_add_(
+                grads, torch._foreach_mul(ws, factor * 2.0 * self.l2_t.to(factor.dtype))
+            )
         return grads
 
     def add_gradients_(
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
         """``grad += factor · ∇`` in place (``factor`` a number or a 0-dim tensor)."""
+        l1, l2 = self.current
         if isinstance(factor, torch.Tensor):  # a loss scale that a fused optimizer divides out
             torch._foreach_add_(grads, self.gradients(ws, factor))
-        elif not self.l1:  # no temporary at all
-            torch._foreach_add_(grads, ws, alpha=2.0 * self.l2 * factor)
+        elif not self.has_l1:  # no temporary at all
+            torch._foreach_add_(grads, ws, alpha=2.0 * l2 * factor)
         else:
             signs = torch._foreach_sign(ws)
-            if self.l2:
-                torch._foreach_add_(signs, ws, alpha=2.0 * self.l2 / self.l1)
-            torch._foreach_add_(grads, signs, alpha=self.l1 * factor)
+            torch._foreach_add_(grads, signs, alpha=l1 * factor)
+            if self.has_l2:
+                torch._foreach_add_(grads, ws, alpha=2.0 * l2 * factor)
 
 
 @dataclass(frozen=True)
 class _Blocked(_Elementwise):
     """The same penalty on large contiguous CPU tensors, cache-blocked, with one block-sized
     scratch buffer as the only temporary. Under ``torch.compile`` the multi-tensor forms run
-    instead (the compiler fuses them)."""
+    instead (the compiler fuses them). Coefficients are read as floats (``current``): on the
+    CPU that costs no synchronisation."""
 
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
-        if torch.compiler.is_compiling() or not (self.l1 or self.l2):
+        if torch.compiler.is_compiling() or not (self.has_l1 or self.has_l2):
             return super().values(ws)
         return torch.stack([self._value(w) for w in ws])
 
     def _value(self, w: torch.Tensor) -> torch.Tensor:
         # One trip through memory: both sums read each block while it is in cache.
-        scratch = _scratch(w) if self.l1 else None
+        l1, l2 = self.current
+        scratch = _scratch(w) if self.has_l1 else None
         squares, absolutes = [], []
         for (wb,) in _blocks(w):
-            if self.l2:
+            if self.has_l2:
                 squares.append(torch.dot(wb, wb))
             if scratch is not None:
                 absolutes.append(torch.abs(wb, out=scratch[: wb.numel()]).sum())
-        value: Any = self.l2 * torch.stack(squares).sum() if squares else 0.0
+        value: Any = l2 * torch.stack(squares).sum() if squares else 0.0
         if absolutes:
-            value = value + self.l1 * torch.stack(absolutes).sum()
+            value = value + l1 * torch.stack(absolutes).sum()
         return value
 
     def values_and_gradients(
@@ -142,51 +183,54 @@ class _Blocked(_Elementwise):
     ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         """Values and unscaled gradients in one trip through memory (the gradient of L1 is
         ``sign(w)``, whose dot with ``w`` is the L1 value); None without an L1 term."""
-        if torch.compiler.is_compiling() or not self.l1:
+        if torch.compiler.is_compiling() or not self.has_l1:
             return None
+        l1, l2 = self.current
         values, grads = [], []
         for w in ws:
             out = torch.empty_like(w)
             parts = []
             for wb, ob in _blocks(w, out):
                 torch.sign(wb, out=ob)
-                parts.append(torch.dot(wb, ob) * self.l1)
-                if self.l2:
-                    parts.append(torch.dot(wb, wb) * self.l2)
-                    ob.mul_(self.l1).add_(wb, alpha=2.0 * self.l2)
+                parts.append(torch.dot(wb, ob) * l1)
+                if self.has_l2:
+                    parts.append(torch.dot(wb, wb) * l2)
+                    ob.mul_(l1).add_(wb, alpha=2.0 * l2)
                 else:
-                    ob.mul_(self.l1)
+                    ob.mul_(l1)
             values.append(torch.stack(parts).sum())
             grads.append(out)
         return torch.stack(values), grads
 
     def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
-        if torch.compiler.is_compiling() or not self.l1:
+        if torch.compiler.is_compiling() or not self.has_l1:
             return super().gradients(ws, factor)
+        l1, l2 = self.current
+        f = float(factor)  # a CPU scalar: no synchronisation
         out = []
         for w in ws:
             grad = torch.empty_like(w)
             for wb, gb in _blocks(w, grad):
-                torch.sign(wb, out=gb)
-                if self.l2:
-                    gb.add_(wb, alpha=2.0 * self.l2 / self.l1)
-                gb.mul_(factor * self.l1)
+                torch.sign(wb, out=gb).mul_(l1 * f)
+                if self.has_l2:
+                    gb.add_(wb, alpha=2.0 * l2 * f)
             out.append(grad)
         return out
 
     def add_gradients_(
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
-        if isinstance(factor, torch.Tensor) or not self.l1 or torch.compiler.is_compiling():
+        if isinstance(factor, torch.Tensor) or not self.has_l1 or torch.compiler.is_compiling():
             super().add_gradients_(grads, ws, factor)
             return
+        l1, l2 = self.current
         for w, g in zip(ws, grads, strict=True):
             scratch = _scratch(w)
             for wb, gb in _blocks(w, g):
                 sb = torch.sign(wb, out=scratch[: wb.numel()])
-                if self.l2:
-                    sb.add_(wb, alpha=2.0 * self.l2 / self.l1)
-                gb.add_(sb, alpha=self.l1 * factor)
+                gb.add_(sb, alpha=l1 * factor)
+                if self.has_l2:
+                    gb.add_(wb, alpha=2.0 * l2 * factor)
 
 
 def _blockable(p: torch.Tensor) -> bool:
@@ -291,6 +335,11 @@ class _Plan:
         self.n = n
         self.order = [i for g in groups for i in g.index]
 
+    def refresh(self) -> None:
+        for g in self.groups:
+            if isinstance(g, _Elementwise):
+                g.refresh()
+
     def values(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.forward(ws, keep_gradients=False)[0]
 
@@ -361,14 +410,28 @@ class WeightPenalties:
         self.autograd = [b for b in self.bindings if not _closed(b.penalty)]
         self._key: tuple[Any, ...] | None = None
         self._plan: _Plan | None = None
+        self._current()  # built eagerly: compiled code then reads the groups' coefficients
+        _LIVE.add(self)
 
     def _current(self) -> tuple[list[torch.Tensor], _Plan | None]:
-        """The closed-form bindings' parameters now, and their (cached) plan."""
+        """The closed-form bindings' parameters now, and their (cached) plan, whose
+        coefficients are refreshed from the penalties (in eager mode; compiled code reads
+        them as they were last refreshed: see :func:`refresh_coefficients`)."""
         params = [b.param for b in self.closed]
-        key = tuple((id(p), p.dtype, p.device) for p in params)
+        tensors = tuple((id(p), p.dtype, p.device) for p in params)
+        if torch.compiler.is_compiling():
+            # Never read the coefficients here: dynamo would guard on (or fail over) every
+            # value. The plan was built in eager mode; its coefficient tensors are inputs.
+            if self._key is None or tensors != self._key[0]:
+                self._plan = self._build(params) if params else None
+                self._key = (tensors, None)
+            return params, self._plan
+        key = (tensors, tuple(_nonzero(b.penalty) for b in self.closed))  # + which terms exist
         if key != self._key:
             self._plan = self._build(params) if params else None
             self._key = key
+        if self._plan is not None:
+            self._plan.refresh()
         return params, self._plan
 
     def _build(self, params: Sequence[torch.Tensor]) -> _Plan:
@@ -376,8 +439,7 @@ class WeightPenalties:
         meshes: dict[int, Any] = {}
         per_tensor: list[int] = []
         for i, (b, p) in enumerate(zip(self.closed, params, strict=True)):
-            coefficients = _elementwise_coefficients(b.penalty)
-            if coefficients is None:
+            if _elementwise_coefficients(b.penalty) is None:
                 if _is_sharded(p):
                     raise InvalidParameterError(
                         f"{b.param_name} is sharded (a DTensor, e.g. under FSDP2's "
@@ -389,15 +451,18 @@ class WeightPenalties:
             mesh = p.device_mesh if _is_sharded(p) else None  # type: ignore[attr-defined]
             meshes[id(mesh)] = mesh
             blocked = mesh is None and _blockable(p)
-            key = (coefficients, p.dtype, _local(p.detach()).device, id(mesh), blocked)
+            # One group per penalty object: its coefficients may change (a schedule).
+            key = (id(b.penalty), p.dtype, _local(p.detach()).device, id(mesh), blocked)
             elementwise.setdefault(key, []).append(i)
         groups: list[Any] = []
-        for ((l1, l2), _dtype, _device, mesh_id, blocked), index in elementwise.items():
+        for (_penalty, _dtype, _device, mesh_id, blocked), index in elementwise.items():
             mesh = meshes[mesh_id]
+            penalty = self.closed[index[0]].penalty
+            like = _local(params[index[0]].detach())
             if mesh is not None:
-                groups.append(_ShardedElementwise(tuple(index), l1, l2, mesh))
+                groups.append(_ShardedElementwise.of(index, penalty, like, mesh=mesh))
             else:
-                groups.append((_Blocked if blocked else _Elementwise)(tuple(index), l1, l2))
+                groups.append((_Blocked if blocked else _Elementwise).of(index, penalty, like))
         if per_tensor:
             groups.append(_PerTensor(tuple(per_tensor), tuple(self.closed[i] for i in per_tensor)))
         return _Plan(groups, len(params))
@@ -455,6 +520,26 @@ class WeightPenalties:
 
     def parameters(self) -> list[torch.Tensor]:
         return [b.param for b in self.closed]
+
+
+#: Every live ``WeightPenalties``, so that a schedule can refresh the coefficient tensors
+#: that compiled graphs read (weakly held: a removed handle goes away).
+_LIVE: weakref.WeakSet[WeightPenalties] = weakref.WeakSet()
+
+
+def refresh_coefficients() -> None:
+    """Re-read every attached L1 / L2 / L1L2 penalty's coefficients into the tensors its
+    group computes with (and rebuild a plan when a coefficient became zero or non-zero).
+
+    Eager code does this by itself each step; call it after changing a coefficient by hand
+    when the loss is computed by a ``torch.compile``'d function (schedules call it for you)."""
+    for weights in list(_LIVE):
+        weights._current()
+
+
+def _nonzero(penalty: Any) -> tuple[bool, bool] | None:
+    coefficients = _elementwise_coefficients(penalty)
+    return None if coefficients is None else (coefficients[0] != 0, coefficients[1] != 0)
 
 
 def _closed(penalty: Any) -> bool:

@@ -1,0 +1,200 @@
+"""Parameter groups for an optimizer's weight decay: decay the kernels, not the rest.
+
+What every training codebase writes again: nanoGPT decays ``dim() >= 2``; timm's
+``param_groups_weight_decay`` skips ``ndim <= 1``, names ending in ``.bias`` and a model's
+``no_weight_decay()``; Hugging Face's ``Trainer`` excludes normalization layers by type and,
+since custom RMSNorm classes escaped the type list, by name. :func:`param_groups` does all of
+these in one place, and :func:`classify` says why each parameter landed where it did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from reglab._validation import InvalidParameterError, check_coefficient
+
+__all__ = ["Decision", "classify", "param_groups"]
+
+#: torch's normalization layers (matched by type; subclasses included).
+NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
+    t
+    for t in (
+        nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm*, SyncBatchNorm
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.LocalResponseNorm,
+        getattr(nn, "RMSNorm", None),  # torch >= 2.4
+    )
+    if t is not None
+)
+#: Third-party normalization classes by name: ``LlamaRMSNorm``, ``T5LayerNorm``,
+#: ``LayerNorm2d``, ``BertLayerNorm``, ``ScaleNorm``, ...
+_NORM_CLASS = re.compile(r"norm", re.IGNORECASE)
+#: Normalization layers by the attribute name they are stored under: ``ln_f``, ``ln_1``,
+#: ``layernorm``, ``layer_norm``, ``final_norm``, ``norm1``, ``rms_norm``, ...
+_NORM_NAME = re.compile(r"(^|\.)(ln(_\w+)?|\w*norm\w*)(\.|$)", re.IGNORECASE)
+_EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where one parameter goes: ``decay`` or not, and why (one short phrase)."""
+
+    name: str
+    param: torch.Tensor
+    decay: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{'decay' if self.decay else 'no decay':<9} {self.name}  ({self.reason})"
+
+
+def _listed(model: nn.Module) -> tuple[set[str], tuple[str, ...]]:
+    """timm's convention: ``model.no_weight_decay()`` (exact names) and
+    ``model.no_weight_decay_keywords()`` (substrings)."""
+    names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    keywords = (
+        tuple(model.no_weight_decay_keywords())
+        if hasattr(model, "no_weight_decay_keywords")
+        else ()
+    )
+    return names, keywords
+
+
+def _norm_reason(module: nn.Module, module_name: str) -> str | None:
+    if isinstance(module, NORM_TYPES):
+        return f"in a normalization layer ({type(module).__name__})"
+    if _NORM_CLASS.search(type(module).__name__):
+        return f"in a normalization layer (class {type(module).__name__})"
+    if _NORM_NAME.search(module_name):
+        return f"in a normalization layer (named {module_name.rsplit('.', 1)[-1]!r})"
+    return None
+
+
+def classify(
+    model: nn.Module,
+    *,
+    decay_embeddings: bool = True,
+    no_decay: Iterable[str] = (),
+) -> list[Decision]:
+    """One :class:`Decision` per trainable parameter of ``model`` (each once, tied ones under
+    their first name), in ``named_parameters()`` order.
+
+    No decay, in this order of reasons: names listed by ``model.no_weight_decay()`` (exact) or
+    ``model.no_weight_decay_keywords()`` and ``no_decay`` (substrings); parameters of
+    normalization layers — torch's (BatchNorm, LayerNorm, GroupNorm, RMSNorm, ... by type),
+    third-party ones by class name (``LlamaRMSNorm``, ``T5LayerNorm``) or by the name they
+    are stored under (``ln_f``, ``final_norm``, ``layer_norm``); biases; any other tensor with
+    fewer than 2 dimensions (gains, scales); embeddings (``nn.Embedding``,
+    ``nn.EmbeddingBag``) when ``decay_embeddings=False``. Everything else — the kernels —
+    is decayed. Frozen parameters (``requires_grad=False``) are left out.
+
+    Raises ``InvalidParameterError`` for FSDP1's flattened parameters (``_flat_param``),
+    which mix kernels and biases in one tensor: build the groups before wrapping, or use
+    ``use_orig_params=True`` / FSDP2.
+    """
+    listed, keywords = _listed(model)
+    keywords = (*keywords, *no_decay)
+    decisions: list[Decision] = []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        for attr, param in module.named_parameters(recurse=False):
+            if id(param) in seen or not param.requires_grad:
+                continue
+            seen.add(id(param))
+            name = f"{module_name}.{attr}" if module_name else attr
+            if "_flat_param" in name:
+                raise InvalidParameterError(
+                    f"{name} is a flattened FSDP parameter: it mixes kernels, biases and "
+                    "normalization gains in one tensor, so no decay rule can tell them apart. "
+                    "Build the parameter groups before wrapping the model, or wrap with "
+                    "use_orig_params=True (or FSDP2's fully_shard)."
+                )
+            decisions.append(Decision(name, param, *_decide(name, attr, param, module,
+                                                            module_name, listed, keywords,
+                                                            decay_embeddings)))  # fmt: skip
+    return decisions
+
+
+def _decide(
+    name: str,
+    attr: str,
+    param: torch.Tensor,
+    module: nn.Module,
+    module_name: str,
+    listed: set[str],
+    keywords: tuple[str, ...],
+    decay_embeddings: bool,
+) -> tuple[bool, str]:
+    if name in listed:
+        return False, "listed by model.no_weight_decay()"
+    matched = next((k for k in keywords if k in name), None)
+    if matched is not None:
+        return False, f"name contains {matched!r}"
+    norm = _norm_reason(module, module_name)
+    if norm is not None:
+        return False, norm
+    if attr.endswith("bias"):
+        return False, "a bias"
+    if param.ndim < 2:
+        return False, f"{param.ndim}-D (a gain, scale or bias)"
+    if isinstance(module, _EMBEDDING_TYPES):
+        if not decay_embeddings:
+            return False, "an embedding (decay_embeddings=False)"
+        return True, "an embedding table"
+    return True, f"a kernel ({param.ndim}-D)"
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    *,
+    decay_embeddings: bool = True,
+    no_decay: Iterable[str] = (),
+    verbose: bool = False,
+    **group_options: Any,
+) -> list[dict[str, Any]]:
+    """Parameter groups for any ``torch.optim`` optimizer: ``[{"params": kernels,
+    "weight_decay": weight_decay}, {"params": the rest, "weight_decay": 0.0}]``.
+
+    Which parameter goes where is :func:`classify`'s decision (``decay_embeddings`` and
+    ``no_decay`` are passed on); ``verbose=True`` prints one line per parameter with its
+    reason. Other keyword arguments (``lr=``, ...) are copied into both groups. An empty group
+    is left out.
+
+    What ``weight_decay`` means is the optimizer's: ``SGD(weight_decay=wd)`` adds ``wd · w``
+    to the gradient, which equals a Keras ``L2(wd / 2)`` penalty on the loss; ``Adam``'s is
+    the same coupled form, rescaled per coordinate by the adaptive step; ``AdamW``'s is
+    decoupled, ``w ← w − lr · wd · w`` (see the *weight decay* guide).
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    >>> groups = param_groups(model, 0.01)
+    >>> [len(g["params"]) for g in groups], [g["weight_decay"] for g in groups]
+    ([2, 4], [0.01, 0.0])
+    >>> optimizer = torch.optim.AdamW(groups, lr=1e-3)
+    """
+    weight_decay = check_coefficient(weight_decay, "weight_decay", "param_groups")
+    decisions = classify(model, decay_embeddings=decay_embeddings, no_decay=no_decay)
+    if verbose:
+        for decision in decisions:
+            print(decision)
+    groups = [
+        {
+            "params": [d.param for d in decisions if d.decay],
+            "weight_decay": weight_decay,
+            **group_options,
+        },
+        {
+            "params": [d.param for d in decisions if not d.decay],
+            "weight_decay": 0.0,
+            **group_options,
+        },
+    ]
+    return [g for g in groups if g["params"]]
