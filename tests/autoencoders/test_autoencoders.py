@@ -122,12 +122,32 @@ def test_linear_autoencoder_spans_the_principal_subspace(data) -> None:
     (x, _), _ = data
     xc = x - x.mean(0)
     torch.manual_seed(0)
-    ae = LinearAutoencoder(64, 4).fit(xc, epochs=150, lr=3e-3, batch_size=128)
+    # Gradient descent alone, from a random start (Baldi & Hornik's result).
+    ae = LinearAutoencoder(64, 4).fit(xc, init="random", epochs=150, lr=3e-3, batch_size=128)
     angles = np.degrees(principal_angles(ae, xc))
     assert angles.max() < 2.0, angles  # measured: 0.69 degrees
     pca = PCA(4).fit(xc.numpy())
     pca_error = ((pca.inverse_transform(pca.transform(xc.numpy())) - xc.numpy()) ** 2).sum(1).mean()
     assert ae.reconstruction_error(xc).mean().item() == pytest.approx(pca_error, rel=0.01)
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_linear_autoencoder_fit_converges_by_default(data, k: int) -> None:
+    """``fit`` with its defaults starts from the closed form: the PCA subspace, PCA's error."""
+    (x, _), _ = data
+    xc = x - x.mean(0)
+    torch.manual_seed(0)
+    ae = LinearAutoencoder(64, k).fit(xc)
+    assert principal_angles(ae, xc).max() < 0.05
+    pca = PCA(k).fit(xc.numpy())
+    pca_error = ((pca.inverse_transform(pca.transform(xc.numpy())) - xc.numpy()) ** 2).sum(1).mean()
+    assert ae.reconstruction_error(xc).mean().item() == pytest.approx(pca_error, rel=1e-4)
+    # A penalty moves the optimum: then it trains (20 epochs by default).
+    penalised = LinearAutoencoder(64, k).fit(xc, l2=1e-4)
+    assert len(penalised.history_) == 20
+    # Gradient descent alone from a random start has not converged after 20 epochs.
+    random = LinearAutoencoder(64, k).fit(xc, init="random")
+    assert principal_angles(random, xc).max() > 0.3
 
 
 def test_tied_autoencoder_shares_one_matrix(data) -> None:

@@ -41,7 +41,7 @@ from reglab.losses import (
     reliability_diagram,
 )
 from reglab.sharing import MultiTask, SemiSupervised
-from reglab.stochastic import GaussianNoise, RandomAffine, WeightNoise
+from reglab.stochastic import CutMix, GaussianNoise, MixUp, RandomAffine, WeightNoise
 from reglab.training import Callback, EarlyStopping, accuracy
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AugmentConfig",
+    "MixConfig",
     "EarlyStoppingConfig",
     "LabelSmoothingConfig",
     "MultiTaskConfig",
@@ -72,6 +73,17 @@ class LabelSmoothingConfig(Table):
         if not isinstance(raw, dict):  # the shorthand
             raw = {"eps": raw}
         return super().parse(raw, path, origins)
+
+
+@dataclass(frozen=True)
+class MixConfig(Table):
+    """``mix = { kind, alpha }``: mixup or CutMix of every training batch, labels mixed into
+    class probabilities (:mod:`reglab.stochastic.mixing`; label smoothing, if any, is applied
+    to the labels before mixing)."""
+
+    kind: str = spec(check=choice("mixup", "cutmix"))
+    #: λ ~ Beta(α, α); 1.0 as in both papers' CIFAR runs
+    alpha: float = spec(1.0, number(above=0.0))
 
 
 def _scale_range(path: str, value: Any) -> tuple[float, float]:
@@ -267,6 +279,7 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
         loss_weights=weights,
         metrics={"acc": acc},
         transform=_transform(config),
+        batch_transform=_mixer(config),
     )
     metrics = classifier_metrics(net, train, val, test, seed, model)
     metrics.update(epochs_run=float(len(history)), seconds=seconds)
@@ -280,11 +293,32 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
 
 
 def criterion(config: TrialConfig) -> Callable[..., torch.Tensor]:
-    """Cross-entropy, label-smoothed when the point says so."""
+    """Cross-entropy, label-smoothed when the point says so. With ``mix``, training batches
+    carry class probabilities (smoothed before mixing) and take plain soft cross-entropy;
+    held-out batches keep class indices."""
     smoothing = config.label_smoothing
+    hard: Callable[..., torch.Tensor] = F.cross_entropy
     if smoothing is not None and smoothing.eps > 0:
-        return LabelSmoothingCrossEntropy(smoothing.eps, smoothing.form)
-    return F.cross_entropy
+        hard = LabelSmoothingCrossEntropy(smoothing.eps, smoothing.form)
+    if config.mix is None:
+        return hard
+
+    def mixed(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y) if y.is_floating_point() else hard(logits, y)
+
+    return mixed
+
+
+def _mixer(config: TrialConfig) -> nn.Module | None:
+    """The ``mix`` batch transform (mixup or CutMix), or None."""
+    if config.mix is None:
+        return None
+    eps = config.label_smoothing.eps if config.label_smoothing is not None else 0.0
+    classes = config.data.dataset.classes
+    if config.mix.kind == "mixup":
+        return MixUp(classes, config.mix.alpha, eps)  # type: ignore[arg-type]
+    image = config.data.dataset.image
+    return CutMix(classes, config.mix.alpha, eps, image_shape=image[1:])  # type: ignore[arg-type,index]
 
 
 def classifier_metrics(
@@ -420,9 +454,12 @@ def _dropout_inference(
     """Monte-Carlo dropout (Gal & Ghahramani 2016): test accuracy and NLL of the mean softmax
     over ``passes`` stochastic forward passes, to compare with weight scaling (the eval-mode
     network). Empty for a network without dropout."""
-    if not any(isinstance(m, nn.Dropout) for m in net.modules()):
+    dropouts = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    if not dropouts:
         return {}
-    net.train()
+    net.eval()  # batch norm keeps its running statistics: only the dropout masks vary
+    for m in dropouts:
+        m.train()
     torch.manual_seed(seed + 1)
     probs = torch.stack([net(x).softmax(-1) for _ in range(passes)]).mean(0)
     net.eval()

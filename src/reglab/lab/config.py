@@ -32,12 +32,14 @@ from reglab.lab.classifier import (
     AugmentConfig,
     EarlyStoppingConfig,
     LabelSmoothingConfig,
+    MixConfig,
     MultiTaskConfig,
     PostHocConfig,
     PretrainConfig,
     SemiSupervisedConfig,
     build_network,
 )
+from reglab.lab.convnets import CNNModel, ResNetModel
 from reglab.lab.datasets import DataConfig
 from reglab.lab.ensemble import EnsembleConfig
 from reglab.lab.language import LanguageModel
@@ -48,10 +50,20 @@ from reglab.lab.trial import NormBoundConfig, ScheduleConfig, TrainConfig
 
 __all__ = ["MODEL_KINDS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
 
-ModelConfig = MLPModel | FactoryModel | AutoencoderModel | LinearModel | LanguageModel
+ModelConfig = (
+    MLPModel
+    | CNNModel
+    | ResNetModel
+    | FactoryModel
+    | AutoencoderModel
+    | LinearModel
+    | LanguageModel
+)
+#: The classifier model kinds (every classifier technique applies to them).
+CLASSIFIERS = (MLPModel, CNNModel, ResNetModel, FactoryModel)
 MODEL_KINDS: dict[str, type[Table]] = {
     cls.kind: cls  # type: ignore[attr-defined]
-    for cls in (MLPModel, FactoryModel, AutoencoderModel, LinearModel, LanguageModel)
+    for cls in (*CLASSIFIERS, AutoencoderModel, LinearModel, LanguageModel)
 }
 #: Every key some model kind takes (what ``[model]`` may contain).
 MODEL_KEYS = sorted({"kind", *(key for cls in MODEL_KINDS.values() for key in cls.keys())})  # noqa: SIM118
@@ -60,6 +72,7 @@ MODEL_KEYS = sorted({"kind", *(key for cls in MODEL_KINDS.values() for key in cl
 TECHNIQUES: dict[str, Any] = {
     "label_smoothing": LabelSmoothingConfig,
     "augment": AugmentConfig,
+    "mix": MixConfig,
     "early_stopping": EarlyStoppingConfig,
     "ensemble": EnsembleConfig,
     "norm_bound": NormBoundConfig,
@@ -156,6 +169,7 @@ class TrialConfig:
     rules: tuple[tuple[str, dict[str, Any]], ...] = ()
     label_smoothing: LabelSmoothingConfig | None = None
     augment: AugmentConfig | None = None
+    mix: MixConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
     ensemble: EnsembleConfig | None = None
     norm_bound: NormBoundConfig | None = None
@@ -259,12 +273,14 @@ class TrialConfig:
                     "plain Adam)",
                     self.raw["ensemble"],
                 )
-        if self.kind == "classifier" and not isinstance(self.model, (MLPModel, FactoryModel)):
+        if self.kind == "classifier" and not isinstance(self.model, CLASSIFIERS):
             raise fail(
                 f"{model_path}.kind",
-                "classifier techniques need an MLP or a factory",
+                "classifier techniques need an MLP, a CNN, a ResNet or a factory",
                 self.model.kind,
             )  # type: ignore[union-attr]
+        if self.mix is not None:
+            self._check_mix(path)
         if (self.pretrain or self.semi_supervised or self.multitask) and not isinstance(
             self.model, MLPModel
         ):
@@ -281,6 +297,21 @@ class TrialConfig:
             self._check_rules(path)
         for i, entry in enumerate(self.schedules):
             self._check_schedule(f"{path}.schedules[{i}]", entry)
+
+    def _check_mix(self, path: str) -> None:
+        clash = sorted(k for k in ("semi_supervised", "multitask", "ensemble") if k in self.raw)
+        if clash:
+            raise fail(
+                f"{path}.mix", f"cannot be combined with {', '.join(clash)}", self.raw["mix"]
+            )
+        if self.mix.kind == "cutmix" and self.data.dataset.image is None:  # type: ignore[union-attr]
+            raise fail(f"{path}.mix", f"'{self.data.name}' inputs are not images", self.raw["mix"])
+        if self.label_smoothing is not None and self.label_smoothing.form != "uniform":
+            raise fail(
+                f"{path}.mix",
+                "mixes uniformly smoothed labels: use label_smoothing.form = 'uniform'",
+                self.raw["mix"],
+            )
 
     def _check_schedule(self, path: str, entry: ScheduleConfig) -> None:
         """The schedule's target exists in this point, and has the coefficient it names."""
@@ -360,6 +391,7 @@ class TrialConfig:
             or self.input_noise
             or self.weight_noise
             or self.augment
+            or self.mix
             or self.pretrain
         )
 

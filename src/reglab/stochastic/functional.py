@@ -17,7 +17,9 @@ from torch.nn import functional as F
 from reglab._validation import check_coefficient, check_probability, invalid
 
 __all__ = [
+    "drop_block",
     "drop_connect",
+    "drop_path",
     "embedding_dropout",
     "gaussian_dropout",
     "gaussian_noise",
@@ -131,3 +133,58 @@ def embedding_dropout(
         embedding.scale_grad_by_freq,
         embedding.sparse,
     )
+
+
+def drop_path(
+    x: torch.Tensor, p: float, training: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Stochastic depth / DropPath (Huang et al. 2016; timm's ``drop_path``): drop a residual
+    branch's output for whole samples with probability ``p`` and scale the kept ones by
+    ``1/(1-p)``. Use it on the branch, ``x + drop_path(f(x), p)``: a dropped sample passes
+    through the identity. Identity otherwise.
+
+    Shape:
+        ``(B, *)``; the mask is ``(B, 1, ..., 1)`` (one draw per sample).
+    """
+    p = check_probability(p, "p", "drop_path")
+    if not training or p == 0.0:
+        return x
+    return x * keep_mask((x.shape[0],) + (1,) * (x.ndim - 1), p, x, generator)
+
+
+def drop_block(
+    x: torch.Tensor,
+    p: float,
+    block_size: int = 7,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DropBlock (Ghiasi et al. 2018): zero contiguous ``block_size × block_size`` squares of
+    each feature map, so that a convolution cannot recover a dropped unit from its neighbours.
+
+    Block centres are drawn per sample and channel with rate
+    ``γ = p / b² · HW / ((H − b + 1)(W − b + 1))`` (``b`` clipped to the map), which makes about
+    a fraction ``p`` of the units dropped before blocks overlap; each block is the ``b × b``
+    square around its centre, cut at the border. Kept units are scaled by
+    ``numel / kept`` over the whole batch (the paper's normalisation), so the sum of the
+    features is preserved exactly. Identity otherwise.
+
+    Shape:
+        ``(B, C, H, W)``.
+    """
+    p = check_probability(p, "p", "drop_block")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise invalid("block_size", "drop_block", "an int >= 1", block_size)
+    if not training or p == 0.0:
+        return x
+    if x.ndim != 4:
+        raise invalid("x", "drop_block", "a (B, C, H, W) tensor", tuple(x.shape))
+    height, width = x.shape[-2:]
+    b = min(block_size, height, width)
+    gamma = p / b**2 * height * width / ((height - b + 1) * (width - b + 1))
+    centres = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    centres.bernoulli_(min(gamma, 1.0), generator=generator)
+    # A max-pool with a b × b window spreads each centre over its block (cut to H × W).
+    dropped = F.max_pool2d(centres, b, stride=1, padding=b // 2)[..., :height, :width]
+    keep = 1.0 - dropped
+    return x * keep * (keep.numel() / keep.sum().clamp_min(1.0))

@@ -217,6 +217,7 @@ def fit(
     metrics: Mapping[str, LossFn] | None = None,
     loss_weights: Mapping[str, float] | None = None,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_transform: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return its ``History``.
 
@@ -247,6 +248,9 @@ def fit(
             ``val_name``.
         loss_weights: per-task weights for a dict ``loss``.
         transform: applied to each training input batch only (augmentation, input noise).
+        batch_transform: ``(x, y) -> (x, targets)`` on each training batch after
+            ``transform`` (mixup, CutMix: targets become class probabilities, which
+            ``F.cross_entropy`` and ``accuracy`` accept).
 
     Logs per epoch: ``loss`` (mean data loss over the epoch's training batches, without
     penalties), ``loss/<task>``, metrics, ``penalty`` (mean total penalty) and ``penalty/<term>``
@@ -317,6 +321,8 @@ def fit(
                 x, y = _to(x, device), _to(y, device)
                 if transform is not None:
                     x = transform(x)
+                if batch_transform is not None:
+                    x, y = batch_transform(x, y)
                 output = model(x)
                 data_loss, parts = _loss(loss, loss_weights, output, y)
                 if not isinstance(data_loss, torch.Tensor) or data_loss.ndim != 0:
