@@ -49,9 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AugmentConfig",
-    "MixConfig",
     "EarlyStoppingConfig",
     "LabelSmoothingConfig",
+    "MixConfig",
     "MultiTaskConfig",
     "PostHocConfig",
     "PretrainConfig",

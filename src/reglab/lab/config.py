@@ -304,7 +304,8 @@ class TrialConfig:
             raise fail(
                 f"{path}.mix", f"cannot be combined with {', '.join(clash)}", self.raw["mix"]
             )
-        if self.mix.kind == "cutmix" and self.data.dataset.image is None:  # type: ignore[union-attr]
+        mix: MixConfig = self.mix  # type: ignore[assignment]
+        if mix.kind == "cutmix" and self.data.dataset.image is None:
             raise fail(f"{path}.mix", f"'{self.data.name}' inputs are not images", self.raw["mix"])
         if self.label_smoothing is not None and self.label_smoothing.form != "uniform":
             raise fail(
