@@ -37,6 +37,16 @@ def write_tiny(folder: Path, name: str = "tiny", epochs: int = 3) -> Path:
     return path
 
 
+def write_one_epoch(folder: Path, seeds: str = "[0]") -> Path:
+    """A study of one grid point, 100 digits, one epoch: the quickest complete run."""
+    path = folder / "t.toml"
+    path.write_text(
+        f'name = "t"\nseeds = {seeds}\n[data]\nsubset = 100\n[model]\nsizes = [64, 8, 10]\n'
+        '[train]\nepochs = 1\n[[grid]]\nname = "a"\n'
+    )
+    return path
+
+
 @pytest.fixture
 def tiny_study(tmp_path: Path) -> Path:
     return write_tiny(tmp_path)

@@ -17,6 +17,7 @@ from torch import nn
 from reglab.cli import main
 from reglab.lab.metrics import strict_metrics
 from reglab.lab.report.summaries import summarize
+from tests.lab.conftest import write_one_epoch
 
 STUDY = """
 name = "d"
@@ -123,11 +124,7 @@ def test_metrics_are_strict_json_with_the_non_finite_ones_named() -> None:
 
 @pytest.fixture
 def finished_run(tmp_path: Path, capsys) -> Path:
-    study = tmp_path / "t.toml"
-    study.write_text(
-        'name = "t"\nseeds = [0]\n[data]\nsubset = 100\n[model]\nsizes = [64, 8, 10]\n'
-        '[train]\nepochs = 1\n[[grid]]\nname = "a"\n'
-    )
+    study = write_one_epoch(tmp_path)
     out = tmp_path / "run"
     assert _run(str(study), "--out", str(out)) == 0
     capsys.readouterr()

@@ -19,6 +19,7 @@ import pytest
 from reglab.cli import main
 from reglab.lab.storage import StorageError, check_file, check_url
 from reglab.lab.sweep import open_storage
+from tests.lab.conftest import write_one_epoch
 
 N_QUEUED = 120
 POPPERS = 4
@@ -69,12 +70,7 @@ def test_processes_sharing_an_sqlite_storage_pop_each_queued_trial_once(tmp_path
 
 
 def _tiny(tmp_path: Path) -> Path:
-    study = tmp_path / "t.toml"
-    study.write_text(
-        'name = "t"\nseeds = [0, 1]\n[data]\nsubset = 100\n[model]\nsizes = [64, 8, 10]\n'
-        '[train]\nepochs = 1\n[[grid]]\nname = "a"\n'
-    )
-    return study
+    return write_one_epoch(tmp_path, "[0, 1]")
 
 
 def _run(*args: str) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 from reglab.cli import main
 from reglab.lab import Trust, UntrustedCode
+from tests.lab.conftest import write_one_epoch
 
 MODULE = """
 from pathlib import Path
@@ -117,11 +118,7 @@ def test_the_environment_variable_trusts_too(
 def test_resume_rechecks_a_run_directory_that_was_edited(tmp_path: Path, capsys) -> None:
     """The study recorded in a run directory is data too: one edited to name a factory is
     refused on --resume, before anything runs."""
-    study = tmp_path / "t.toml"
-    study.write_text(
-        'name = "t"\nseeds = [0]\n[data]\nsubset = 100\n[model]\nsizes = [64, 8, 10]\n'
-        '[train]\nepochs = 1\n[[grid]]\nname = "a"\n'
-    )
+    study = write_one_epoch(tmp_path)
     out = tmp_path / "run"
     assert _run(str(study), "--out", str(out)) == 0
     marker = tmp_path / "PWNED"

@@ -11,6 +11,7 @@ import pytest
 
 from reglab.cli import main
 from reglab.lab import StudyError, find_study, parse_study, run_trial
+from tests.lab.conftest import write_one_epoch
 
 BASE = {"name": "s", "grid": [{"name": "none"}]}
 
@@ -169,11 +170,7 @@ def test_bad_study_leaves_no_run_directory(tmp_path: Path, capsys) -> None:
 
 
 def test_resume_refuses_another_study_or_overrides(tmp_path: Path, capsys) -> None:
-    study = tmp_path / "t.toml"
-    study.write_text(
-        'name = "t"\nseeds = [0]\n[data]\nsubset = 100\n[model]\nsizes = [64, 8, 10]\n'
-        '[train]\nepochs = 1\n[[grid]]\nname = "a"\n'
-    )
+    study = write_one_epoch(tmp_path)
     out = tmp_path / "run"
     assert _run(str(study), "--out", str(out)) == 0
     capsys.readouterr()
