@@ -214,7 +214,11 @@ class TrialConfig:
                 values[key] = check(f"{path}.{key}", raw[key])
         if "schedules" in raw:
             values["schedules"] = _schedules(f"{path}.schedules", raw["schedules"])
-        config = cls(**values, raw=copy.deepcopy(dict(raw)))
+        concrete = copy.deepcopy(dict(raw))
+        if isinstance(concrete.get("model"), Mapping):  # without another kind's study settings
+            own = set(type(values["model"]).keys())
+            concrete["model"] = {k: v for k, v in concrete["model"].items() if k in own | {"kind"}}
+        config = cls(**values, raw=concrete)
         config._check(path, sections)
         return config
 
