@@ -120,10 +120,10 @@ def _fsdp_worker(rank: int, port: int, out: str) -> None:
             optimizer.step()
         full = {n: p.full_tensor().detach() for n, p in net.named_parameters()}
         results[when] = (full, terms)
-    # A penalty that needs the whole tensor is refused on shards, naming the parameter.
-    reg = reglab.attach(net, {"fc0": dict(kernel=Orthogonal(0.1))})
+    # A penalty that needs the whole tensor is refused on shards, naming the parameter (when
+    # attached to sharded parameters, at once; attached before sharding, at the first penalty).
     try:
-        reg.penalty()
+        reglab.attach(net, {"fc0": dict(kernel=Orthogonal(0.1))}).penalty()
         results["error"] = None
     except reglab.InvalidParameterError as err:
         results["error"] = str(err)

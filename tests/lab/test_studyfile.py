@@ -74,7 +74,7 @@ def test_cross_and_zip() -> None:
         ),
         (
             {**BASE, "model": {"depth": 3}},
-            r"^s\.model\.depth: unknown key; allowed: activation, coefficient, corruption, dropout",
+            r"^s\.model\.depth: unknown key; allowed: activation, batch_norm, block_size, channels",
         ),
         (
             {**BASE, "grid": [{"name": "a", "rules": {"fc*": {"kernel": "l3"}}}]},
