@@ -41,6 +41,7 @@ from reglab._validation import InvalidParameterError, check_coefficient, check_p
 from reglab.training.callbacks import Callback, TrainState
 
 __all__ = [
+    "COEFFICIENTS",
     "Constant",
     "Cosine",
     "Linear",
@@ -48,6 +49,7 @@ __all__ = [
     "ScheduleHandle",
     "Step",
     "Warmup",
+    "coefficient_attribute",
     "registry",
     "schedule",
 ]
@@ -169,7 +171,9 @@ class Warmup(Schedule):
         return {"value": self.value, "steps": self.steps}
 
 
-def _attribute(target: Any, attribute: str | None) -> str:
+def coefficient_attribute(target: Any, attribute: str | None) -> str:
+    """The attribute a schedule of ``target`` sets: ``attribute`` if it names a number, else
+    the target's one coefficient (:data:`COEFFICIENTS`); raises naming the candidates."""
     if attribute is not None:
         value = getattr(target, attribute, None)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -278,7 +282,7 @@ def schedule(
 
     Every value must be a finite number >= 0 (else ``InvalidParameterError`` naming the step).
     """
-    attribute = _attribute(target, attribute)
+    attribute = coefficient_attribute(target, attribute)
     if per not in ("step", "epoch"):
         raise invalid("per", "schedule", "'step' or 'epoch'", per)
     if per == "epoch":

@@ -320,7 +320,7 @@ class TrialConfig:
 
     def _check_schedule(self, path: str, entry: ScheduleConfig) -> None:
         """The schedule's target exists in this point, and has the coefficient it names."""
-        from reglab.schedules import _attribute
+        from reglab.schedules import coefficient_attribute
 
         if self.kind != "classifier":
             raise fail(path, "schedules apply to classifier trials", entry.target)
@@ -343,7 +343,9 @@ class TrialConfig:
         if kind not in rules[glob]:
             raise fail(f"{path}.target", f"rule {glob!r} has no {kind} penalty", entry.target)
         try:
-            _attribute(penalties.get(copy.deepcopy(rules[glob][kind])), entry.attribute or None)
+            coefficient_attribute(
+                penalties.get(copy.deepcopy(rules[glob][kind])), entry.attribute or None
+            )
         except InvalidParameterError as err:
             raise fail(f"{path}.attribute", str(err).rstrip("."), entry.attribute) from None
 
