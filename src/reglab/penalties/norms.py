@@ -51,6 +51,15 @@ def _scale(g: torch.Tensor, c: Coefficient, owner: str) -> torch.Tensor:
     return g.mul_(_per_member(c, g, owner) if isinstance(c, torch.Tensor) else c)
 
 
+def _active(c: Coefficient) -> bool:
+    """Whether a term can be non-zero: a non-zero number, any accelerator tensor (checking it
+    would synchronise), or a CPU tensor with a non-zero entry. A stack whose members all have
+    ``l2 = 0`` (``L1(a)`` stacked as ``L1L2(a, 0)``) then skips the L2 pass entirely."""
+    if isinstance(c, torch.Tensor):
+        return c.device.type != "cpu" or bool(c.any())
+    return c != 0
+
+
 def _config(c: Coefficient) -> Coefficient:
     return c.clone() if isinstance(c, torch.Tensor) else c
 
@@ -145,10 +154,32 @@ class L1L2(Penalty):
         return isinstance(self.l1, torch.Tensor) or isinstance(self.l2, torch.Tensor)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum(self.l1, x.abs(), "L1L2") + _weighted_sum(self.l2, x.square(), "L1L2")
+        if not self._per_member():
+            return _weighted_sum(self.l1, x.abs(), "L1L2") + _weighted_sum(
+                self.l2, x.square(), "L1L2"
+            )
+        value = x.new_zeros(())
+        if _active(self.l1):
+            value = value + _weighted_sum(self.l1, x.abs(), "L1L2")
+        if _active(self.l2):
+            value = value + _weighted_sum(self.l2, x.square(), "L1L2")
+        return value
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        return _scale(torch.sign(x), self.l1, "L1L2").add_(_scale(x.mul(2.0), self.l2, "L1L2"))
+        if not self._per_member():
+            return _scale(torch.sign(x), self.l1, "L1L2").add_(_scale(x.mul(2.0), self.l2, "L1L2"))
+        # Per-member coefficients: one fresh tensor, terms whose coefficients are all zero
+        # skipped (sign(x) · l1 + x · 2 · l2, the second added in place).
+        l1_on, l2_on = _active(self.l1), _active(self.l2)
+        l2 = self.l2 * 2.0
+        if not l1_on:
+            return _scale(x.mul(2.0), self.l2, "L1L2") if l2_on else torch.zeros_like(x)
+        grad = _scale(torch.sign(x), self.l1, "L1L2")
+        if l2_on and isinstance(l2, torch.Tensor):
+            grad.addcmul_(x, _per_member(l2, x, "L1L2"))
+        elif l2_on:
+            grad.add_(x, alpha=l2)
+        return grad
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._per_member():
