@@ -136,7 +136,10 @@ def test_an_interrupted_worker_leaves_its_trials_to_the_next(
     assert _kill_at_random(_start(*worker, *timing), out, sig, random.Random(int(sig)))
     states = _completions(storage, study)
     running = sum(TrialState.RUNNING in s for s in states.values())
-    assert running == (1 if sig == signal.SIGKILL else 0), states
+    if sig == signal.SIGKILL:  # the trial it was training, unless the kill fell between two
+        assert running <= 1, states
+    else:  # interrupted: re-queued at once
+        assert running == 0, states
     proc = _start(*worker, *timing)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
