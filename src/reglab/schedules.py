@@ -38,6 +38,7 @@ import torch
 
 from reglab._registry import Registry
 from reglab._validation import InvalidParameterError, check_coefficient, check_positive_int, invalid
+from reglab.regularization.weights import refresh_coefficients
 from reglab.training.callbacks import Callback, TrainState
 
 __all__ = [
@@ -234,8 +235,6 @@ class ScheduleHandle(Callback):
         raw = self.fn(self.t)
         value = check_coefficient(raw, f"schedule value at t={self.t}", self.name)
         setattr(self.target, self.attribute, value)
-        from reglab.regularization.weights import refresh_coefficients
-
         refresh_coefficients()  # compiled losses read the new value from a tensor
 
     def state_dict(self) -> dict[str, Any]:

@@ -41,7 +41,8 @@ from reglab.lab.datasets import load_data
 from reglab.lab.models import MLPModel
 from reglab.lab.trial import TrialContext, TrialOutcome, make_optimizer
 from reglab.losses import smooth_targets
-from reglab.penalties import L1, L1L2, L2
+from reglab.penalties import L1L2
+from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import Bindings, resolve
 from reglab.training.divergence import Diverged, FiniteWatch, all_finite
 
@@ -62,16 +63,6 @@ _ALONE = (
 )
 
 
-def _coefficients(penalty: Any) -> tuple[float, float] | None:
-    if type(penalty) is L1 and not isinstance(penalty.l1, torch.Tensor):
-        return penalty.l1, 0.0
-    if type(penalty) is L2 and not isinstance(penalty.l2, torch.Tensor):
-        return 0.0, penalty.l2
-    if type(penalty) is L1L2 and not isinstance(penalty.l1 + penalty.l2, torch.Tensor):
-        return penalty.l1, penalty.l2
-    return None
-
-
 def _bindings(config: TrialConfig) -> Bindings:
     """The point's rules resolved against its network (on the meta device: no memory)."""
     if not config.rules:
@@ -90,14 +81,14 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     bindings = _bindings(config)
     coefficients: dict[tuple[str, str], tuple] = {}
     for b in bindings.weights:
-        pair = _coefficients(b.penalty)
+        pair = number_coefficients(b.penalty)
         if pair is None:
             return None
         module, kind = b.term.rsplit(".", 1)
         coefficients[(module, kind)] = pair
     reductions = []
     for a in bindings.activities:
-        pair = _coefficients(a.penalty)
+        pair = number_coefficients(a.penalty)
         if pair is None:
             return None
         coefficients[(a.module_name, "activity")] = pair

@@ -139,6 +139,17 @@ def _serialize_sqlite_transactions(engine: Any) -> None:
     engine.dispose()  # connections made before the listeners existed are not reused
 
 
+def _attrs(trial: Trial) -> dict[str, Any]:
+    """What a trial's Optuna record says about it (its grid point and seed)."""
+    return {
+        "point": trial.point.key,
+        "label": trial.point.label,
+        "entry": trial.point.entry,
+        "seed": trial.seed,
+        "params": json.dumps(trial.point.params, default=str),
+    }
+
+
 class _Heartbeat:
     """Records a heartbeat for each running trial of a batch every ``interval`` seconds."""
 
@@ -207,29 +218,13 @@ class Sweep:
             if trial.key in finished:
                 sweep._add_finished(trial, finished[trial.key])
                 continue
-            created.enqueue_trial(
-                {_KEY: trial.key},
-                user_attrs={
-                    "point": trial.point.key,
-                    "label": trial.point.label,
-                    "entry": trial.point.entry,
-                    "seed": trial.seed,
-                    "params": json.dumps(trial.point.params, default=str),
-                },
-            )
+            created.enqueue_trial({_KEY: trial.key}, user_attrs=_attrs(trial))
         created.set_user_attr("ready", True)
         return sweep
 
     def _add_finished(self, trial: Trial, files: Mapping[str, Any]) -> None:
         """Add a trial finished earlier (its files' record) as a COMPLETE or diverged one."""
-        attrs = {
-            "point": trial.point.key,
-            "label": trial.point.label,
-            "entry": trial.point.entry,
-            "seed": trial.seed,
-            "params": json.dumps(trial.point.params, default=str),
-            "rebuilt": True,
-        }
+        attrs = {**_attrs(trial), "rebuilt": True}
         if "diverged" in files:
             state, value = TrialState.FAIL, None
             attrs["diverged"] = files["diverged"]

@@ -14,7 +14,7 @@ import torch
 from reglab._validation import check_coefficients
 from reglab.penalties._base import Penalty, registry
 
-__all__ = ["L1", "L1L2", "L2", "ExpAbs"]
+__all__ = ["L1", "L1L2", "L2", "ExpAbs", "number_coefficients"]
 
 Coefficient = float | torch.Tensor
 
@@ -226,3 +226,18 @@ class ExpAbs(Penalty):
 
     def get_config(self) -> dict[str, Any]:
         return {"coefficient": _config(self.coefficient)}
+
+
+def number_coefficients(penalty: object) -> tuple[float, float] | None:
+    """``(l1, l2)`` of an ``L1``, ``L2`` or ``L1L2`` whose coefficients are numbers (not
+    per-member tensors), else None: the penalties that the fast paths evaluate as
+    ``l1 · Σ|x| + l2 · Σx²``."""
+    if type(penalty) is L1 and not isinstance(penalty.l1, torch.Tensor):
+        return penalty.l1, 0.0
+    if type(penalty) is L2 and not isinstance(penalty.l2, torch.Tensor):
+        return 0.0, penalty.l2
+    if type(penalty) is L1L2 and not (
+        isinstance(penalty.l1, torch.Tensor) or isinstance(penalty.l2, torch.Tensor)
+    ):
+        return penalty.l1, penalty.l2
+    return None

@@ -34,7 +34,8 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from reglab.penalties import L1, L1L2, L2, Penalty
+from reglab.penalties import Penalty
+from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import ActivityBinding, checked_value
 
 __all__ = [
@@ -149,19 +150,6 @@ class _Side(torch.autograd.Function):
         return grad.to(h.dtype), None, None
 
 
-def _elementwise(penalty: Any) -> tuple[float, float] | None:
-    """(l1, l2) of an L1 / L2 / L1L2 with number coefficients, else None."""
-    if type(penalty) is L1 and not isinstance(penalty.l1, torch.Tensor):
-        return penalty.l1, 0.0
-    if type(penalty) is L2 and not isinstance(penalty.l2, torch.Tensor):
-        return 0.0, penalty.l2
-    if type(penalty) is L1L2 and not any(
-        isinstance(c, torch.Tensor) for c in (penalty.l1, penalty.l2)
-    ):
-        return penalty.l1, penalty.l2
-    return None
-
-
 def _norms(h: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
     """``l1 · Σ|h| + l2 · Σh²`` as native differentiable reductions: their backward saves
     ``h`` itself (no buffer) and runs in C++. Half-precision outputs accumulate in float32.
@@ -187,7 +175,7 @@ def token(binding: ActivityBinding, h: torch.Tensor) -> torch.Tensor:
     the other built-ins go through ``_Side`` (closed form, no buffer from forward to
     backward: TAR's differences are not kept); custom callables through plain autograd."""
     scale = activity_scale(binding, h)
-    coefficients = _elementwise(binding.penalty)
+    coefficients = number_coefficients(binding.penalty)
     if coefficients is not None:
         return _norms(h, coefficients[0] * scale, coefficients[1] * scale)
     if closed_form(binding.penalty):

@@ -36,7 +36,8 @@ from typing import Any
 import torch
 
 from reglab._validation import InvalidParameterError
-from reglab.penalties import L1, L1L2, L2, Penalty
+from reglab.penalties import Penalty
+from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import WeightBinding, checked_value
 from reglab.regularization.sharding import is_sharded as _is_sharded
 from reglab.regularization.sharding import local as _local
@@ -83,7 +84,7 @@ class _Elementwise:
 
     @classmethod
     def of(cls, index: Sequence[int], penalty: Any, like: torch.Tensor, **extra: Any) -> Any:
-        l1, l2 = _elementwise_coefficients(penalty)  # type: ignore[misc]
+        l1, l2 = number_coefficients(penalty)  # type: ignore[misc]
         acc = _acc_dtype(like.dtype)
         return cls(
             tuple(index),
@@ -98,7 +99,7 @@ class _Elementwise:
 
     def refresh(self) -> None:
         """Copy the penalty's coefficients into the group, if they changed."""
-        now = list(_elementwise_coefficients(self.penalty))  # type: ignore[arg-type]
+        now = list(number_coefficients(self.penalty))  # type: ignore[arg-type]
         if now != self.current:
             self.current[:] = now
             self.l1_t.fill_(now[0])
@@ -297,21 +298,6 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in _LOW_PRECISION else t
 
 
-def _elementwise_coefficients(penalty: Any) -> tuple[float, float] | None:
-    """(l1, l2) of an L1 / L2 / L1L2 with number coefficients, else None."""
-    if type(penalty) is L1 and not isinstance(penalty.l1, torch.Tensor):
-        return penalty.l1, 0.0
-    if type(penalty) is L2 and not isinstance(penalty.l2, torch.Tensor):
-        return 0.0, penalty.l2
-    if (
-        type(penalty) is L1L2
-        and not isinstance(penalty.l1, torch.Tensor)
-        and not isinstance(penalty.l2, torch.Tensor)
-    ):
-        return penalty.l1, penalty.l2
-    return None
-
-
 @dataclass(frozen=True)
 class _ShardedElementwise(_Elementwise):
     """An elementwise group of DTensor local shards: values are summed over the mesh."""
@@ -439,7 +425,7 @@ class WeightPenalties:
         meshes: dict[int, Any] = {}
         per_tensor: list[int] = []
         for i, (b, p) in enumerate(zip(self.closed, params, strict=True)):
-            if _elementwise_coefficients(b.penalty) is None:
+            if number_coefficients(b.penalty) is None:
                 if _is_sharded(p):
                     raise InvalidParameterError(
                         f"{b.param_name} is sharded (a DTensor, e.g. under FSDP2's "
@@ -538,7 +524,7 @@ def refresh_coefficients() -> None:
 
 
 def _nonzero(penalty: Any) -> tuple[bool, bool] | None:
-    coefficients = _elementwise_coefficients(penalty)
+    coefficients = number_coefficients(penalty)
     return None if coefficients is None else (coefficients[0] != 0, coefficients[1] != 0)
 
 
