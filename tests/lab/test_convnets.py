@@ -113,3 +113,12 @@ def test_a_cnn_trial_with_mixup_label_smoothing_dropout_and_conv_rules() -> None
     # MC dropout varies the dropout masks only; batch norm keeps its running statistics, so
     # the stochastic average stays close to the deterministic network.
     assert abs(metrics["test_acc_mc"] - metrics["test_acc"]) < 0.05
+
+
+def test_the_builders_name_a_bad_argument() -> None:
+    from reglab import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=r"'downsample' parameter of cnn must be one"):
+        cnn((1, 8, 8), 10, downsample="foo")
+    with pytest.raises(InvalidParameterError, match=r"'dropout' parameter of cnn"):
+        cnn((1, 8, 8), 10, dropout=1.5)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from reglab._validation import check_choice, check_probability
 from reglab.lab.datasets import DataConfig
 from reglab.lab.models import ACTIVATIONS
 from reglab.lab.schema import Table, boolean, choice, fail, integer, number, sequence_of, spec
@@ -66,6 +67,12 @@ def cnn(
     >>> cnn((1, 8, 8), 10, channels=[4])(torch.zeros(2, 64)).shape
     torch.Size([2, 10])
     """
+    check_choice(downsample, "downsample", "cnn", ("max", "avg", "stride", "none"))
+    check_choice(pool, "pool", "cnn", ("avg", "max", "flatten"))
+    check_choice(activation, "activation", "cnn", ACTIVATIONS)
+    for name, rate in (("spatial_dropout", spatial_dropout), ("drop_block", drop_block),
+                       ("dropout", dropout)):  # fmt: skip
+        check_probability(rate, name, "cnn")
     c, h, w = image
     layers: dict[str, nn.Module] = {"image": nn.Unflatten(1, image)}
     for i, width in enumerate(channels):
