@@ -3,6 +3,7 @@ equals single-process training."""
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections import OrderedDict
@@ -77,6 +78,13 @@ def _init(rank: int, port: int) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
 
 
+def _finish() -> None:
+    """Leave together: every rank past its last collective, then the group destroyed."""
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _ddp_worker(rank: int, port: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -89,8 +97,9 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
             net, data(), wrapper=ddp, rank=rank, attach_to=ddp if where == "wrapper" else net
         )
         results[where] = ({n: p.detach() for n, p in net.named_parameters()}, terms)
+        del ddp  # its reducer must go before the process group (a gloo abort at exit otherwise)
     torch.save(results, Path(out) / f"ddp{rank}.pt")
-    dist.destroy_process_group()
+    _finish()
 
 
 def _fsdp_worker(rank: int, port: int, out: str) -> None:
@@ -134,7 +143,7 @@ def _fsdp_worker(rank: int, port: int, out: str) -> None:
     except reglab.InvalidParameterError as err:
         results["constraint_error"] = str(err)
     torch.save(results, Path(out) / f"fsdp{rank}.pt")
-    dist.destroy_process_group()
+    _finish()
 
 
 def _spawn(worker, tmp_path: Path) -> list[dict]:
