@@ -10,11 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
+from reglab.lab import find_study
+from reglab.lab.sweep import Sweep
 from tests.lab.conftest import write_tiny
 from tests.lab.test_sweeps import _check_run_dir, _completions
 
@@ -145,5 +148,27 @@ def test_an_interrupted_worker_leaves_its_trials_to_the_next(
     assert proc.returncode == 0, stderr
     assert "6/6 trials complete" in stderr
     states = _completions(storage, study)
+    assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
+    assert not any(TrialState.RUNNING in s for s in states.values()), states
+
+
+def test_a_trial_popped_without_a_heartbeat_is_retried(tmp_path: Path) -> None:
+    """A worker killed between popping a trial and its first heartbeat leaves a RUNNING trial
+    that Optuna never calls stale; the next worker retries it after the grace period instead
+    of waiting for it for ever (the window is milliseconds wide; here it is made by hand)."""
+    study_path = write_tiny(tmp_path, "orphan", epochs=2)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    study, _, _ = find_study(str(study_path))
+    sweep = Sweep.create(study, storage, heartbeat=1, grace=2)
+    with warnings.catch_warnings():  # Optuna: "heartbeat ... used with Study.optimize"
+        warnings.simplefilter("ignore", UserWarning)
+        orphan = sweep.optuna.ask()  # popped, as a killed worker leaves it: no heartbeat
+    assert sweep.storage.get_trial(orphan._trial_id).state == TrialState.RUNNING
+    worker = ["worker", str(study_path), "--storage", storage, "--run-dir", str(tmp_path / "f")]
+    proc = _start(*worker, "--heartbeat", "1", "--grace", "2", "--no-stack")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "6/6 trials complete" in stderr
+    states = _completions(storage, study_path)
     assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
     assert not any(TrialState.RUNNING in s for s in states.values()), states

@@ -16,7 +16,10 @@
 * Interrupted (Ctrl-C, SIGTERM) or failing, a worker puts the trials it popped and did not
   finish back in the queue before it exits (:mod:`reglab.lab.interrupts`); each trial's
   files and state change together, never half. Killed (SIGKILL), it leaves them RUNNING:
-  a popped trial gets a heartbeat at once, so it turns stale rather than orphaned.
+  a popped trial gets a heartbeat at once, so it turns stale rather than orphaned. A kill
+  between the pop and that first heartbeat leaves a RUNNING trial Optuna never calls stale;
+  a waiting worker fails and re-enqueues it once it has seen it without a heartbeat for the
+  grace period.
 * A local run directory is locked by one coordinator (and the workers it starts, which
   inherit the lock and end with it); on resume, trials left RUNNING by a killed run are
   failed and re-enqueued at once (no need to wait for the grace period).
@@ -185,6 +188,7 @@ class Sweep:
         self.name = optuna_study.study_name
         self._stack_keys: dict[str, Hashable | None] = {}
         self._owned: dict[int, optuna.Trial] = {}  # popped by this process, not yet told
+        self._beatless: dict[int, float] = {}  # RUNNING, no heartbeat: first seen (monotonic)
 
     # -- creating and opening ------------------------------------------------------------
     @classmethod
@@ -306,8 +310,11 @@ class Sweep:
             key = t.system_attrs.get("fixed_params", {}).get(_KEY)
             if self.storage.get_trial(t._trial_id).state != TrialState.RUNNING:
                 continue
-            self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            failed = self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            try:
+                self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+                failed = self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker finished or re-queued it meanwhile
             if failed and key is not None:
                 self.optuna.enqueue_trial({_KEY: key}, user_attrs=dict(t.user_attrs))
                 requeued += 1
@@ -325,6 +332,37 @@ class Sweep:
         owned = [self.storage.get_trial(i) for i in self._owned]
         self._owned.clear()
         return self._requeue(owned)
+
+    def _running_without_heartbeat(self) -> set[int]:
+        """RUNNING trials of this study that never got a heartbeat (Optuna's public API does
+        not say; its heartbeat table does)."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import orm, select
+
+        trial, beat = models.TrialModel, models.TrialHeartbeatModel
+        query = (
+            select(trial.trial_id)
+            .outerjoin(beat, beat.trial_id == trial.trial_id)
+            .where(trial.study_id == self.optuna._study_id)
+            .where(trial.state == TrialState.RUNNING)
+            .where(beat.trial_heartbeat_id.is_(None))
+        )
+        with orm.Session(self.storage.engine) as session:
+            return set(session.scalars(query))
+
+    def _recover_orphans(self) -> int:
+        """Fail and re-enqueue trials that have stayed RUNNING without a heartbeat for the
+        grace period since this worker first saw them (their worker died between popping them
+        and their first heartbeat); returns how many. Measured on this worker's clock, so
+        machines' clocks need not agree."""
+        now = time.monotonic()
+        beatless = self._running_without_heartbeat() - set(self._owned)
+        self._beatless = {i: self._beatless.get(i, now) for i in beatless}
+        grace = self.storage.grace_period or 2 * (self.storage.get_heartbeat_interval() or 10)
+        orphans = [i for i, seen in self._beatless.items() if now - seen > grace]
+        for i in orphans:
+            del self._beatless[i]
+        return self._requeue([self.storage.get_trial(i) for i in orphans])
 
     def _remaining(self) -> tuple[int, int]:
         waiting = running = 0
@@ -407,6 +445,7 @@ class Sweep:
                     continue
                 if not running:
                     return
+                self._recover_orphans()
                 time.sleep(poll)  # others' trials: wait until they finish or turn stale
         except BaseException:  # Ctrl-C, SIGTERM, an error: our unfinished trials go back
             with deferred():
