@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reglab.penalties import L1, L1L2, L2
 from tests.conftest import penalty_examples
 
 
@@ -33,3 +34,51 @@ def test_gradient_returns_a_fresh_tensor_the_caller_may_scale_in_place(penalty) 
     g = penalty.gradient(x)
     g.mul_(2.0)
     torch.testing.assert_close(x, before)
+
+
+_MEMBERS = [  # (K,) coefficients with zero runs, as a stacked study makes them
+    torch.tensor([0.0, 0.0, 0.3, 0.3, 0.0, 0.5], dtype=torch.float64),
+    torch.tensor([0.2, 0.0, 0.0, 0.1, 0.1, 0.0], dtype=torch.float64),
+    torch.zeros(6, dtype=torch.float64),
+]
+
+
+def _per_member_reference(x: torch.Tensor, l1: object, l2: object) -> torch.Tensor:
+    """Σ_k l1_k Σ|x_k| + l2_k Σx_k², one member at a time."""
+    total = x.new_zeros(())
+    for k in range(x.shape[0]):
+        c1 = l1[k] if isinstance(l1, torch.Tensor) else l1
+        c2 = l2[k] if isinstance(l2, torch.Tensor) else l2
+        total = total + c1 * x[k].abs().sum() + c2 * x[k].square().sum()
+    return total
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a, b: L1(a),
+        lambda a, b: L2(b),
+        lambda a, b: L1L2(a, b),
+        lambda a, b: L1L2(a, 0.05),
+        lambda a, b: L1L2(0.0, b),
+    ],
+    ids=["L1", "L2", "L1L2", "L1L2-shared-l2", "L1L2-zero-l1"],
+)
+@pytest.mark.parametrize("pair", [(0, 1), (1, 0), (2, 2), (0, 2)])
+def test_per_member_coefficients_skip_zero_members_exactly(make, pair) -> None:
+    """Members whose coefficients are zero are skipped on the CPU; value and closed-form
+    gradient still equal the member-by-member formula and autograd (a zero member's gradient
+    is exactly 0)."""
+    l1, l2 = _MEMBERS[pair[0]], _MEMBERS[pair[1]]
+    penalty = make(l1, l2)
+    x = torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True)
+    expected = _per_member_reference(x, getattr(penalty, "l1", 0.0), getattr(penalty, "l2", 0.0))
+    value = penalty(x)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    (want,) = torch.autograd.grad(expected, x)
+    (through_call,) = torch.autograd.grad(value, x)
+    with torch.no_grad():
+        torch.testing.assert_close(penalty(x), expected.detach(), rtol=1e-12, atol=1e-12)
+    got = penalty.gradient(x.detach())
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(through_call, want, rtol=1e-12, atol=0.0)

@@ -51,13 +51,86 @@ def _scale(g: torch.Tensor, c: Coefficient, owner: str) -> torch.Tensor:
     return g.mul_(_per_member(c, g, owner) if isinstance(c, torch.Tensor) else c)
 
 
-def _active(c: Coefficient) -> bool:
-    """Whether a term can be non-zero: a non-zero number, any accelerator tensor (checking it
-    would synchronise), or a CPU tensor with a non-zero entry. A stack whose members all have
-    ``l2 = 0`` (``L1(a)`` stacked as ``L1L2(a, 0)``) then skips the L2 pass entirely."""
-    if isinstance(c, torch.Tensor):
-        return c.device.type != "cpu" or bool(c.any())
-    return c != 0
+def _segments(l1: Coefficient, l2: Coefficient, k: int) -> list[tuple[int, int, bool, bool]]:
+    """``(start, stop, has_l1, has_l2)``: runs of consecutive members whose terms are zero or
+    not alike. Per-member coefficients on the CPU are read (free there), so members whose
+    coefficient is zero cost nothing — in a stacked study most members have no weight or no
+    activity penalty, and they sit next to each other. Accelerator coefficients are not read
+    (it would synchronise): every member is computed."""
+
+    def flags(c: Coefficient) -> list[bool]:
+        if not isinstance(c, torch.Tensor):
+            return [c != 0] * k
+        if c.device.type != "cpu":
+            return [True] * k
+        return [v != 0 for v in c.tolist()]
+
+    out: list[tuple[int, int, bool, bool]] = []
+    for m, pair in enumerate(zip(flags(l1), flags(l2), strict=True)):
+        if out and out[-1][2:] == pair:
+            out[-1] = (out[-1][0], m + 1, *pair)
+        else:
+            out.append((m, m + 1, *pair))
+    return out
+
+
+def _members(x: torch.Tensor, *coefficients: Coefficient, owner: str) -> int:
+    """The member count K, checked against every (K,) coefficient."""
+    for c in coefficients:
+        if isinstance(c, torch.Tensor):
+            _per_member(c, x, owner)
+    return x.shape[0]
+
+
+def _column(c: Coefficient, a: int, b: int, x: torch.Tensor) -> Coefficient:
+    """Members ``a:b`` of ``c`` shaped to broadcast against ``x[a:b]`` (a number stays one)."""
+    if not isinstance(c, torch.Tensor):
+        return c
+    return c[a:b].to(x.device, x.dtype).view(-1, *([1] * (x.ndim - 1)))
+
+
+def _member_value(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> torch.Tensor:
+    """``Σ_k l1_k · Σ|x[k]| + l2_k · Σx[k]²`` with per-member (or shared) coefficients,
+    reduced member by member (no second tensor of the input's size) and only over members
+    whose terms are non-zero. Differentiable."""
+    k = _members(x, l1, l2, owner=owner)
+    differentiable = torch.is_grad_enabled() and x.requires_grad
+    parts = []
+    for a, b, has_l1, has_l2 in _segments(l1, l2, k):
+        rows = x[a:b].reshape(b - a, -1)
+        if has_l1:
+            parts.append((_column(l1, a, b, rows) * rows.abs().sum(1, keepdim=True)).sum())
+        if has_l2:
+            # vector_norm reads once without a temporary; its gradient at 0 is not x's.
+            squares = (
+                rows.square().sum(1, keepdim=True)
+                if differentiable
+                else torch.linalg.vector_norm(rows, 2, dim=1, keepdim=True).square()
+            )
+            parts.append((_column(l2, a, b, rows) * squares).sum())
+    if not parts:  # every member's coefficients are zero: a zero still on x's graph
+        return x.reshape(-1)[:1].sum() * 0.0
+    return torch.stack(parts).sum() if len(parts) > 1 else parts[0]
+
+
+def _member_gradient(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> torch.Tensor:
+    """``l1_k · sign(x[k]) + 2 · l2_k · x[k]`` in one fresh tensor, each member's slice
+    written once (zeros where both coefficients are zero)."""
+    k = _members(x, l1, l2, owner=owner)
+    grad = torch.empty_like(x)
+    for a, b, has_l1, has_l2 in _segments(l1, l2, k):
+        xs, gs = x[a:b], grad[a:b]
+        if has_l1:
+            torch.sign(xs, out=gs).mul_(_column(l1, a, b, xs))
+            if has_l2 and isinstance(l2, torch.Tensor):
+                gs.addcmul_(xs, _column(l2, a, b, xs), value=2.0)
+            elif has_l2:
+                gs.add_(xs, alpha=2.0 * l2)
+        elif has_l2:
+            torch.mul(xs, _column(l2, a, b, xs), out=gs).mul_(2.0)
+        else:
+            gs.zero_()
+    return grad
 
 
 def _config(c: Coefficient) -> Coefficient:
@@ -86,9 +159,13 @@ class L1(Penalty):
         self.l1 = check_coefficients(l1, "l1", "L1")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.l1, torch.Tensor):
+            return _member_value(x, self.l1, 0.0, "L1")
         return _weighted_sum(self.l1, x.abs(), "L1")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.l1, torch.Tensor):
+            return _member_gradient(x, self.l1, 0.0, "L1")
         return _scale(torch.sign(x), self.l1, "L1")
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,9 +197,13 @@ class L2(Penalty):
         self.l2 = check_coefficients(l2, "l2", "L2")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.l2, torch.Tensor):
+            return _member_value(x, 0.0, self.l2, "L2")
         return _weighted_sum(self.l2, x.square(), "L2")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.l2, torch.Tensor):
+            return _member_gradient(x, 0.0, self.l2, "L2")
         return _scale(x.mul(2.0), self.l2, "L2")
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,32 +235,14 @@ class L1L2(Penalty):
         return isinstance(self.l1, torch.Tensor) or isinstance(self.l2, torch.Tensor)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._per_member():
-            return _weighted_sum(self.l1, x.abs(), "L1L2") + _weighted_sum(
-                self.l2, x.square(), "L1L2"
-            )
-        value = x.new_zeros(())
-        if _active(self.l1):
-            value = value + _weighted_sum(self.l1, x.abs(), "L1L2")
-        if _active(self.l2):
-            value = value + _weighted_sum(self.l2, x.square(), "L1L2")
-        return value
+        if self._per_member():
+            return _member_value(x, self.l1, self.l2, "L1L2")
+        return _weighted_sum(self.l1, x.abs(), "L1L2") + _weighted_sum(self.l2, x.square(), "L1L2")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._per_member():
-            return _scale(torch.sign(x), self.l1, "L1L2").add_(_scale(x.mul(2.0), self.l2, "L1L2"))
-        # Per-member coefficients: one fresh tensor, terms whose coefficients are all zero
-        # skipped (sign(x) · l1 + x · 2 · l2, the second added in place).
-        l1_on, l2_on = _active(self.l1), _active(self.l2)
-        l2 = self.l2 * 2.0
-        if not l1_on:
-            return _scale(x.mul(2.0), self.l2, "L1L2") if l2_on else torch.zeros_like(x)
-        grad = _scale(torch.sign(x), self.l1, "L1L2")
-        if l2_on and isinstance(l2, torch.Tensor):
-            grad.addcmul_(x, _per_member(l2, x, "L1L2"))
-        elif l2_on:
-            grad.add_(x, alpha=l2)
-        return grad
+        if self._per_member():
+            return _member_gradient(x, self.l1, self.l2, "L1L2")
+        return _scale(torch.sign(x), self.l1, "L1L2").add_(x, alpha=2.0 * self.l2)
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._per_member():
