@@ -45,3 +45,14 @@ def test_core_alone_in_a_fresh_venv(tmp_path: Path) -> None:
     assert (
         done.stderr.strip() == "reglab: reglab's command line needs rich: pip install 'reglab[lab]'"
     )
+
+
+def test_attach_does_not_import_torch_distributed_tensor() -> None:
+    """``torch.distributed.tensor`` costs ~0.4 s to import (it pulls in sympy); reglab looks
+    for DTensors only once something else has loaded it."""
+    code = (
+        "import sys, torch, reglab\n"
+        "reglab.attach(torch.nn.Linear(2, 2), {'': {'kernel': 'l2'}}).penalty()\n"
+        "assert 'torch.distributed.tensor' not in sys.modules, 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -22,19 +23,17 @@ __all__ = ["is_sharded", "local", "project_shard"]
 
 
 def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed support
-        return None
-    return DTensor
-
-
-_DTENSOR = _dtensor_type()
+    """``DTensor``, if anything imported it (importing it here would cost every user of
+    ``attach`` ~0.4 s: it pulls in sympy). A tensor can only be a DTensor once its module
+    is loaded."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
 
 
 def is_sharded(t: torch.Tensor) -> bool:
     """Whether ``t`` is a ``DTensor``."""
-    return _DTENSOR is not None and isinstance(t, _DTENSOR)
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(t, dtensor)
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
