@@ -30,7 +30,7 @@ def _figure(**kwargs: Any) -> Any:
 def png(fig: Any) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
 
