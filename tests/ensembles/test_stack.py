@@ -13,7 +13,7 @@ import reglab
 from reglab import InvalidParameterError
 from reglab.ensembles import ModelStack, stacked_loss
 from reglab.lab import mlp
-from reglab.penalties import L1, L2
+from reglab.penalties import L1, L1L2, L2
 
 K = 3
 
@@ -158,3 +158,31 @@ def test_errors() -> None:
         InvalidParameterError, match=r"through torch\.vmap, where forward hooks cannot run"
     ):
         conv(torch.randn(2, 1, 8))
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["loss", "folded"])
+def test_per_member_elastic_net_with_zero_members_equals_separate_models(folded: bool) -> None:
+    """Members without an L1 or L2 term (zero coefficients, skipped on the CPU) and members
+    with both train exactly like separate models, in the loss and folded into Adam."""
+    l1 = torch.tensor([0.0, 0.0, 1e-2, 1e-2], dtype=torch.float64)
+    l2 = torch.tensor([0.0, 1e-2, 0.0, 1e-1], dtype=torch.float64)
+    members = _members(lambda: mlp([5, 16, 4]), k=4)
+    separate = [copy.deepcopy(m) for m in members]
+    stack = ModelStack(members)
+    reg = reglab.attach(stack, {"fc*": dict(kernel=L1L2(l1, l2))})
+    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 4, (8,))
+    opt = torch.optim.Adam(stack.parameters(), lr=1e-2)
+    if folded:
+        reg.fold_into(opt)
+    for _ in range(4):
+        opt.zero_grad()
+        (stacked_loss(F.cross_entropy)(stack(x), y) + reg.penalty()).backward()
+        opt.step()
+    for k, model in enumerate(separate):
+        r = reglab.attach(model, {"fc*": dict(kernel=L1L2(l1[k].item(), l2[k].item()))})
+        o = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(4):
+            o.zero_grad()
+            (F.cross_entropy(model(x), y) + r.penalty()).backward()
+            o.step()
+        torch.testing.assert_close(stack(x)[k], model(x), rtol=1e-10, atol=1e-12)

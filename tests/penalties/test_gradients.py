@@ -82,3 +82,19 @@ def test_per_member_coefficients_skip_zero_members_exactly(make, pair) -> None:
     got = penalty.gradient(x.detach())
     torch.testing.assert_close(got, want, rtol=1e-12, atol=0.0)
     torch.testing.assert_close(through_call, want, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.25, torch.tensor(0.25, dtype=torch.float64)])
+@pytest.mark.parametrize(
+    "penalty",
+    [L1L2(_MEMBERS[0], _MEMBERS[1]), L1(_MEMBERS[0]), L2(_MEMBERS[1]), L1L2(0.3, 0.2), L2(0.1)],
+    ids=["L1L2-members", "L1-members", "L2-members", "L1L2", "L2"],
+)
+def test_add_gradient_in_place_equals_adding_the_gradient(penalty, factor) -> None:
+    """``add_gradient_`` (the folded path) adds exactly ``factor · gradient(x)``, also for a
+    tensor factor (a loss scale), without touching members whose coefficients are zero."""
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    grad = torch.randn_like(x)
+    want = grad + penalty.gradient(x) * factor
+    penalty.add_gradient_(grad, x, factor)
+    torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-15)

@@ -57,6 +57,16 @@ class Penalty(abc.ABC):
         with torch.no_grad():
             return self(x), self.gradient(x)
 
+    def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
+        """``grad += factor · gradient(x)`` in place (``factor`` a number or a 0-dim
+        tensor); for penalties folded into an optimizer step. Subclasses override it to skip
+        the fresh gradient tensor."""
+        extra = self.gradient(x)
+        if isinstance(factor, torch.Tensor):
+            grad.add_(extra.mul_(factor))
+        else:
+            grad.add_(extra, alpha=factor)
+
     def has_closed_form(self) -> bool:
         """Whether ``gradient`` may be used instead of autograd for this instance."""
         return type(self).gradient is not Penalty.gradient

@@ -7,6 +7,7 @@ and ``value = Σ_k c_k · Σ f(x[k])``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,63 +52,92 @@ def _scale(g: torch.Tensor, c: Coefficient, owner: str) -> torch.Tensor:
     return g.mul_(_per_member(c, g, owner) if isinstance(c, torch.Tensor) else c)
 
 
-def _segments(l1: Coefficient, l2: Coefficient, k: int) -> list[tuple[int, int, bool, bool]]:
-    """``(start, stop, has_l1, has_l2)``: runs of consecutive members whose terms are zero or
-    not alike. Per-member coefficients on the CPU are read (free there), so members whose
+@dataclass(frozen=True)
+class _Segment:
+    """Members ``start:stop``, whose non-zero terms are alike: the coefficients of each
+    (``(stop - start,)`` tensors in the input's dtype, or numbers), None for a zero term."""
+
+    start: int
+    stop: int
+    l1: Coefficient | None
+    l2: Coefficient | None
+
+
+def _flags(c: Coefficient, k: int) -> list[bool]:
+    if not isinstance(c, torch.Tensor):
+        return [c != 0] * k
+    if c.device.type != "cpu":  # reading it would synchronise: assume every member is on
+        return [True] * k
+    return [v != 0 for v in c.tolist()]
+
+
+def _stamp(c: Coefficient) -> Any:
+    """What identifies a coefficient's current values (a tensor changes in place)."""
+    return (id(c), c._version) if isinstance(c, torch.Tensor) else c
+
+
+#: Segments of recent (coefficients, input) combinations: a stack's penalties are evaluated
+#: every step with the same coefficient tensors. The entries hold the tensors, so an id is
+#: not reused while its entry lives.
+_SEGMENTS: dict[Any, tuple[list[_Segment], Any]] = {}
+
+
+def _segments(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> list[_Segment]:
+    """Runs of consecutive members of ``x`` (members along dim 0) whose terms are zero or not
+    alike. Per-member coefficients on the CPU are read (free there), so members whose
     coefficient is zero cost nothing — in a stacked study most members have no weight or no
     activity penalty, and they sit next to each other. Accelerator coefficients are not read
     (it would synchronise): every member is computed."""
-
-    def flags(c: Coefficient) -> list[bool]:
-        if not isinstance(c, torch.Tensor):
-            return [c != 0] * k
-        if c.device.type != "cpu":
-            return [True] * k
-        return [v != 0 for v in c.tolist()]
-
-    out: list[tuple[int, int, bool, bool]] = []
-    for m, pair in enumerate(zip(flags(l1), flags(l2), strict=True)):
-        if out and out[-1][2:] == pair:
-            out[-1] = (out[-1][0], m + 1, *pair)
+    key = (_stamp(l1), _stamp(l2), x.shape[0], x.dtype, x.device)
+    cached = _SEGMENTS.get(key)
+    if cached is not None:
+        return cached[0]
+    for c in (l1, l2):
+        if isinstance(c, torch.Tensor):
+            _per_member(c, x, owner)  # checks the member dimension
+    k = x.shape[0]
+    runs: list[list[Any]] = []
+    for m, pair in enumerate(zip(_flags(l1, k), _flags(l2, k), strict=True)):
+        if runs and runs[-1][2:] == list(pair):
+            runs[-1][1] = m + 1
         else:
-            out.append((m, m + 1, *pair))
+            runs.append([m, m + 1, *pair])
+
+    def part(c: Coefficient, a: int, b: int, on: bool) -> Coefficient | None:
+        if not on:
+            return None
+        return c[a:b].to(x.device, x.dtype) if isinstance(c, torch.Tensor) else c
+
+    out = [_Segment(a, b, part(l1, a, b, f1), part(l2, a, b, f2)) for a, b, f1, f2 in runs]
+    if len(_SEGMENTS) >= 64:
+        _SEGMENTS.clear()
+    _SEGMENTS[key] = (out, (l1, l2))
     return out
 
 
-def _members(x: torch.Tensor, *coefficients: Coefficient, owner: str) -> int:
-    """The member count K, checked against every (K,) coefficient."""
-    for c in coefficients:
-        if isinstance(c, torch.Tensor):
-            _per_member(c, x, owner)
-    return x.shape[0]
-
-
-def _column(c: Coefficient, a: int, b: int, x: torch.Tensor) -> Coefficient:
-    """Members ``a:b`` of ``c`` shaped to broadcast against ``x[a:b]`` (a number stays one)."""
-    if not isinstance(c, torch.Tensor):
-        return c
-    return c[a:b].to(x.device, x.dtype).view(-1, *([1] * (x.ndim - 1)))
+def _column(c: Coefficient, like: torch.Tensor) -> Coefficient:
+    """A segment's coefficient shaped to broadcast against ``like`` (members along dim 0)."""
+    return c.view(-1, *([1] * (like.ndim - 1))) if isinstance(c, torch.Tensor) else c
 
 
 def _member_value(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> torch.Tensor:
     """``Σ_k l1_k · Σ|x[k]| + l2_k · Σx[k]²`` with per-member (or shared) coefficients,
     reduced member by member (no second tensor of the input's size) and only over members
     whose terms are non-zero. Differentiable."""
-    k = _members(x, l1, l2, owner=owner)
     differentiable = torch.is_grad_enabled() and x.requires_grad
     parts = []
-    for a, b, has_l1, has_l2 in _segments(l1, l2, k):
-        rows = x[a:b].reshape(b - a, -1)
-        if has_l1:
-            parts.append((_column(l1, a, b, rows) * rows.abs().sum(1, keepdim=True)).sum())
-        if has_l2:
+    for seg in _segments(x, l1, l2, owner):
+        rows = x[seg.start : seg.stop].reshape(seg.stop - seg.start, -1)
+        if seg.l1 is not None:
+            parts.append((_column(seg.l1, rows) * rows.abs().sum(1, keepdim=True)).sum())
+        if seg.l2 is not None:
             # vector_norm reads once without a temporary; its gradient at 0 is not x's.
             squares = (
                 rows.square().sum(1, keepdim=True)
                 if differentiable
                 else torch.linalg.vector_norm(rows, 2, dim=1, keepdim=True).square()
             )
-            parts.append((_column(l2, a, b, rows) * squares).sum())
+            parts.append((_column(seg.l2, rows) * squares).sum())
     if not parts:  # every member's coefficients are zero: a zero still on x's graph
         return x.reshape(-1)[:1].sum() * 0.0
     return torch.stack(parts).sum() if len(parts) > 1 else parts[0]
@@ -116,21 +146,42 @@ def _member_value(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str)
 def _member_gradient(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> torch.Tensor:
     """``l1_k · sign(x[k]) + 2 · l2_k · x[k]`` in one fresh tensor, each member's slice
     written once (zeros where both coefficients are zero)."""
-    k = _members(x, l1, l2, owner=owner)
     grad = torch.empty_like(x)
-    for a, b, has_l1, has_l2 in _segments(l1, l2, k):
-        xs, gs = x[a:b], grad[a:b]
-        if has_l1:
-            torch.sign(xs, out=gs).mul_(_column(l1, a, b, xs))
-            if has_l2 and isinstance(l2, torch.Tensor):
-                gs.addcmul_(xs, _column(l2, a, b, xs), value=2.0)
-            elif has_l2:
-                gs.add_(xs, alpha=2.0 * l2)
-        elif has_l2:
-            torch.mul(xs, _column(l2, a, b, xs), out=gs).mul_(2.0)
+    for seg in _segments(x, l1, l2, owner):
+        xs, gs = x[seg.start : seg.stop], grad[seg.start : seg.stop]
+        if seg.l1 is not None:
+            torch.sign(xs, out=gs).mul_(_column(seg.l1, xs))
+            if isinstance(seg.l2, torch.Tensor):
+                gs.addcmul_(xs, _column(seg.l2, xs), value=2.0)
+            elif seg.l2 is not None:
+                gs.add_(xs, alpha=2.0 * seg.l2)
+        elif seg.l2 is not None:
+            torch.mul(xs, _column(seg.l2, xs), out=gs).mul_(2.0)
         else:
             gs.zero_()
     return grad
+
+
+def _add_scaled_(grad: torch.Tensor, t: torch.Tensor, c: Coefficient) -> None:
+    """``grad += t · c`` in place (``c`` a number or a tensor broadcasting against ``t``)."""
+    if isinstance(c, torch.Tensor):
+        grad.addcmul_(t, c)
+    else:
+        grad.add_(t, alpha=c)
+
+
+def _member_add_gradient_(
+    grad: torch.Tensor, x: torch.Tensor, l1: Coefficient, l2: Coefficient, factor: Any, owner: str
+) -> None:
+    """``grad += factor · (l1_k · sign(x[k]) + 2 · l2_k · x[k])`` in place, on the members
+    whose coefficients are non-zero only: no tensor of the input's size (the L1 term's
+    ``sign`` is as large as a run of members)."""
+    for seg in _segments(x, l1, l2, owner):
+        xs, gs = x[seg.start : seg.stop], grad[seg.start : seg.stop]
+        if seg.l1 is not None:
+            _add_scaled_(gs, torch.sign(xs), _column(seg.l1, xs) * factor)
+        if seg.l2 is not None:
+            _add_scaled_(gs, xs, _column(seg.l2, xs) * (2.0 * factor))
 
 
 def _config(c: Coefficient) -> Coefficient:
@@ -167,6 +218,12 @@ class L1(Penalty):
         if isinstance(self.l1, torch.Tensor):
             return _member_gradient(x, self.l1, 0.0, "L1")
         return _scale(torch.sign(x), self.l1, "L1")
+
+    def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
+        if isinstance(self.l1, torch.Tensor):
+            _member_add_gradient_(grad, x, self.l1, 0.0, factor, "L1")
+        else:
+            super().add_gradient_(grad, x, factor)
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.l1, torch.Tensor):
@@ -206,6 +263,12 @@ class L2(Penalty):
             return _member_gradient(x, 0.0, self.l2, "L2")
         return _scale(x.mul(2.0), self.l2, "L2")
 
+    def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
+        if isinstance(self.l2, torch.Tensor):
+            _member_add_gradient_(grad, x, 0.0, self.l2, factor, "L2")
+        else:
+            super().add_gradient_(grad, x, factor)
+
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.l2, torch.Tensor):
             return super().value_and_gradient(x)
@@ -243,6 +306,12 @@ class L1L2(Penalty):
         if self._per_member():
             return _member_gradient(x, self.l1, self.l2, "L1L2")
         return _scale(torch.sign(x), self.l1, "L1L2").add_(x, alpha=2.0 * self.l2)
+
+    def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
+        if self._per_member():
+            _member_add_gradient_(grad, x, self.l1, self.l2, factor, "L1L2")
+        else:
+            super().add_gradient_(grad, x, factor)
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._per_member():

@@ -290,8 +290,12 @@ class _PerTensor:
     def add_gradients_(
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
-        for grad, extra in zip(grads, self.gradients(ws, factor), strict=True):
-            grad.add_(extra)
+        for b, grad, w in zip(self.bindings, grads, ws, strict=True):
+            if b.penalty.per_unit or w.dtype in _LOW_PRECISION:  # type: ignore[union-attr]
+                (extra,) = _PerTensor((0,), (b,)).gradients([w], factor)
+                grad.add_(extra)
+            else:  # in place: per-member norms skip members whose coefficients are zero
+                b.penalty.add_gradient_(grad, w, factor)  # type: ignore[union-attr]
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:
