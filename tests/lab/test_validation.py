@@ -111,6 +111,22 @@ def _entry(**entry) -> dict:
             {**BASE, "model": {"kind": "mlp", "corruption": "mask"}},
             r"^s\.model\.corruption: does not apply to model\.kind = 'mlp'",
         ),
+        (  # cross-table checks name the table the value was written in
+            _entry(model={"sizes": [32, 10]}),
+            r"^s\.grid\[0\]\.model\.sizes: must start with the 64 input features of 'digits'",
+        ),
+        (
+            {**BASE, "model": {"sizes": [32, 10]}},
+            r"^s\.model\.sizes: must start with the 64 input features of 'digits'",
+        ),
+        (
+            {
+                **BASE,
+                "model": {"kind": "cnn"},
+                "grid": [{"name": "a", "model": {"channels": [8] * 6}}],
+            },
+            r"^s\.grid\[0\]\.model\.channels: 6 downsampling blocks do not fit 8×8 images",
+        ),
         (
             _entry(early_stopping={"criterion": "gl"}),
             r"^s\.grid\[0\]\.early_stopping: The 'alpha' parameter of EarlyStopping must be a number >= 0 with criterion='gl'",

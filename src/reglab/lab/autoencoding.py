@@ -18,7 +18,17 @@ from reglab.autoencoders import (
     principal_angles,
 )
 from reglab.lab.datasets import DataConfig, load_data
-from reglab.lab.schema import Table, boolean, choice, fail, integer, number, sequence_of, spec
+from reglab.lab.schema import (
+    KeyPath,
+    Table,
+    boolean,
+    choice,
+    fail,
+    integer,
+    number,
+    sequence_of,
+    spec,
+)
 from reglab.lab.trial import TrialContext, TrialOutcome, history_rows, kernel_stats, train_model
 
 if TYPE_CHECKING:
@@ -51,15 +61,15 @@ class AutoencoderModel(Table):
     linear: bool = spec(False, boolean())
     stochastic: ClassVar[bool] = True
 
-    def check(self, data: DataConfig, path: str) -> None:
+    def check(self, data: DataConfig, where: KeyPath) -> None:
         if data.features is not None and self.sizes[0] != data.features:
             raise fail(
-                f"{path}.sizes",
+                where("sizes"),
                 f"must start with the {data.features} input features of '{data.name}'",
                 list(self.sizes),
             )
         if self.sparsity == "topk" and not 0 < self.k <= self.sizes[1]:
-            raise fail(f"{path}.k", f"sparsity = 'topk' needs 1 <= k <= {self.sizes[1]}", self.k)
+            raise fail(where("k"), f"sparsity = 'topk' needs 1 <= k <= {self.sizes[1]}", self.k)
 
     def build(self, data: DataConfig) -> Autoencoder:
         del data

@@ -45,7 +45,7 @@ from reglab.lab.ensemble import EnsembleConfig
 from reglab.lab.language import LanguageModel
 from reglab.lab.models import FactoryModel, MLPModel
 from reglab.lab.regression import LinearModel
-from reglab.lab.schema import StudyError, Table, choice, fail, number
+from reglab.lab.schema import KeyPath, StudyError, Table, choice, fail, number
 from reglab.lab.trial import NormBoundConfig, ScheduleConfig, TrainConfig
 
 __all__ = ["MODEL_KINDS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
@@ -224,11 +224,11 @@ class TrialConfig:
 
     def _check(self, path: str, sections: Mapping[str, Mapping[str, str]]) -> None:
         """Checks across tables, before anything is trained."""
-        data_path = _base(sections["data"], path, "data")
-        model_path = _base(sections["model"], path, "model")
+        data_key = _key_path(sections["data"], path, "data")
+        model_key = _key_path(sections["model"], path, "model")
         if self.data.name == "patches" and not isinstance(self.model, AutoencoderModel):
             raise fail(
-                f"{data_path}.name",
+                data_key("name"),
                 "'patches' has no labels: use model.kind = 'autoencoder'",
                 "patches",
             )
@@ -237,15 +237,15 @@ class TrialConfig:
         ):
             partner = "linear" if self.data.name == "teacher" else "lstm-lm"
             raise fail(
-                f"{model_path}.kind",
+                model_key("kind"),
                 f"the '{self.data.name}' data and model.kind = '{partner}' go together",
                 self.model.kind,  # type: ignore[union-attr]
             )
-        self.model.check(self.data, model_path)  # type: ignore[union-attr]
+        self.model.check(self.data, model_key)  # type: ignore[union-attr]
         rows = self.data.dataset.train_rows
         if self.data.subset and rows and self.data.subset > rows:
             raise fail(
-                f"{data_path}.subset",
+                data_key("subset"),
                 f"'{self.data.name}' has {rows} training rows",
                 self.data.subset,
             )
@@ -279,7 +279,7 @@ class TrialConfig:
                 )
         if self.kind == "classifier" and not isinstance(self.model, CLASSIFIERS):
             raise fail(
-                f"{model_path}.kind",
+                model_key("kind"),
                 "classifier techniques need an MLP, a CNN, a ResNet or a factory",
                 self.model.kind,
             )  # type: ignore[union-attr]
@@ -289,7 +289,7 @@ class TrialConfig:
             self.model, MLPModel
         ):
             raise fail(
-                f"{model_path}.kind",
+                model_key("kind"),
                 "pretrain, semi_supervised and multitask need kind = 'mlp'",
                 self.model.kind,
             )  # type: ignore[union-attr]
@@ -440,3 +440,9 @@ class TrialConfig:
 def _base(origins: Mapping[str, str], path: str, section: str) -> str:
     """The path of a merged section's own table: where its keys come from by default."""
     return origins.get("", f"{path}.{section}")
+
+
+def _key_path(origins: Mapping[str, str], path: str, section: str) -> KeyPath:
+    """A merged section's keys -> the paths of the tables they were written in."""
+    base = _base(origins, path, section)
+    return lambda key: f"{origins.get(key, base)}.{key}"

@@ -28,16 +28,26 @@ from torch import nn
 from reglab._validation import check_choice, check_probability
 from reglab.lab.datasets import DataConfig
 from reglab.lab.models import ACTIVATIONS
-from reglab.lab.schema import Table, boolean, choice, fail, integer, number, sequence_of, spec
+from reglab.lab.schema import (
+    KeyPath,
+    Table,
+    boolean,
+    choice,
+    fail,
+    integer,
+    number,
+    sequence_of,
+    spec,
+)
 from reglab.stochastic import DropBlock, DropPath
 
 __all__ = ["CNNModel", "PreActBlock", "ResNetModel", "cnn", "resnet"]
 
 
-def _image(data: DataConfig, path: str) -> tuple[int, int, int]:
+def _image(data: DataConfig, where: KeyPath) -> tuple[int, int, int]:
     image = data.dataset.image
     if image is None or data.dataset.classes is None:
-        raise fail(f"{path}.kind", f"'{data.name}' is not a set of labelled images", data.name)
+        raise fail(where("kind"), f"'{data.name}' is not a set of labelled images", data.name)
     return image
 
 
@@ -200,11 +210,11 @@ class CNNModel(Table):
     hidden: int = spec(0, integer(0))
     dropout: float = spec(0.0, _RATE)
 
-    def check(self, data: DataConfig, path: str) -> None:
-        _, h, w = _image(data, path)
+    def check(self, data: DataConfig, where: KeyPath) -> None:
+        _, h, w = _image(data, where)
         if self.downsample != "none" and min(h, w) < 2 ** len(self.channels):
             raise fail(
-                f"{path}.channels",
+                where("channels"),
                 f"{len(self.channels)} downsampling blocks do not fit {h}×{w} images",
                 list(self.channels),
             )
@@ -230,11 +240,11 @@ class ResNetModel(Table):
     drop_path: float = spec(0.0, _RATE)
     dropout: float = spec(0.0, _RATE)
 
-    def check(self, data: DataConfig, path: str) -> None:
-        _, h, w = _image(data, path)
+    def check(self, data: DataConfig, where: KeyPath) -> None:
+        _, h, w = _image(data, where)
         if min(h, w) < 2 ** (len(self.stages) - 1):
             raise fail(
-                f"{path}.stages",
+                where("stages"),
                 f"{len(self.stages)} stages halve {h}×{w} images too often",
                 list(self.stages),
             )

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.data import gutenberg
 from reglab.lab.datasets import DataConfig
-from reglab.lab.schema import Table, boolean, fail, integer, number, spec, table
+from reglab.lab.schema import KeyPath, Table, boolean, fail, integer, number, spec, table
 from reglab.lab.trial import (
     TrialContext,
     TrialOutcome,
@@ -143,10 +143,10 @@ class LanguageModel(Table):
     options: LanguageOptions = spec(LanguageOptions(), table(LanguageOptions))
     stochastic: ClassVar[bool] = True
 
-    def check(self, data: DataConfig, path: str) -> None:
+    def check(self, data: DataConfig, where: KeyPath) -> None:
         if data.name != "gutenberg":
             raise fail(
-                f"{path}.kind",
+                where("kind"),
                 "the 'gutenberg' data and model.kind = 'lstm-lm' go together",
                 "lstm-lm",
             )

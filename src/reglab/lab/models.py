@@ -14,7 +14,7 @@ from torch import nn
 
 from reglab._validation import InvalidParameterError, check_choice, check_probability, invalid
 from reglab.lab.datasets import DataConfig
-from reglab.lab.schema import Table, choice, fail, integer, number, sequence_of, spec
+from reglab.lab.schema import KeyPath, Table, choice, fail, integer, number, sequence_of, spec
 
 __all__ = ["ACTIVATIONS", "FactoryModel", "MLPModel", "mlp"]
 
@@ -81,17 +81,17 @@ class MLPModel(Table):
     dropout: float = spec(0.0, number(0.0, below=1.0))
     input_dropout: float = spec(0.0, number(0.0, below=1.0))
 
-    def check(self, data: DataConfig, path: str) -> None:
+    def check(self, data: DataConfig, where: KeyPath) -> None:
         dataset = data.dataset
         if dataset.features is not None and self.sizes[0] != data.features:
             raise fail(
-                f"{path}.sizes",
+                where("sizes"),
                 f"must start with the {data.features} input features of '{data.name}'",
                 list(self.sizes),
             )
         if dataset.classes is not None and self.sizes[-1] != dataset.classes:
             raise fail(
-                f"{path}.sizes",
+                where("sizes"),
                 f"must end with the {dataset.classes} classes of '{data.name}'",
                 list(self.sizes),
             )
@@ -123,10 +123,10 @@ class FactoryModel(Table):
     options: dict[str, Any] = spec({}, lambda path, v: _options(path, v))
     stochastic: ClassVar[bool] = True  # unknown: never stacked
 
-    def check(self, data: DataConfig, path: str) -> None:
+    def check(self, data: DataConfig, where: KeyPath) -> None:
         if not self.factory:
             raise fail(
-                f"{path}.factory", "expected 'package.module:function' with kind = 'factory'", ""
+                where("factory"), "expected 'package.module:function' with kind = 'factory'", ""
             )
 
     def build(self, data: DataConfig) -> nn.Module:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from reglab.lab.datasets import DataConfig, load_data
-from reglab.lab.schema import Table, fail
+from reglab.lab.schema import KeyPath, Table, fail
 from reglab.lab.trial import TrialContext, TrialOutcome, history_rows, train_model
 
 if TYPE_CHECKING:
@@ -36,10 +36,10 @@ class LinearModel(Table):
     kind: ClassVar[str] = "linear"
     stochastic: ClassVar[bool] = False
 
-    def check(self, data: DataConfig, path: str) -> None:
+    def check(self, data: DataConfig, where: KeyPath) -> None:
         if data.name != "teacher":
             raise fail(
-                f"{path}.kind", "the 'teacher' data and model.kind = 'linear' go together", "linear"
+                where("kind"), "the 'teacher' data and model.kind = 'linear' go together", "linear"
             )
 
     def build(self, data: DataConfig) -> nn.Sequential:

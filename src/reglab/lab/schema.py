@@ -27,6 +27,7 @@ from reglab._validation import InvalidParameterError
 
 __all__ = [
     "Check",
+    "KeyPath",
     "StudyError",
     "Table",
     "boolean",
@@ -51,6 +52,10 @@ def fail(path: str, message: str, value: Any) -> StudyError:
 
 #: ``check(path, value) -> normalised value``; raises :func:`fail` errors.
 Check = Callable[[str, Any], Any]
+#: A merged table's key -> its study-file path (``s.grid[1].model.sizes`` when the grid entry
+#: wrote ``sizes``, ``s.model.sizes`` when it came from the study-level table): cross-table
+#: checks name the table the user wrote.
+KeyPath = Callable[[str], str]
 
 T = TypeVar("T", bound="Table")
 _REQUIRED = object()
