@@ -125,6 +125,17 @@ def test_five_kills_in_a_row(tmp_path: Path, sig: signal.Signals, jobs: int) -> 
     _interrupt_repeatedly(tmp_path, sig, jobs, kills=5, seed=100 + int(sig) * 10 + jobs)
 
 
+def _finish_with_a_worker(proc: subprocess.Popen[str], storage: str, study: Path) -> None:
+    """``proc`` (a shared-storage worker) ends well, and every trial is COMPLETE exactly once
+    with none left RUNNING."""
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "6/6 trials complete" in stderr
+    states = _completions(storage, study)
+    assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
+    assert not any(TrialState.RUNNING in s for s in states.values()), states
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=str)
 def test_an_interrupted_worker_leaves_its_trials_to_the_next(
     tmp_path: Path, sig: signal.Signals
@@ -143,13 +154,7 @@ def test_an_interrupted_worker_leaves_its_trials_to_the_next(
         assert running <= 1, states
     else:  # interrupted: re-queued at once
         assert running == 0, states
-    proc = _start(*worker, *timing)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    assert "6/6 trials complete" in stderr
-    states = _completions(storage, study)
-    assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
-    assert not any(TrialState.RUNNING in s for s in states.values()), states
+    _finish_with_a_worker(_start(*worker, *timing), storage, study)
 
 
 def test_a_trial_popped_without_a_heartbeat_is_retried(tmp_path: Path) -> None:
@@ -166,9 +171,4 @@ def test_a_trial_popped_without_a_heartbeat_is_retried(tmp_path: Path) -> None:
     assert sweep.storage.get_trial(orphan._trial_id).state == TrialState.RUNNING
     worker = ["worker", str(study_path), "--storage", storage, "--run-dir", str(tmp_path / "f")]
     proc = _start(*worker, "--heartbeat", "1", "--grace", "2", "--no-stack")
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    assert "6/6 trials complete" in stderr
-    states = _completions(storage, study_path)
-    assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
-    assert not any(TrialState.RUNNING in s for s in states.values()), states
+    _finish_with_a_worker(proc, storage, study_path)
