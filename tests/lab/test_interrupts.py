@@ -172,3 +172,23 @@ def test_a_trial_popped_without_a_heartbeat_is_retried(tmp_path: Path) -> None:
     worker = ["worker", str(study_path), "--storage", storage, "--run-dir", str(tmp_path / "f")]
     proc = _start(*worker, "--heartbeat", "1", "--grace", "2", "--no-stack")
     _finish_with_a_worker(proc, storage, study_path)
+
+
+def test_a_trial_lost_between_failing_and_requeueing_is_enqueued_on_resume(tmp_path: Path) -> None:
+    """A process killed after failing an interrupted trial and before enqueueing its copy
+    leaves a trial with no attempt left to run; resuming the run enqueues it again (and only
+    it), and every trial then completes exactly once."""
+    study_path = write_tiny(tmp_path, "lost", epochs=1)
+    study, _, _ = find_study(str(study_path))
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    sweep = Sweep.create(study, storage)
+    with warnings.catch_warnings():  # Optuna: "heartbeat ... used with Study.optimize"
+        warnings.simplefilter("ignore", UserWarning)
+        lost = sweep.optuna.ask()
+    sweep.storage.set_trial_user_attr(lost._trial_id, "interrupted", True)
+    sweep.storage.set_trial_state_values(lost._trial_id, state=TrialState.FAIL)  # no copy
+    assert sweep.recover_local() == 1
+    assert sweep.recover_local() == 0  # idempotent: the copy is waiting
+    sweep.work(stack=False)
+    states = _completions(storage, study_path)
+    assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states

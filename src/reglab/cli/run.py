@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
             f"{len(study.seeds)} seeds = {total} trials -> {escape(str(run_dir.path))}"
             + (
                 f" (resuming: {done_before} finished, {total - done_before} to run"
-                + (f", {recovered} of them left running by a killed run" if recovered else "")
+                + (f", {recovered} of them left unfinished by a killed run" if recovered else "")
                 + ")"
                 if args.resume or done_before or recovered
                 else ""

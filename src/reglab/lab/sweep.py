@@ -321,10 +321,27 @@ class Sweep:
         return requeued
 
     def recover_local(self) -> int:
-        """Fail and re-enqueue trials left RUNNING by a killed coordinator (only safe when this
-        process holds the run directory's lock, and so no worker of it runs); returns how
-        many."""
-        return self._requeue(self.optuna.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        """Fail and re-enqueue trials left RUNNING by a killed coordinator, and enqueue trials
+        that were lost (only safe when this process holds the run directory's lock, and so no
+        worker of it runs); returns how many."""
+        running = self.optuna.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return self._requeue(running) + self._enqueue_lost()
+
+    def _enqueue_lost(self) -> int:
+        """Enqueue a fresh copy of every trial with no COMPLETE, WAITING or RUNNING attempt
+        that did not diverge: a process killed between failing an interrupted trial and
+        enqueueing its copy, or a stale trial past Optuna's retry limit. Not safe while
+        another worker may do the same (it could enqueue a trial twice)."""
+        live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+        alive = {
+            t.system_attrs.get("fixed_params", {}).get(_KEY)
+            for t in self.optuna.get_trials(deepcopy=False)
+            if t.state in live or (t.state == TrialState.FAIL and "diverged" in t.user_attrs)
+        }
+        lost = [trial for key, trial in self.trials.items() if key not in alive]
+        for trial in lost:
+            self.optuna.enqueue_trial({_KEY: trial.key}, user_attrs=_attrs(trial))
+        return len(lost)
 
     def _release(self) -> int:
         """Put the trials this process popped and did not finish back in the queue (on an
