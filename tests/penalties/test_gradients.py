@@ -98,3 +98,16 @@ def test_add_gradient_in_place_equals_adding_the_gradient(penalty, factor) -> No
     want = grad + penalty.gradient(x) * factor
     penalty.add_gradient_(grad, x, factor)
     torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-15)
+
+
+def test_per_member_coefficients_changed_in_place_are_seen() -> None:
+    """The member runs are cached per coefficient tensor; an in-place change (a schedule, a
+    hand edit) turns members on and off at the next call."""
+    l1 = torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64)
+    penalty = L1(l1)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert float(penalty(x)) == pytest.approx(0.5 * float(x[1].abs().sum()))
+    l1.copy_(torch.tensor([0.25, 0.0, 0.0]))
+    assert float(penalty(x)) == pytest.approx(0.25 * float(x[0].abs().sum()))
+    torch.testing.assert_close(penalty.gradient(x)[0], 0.25 * torch.sign(x[0]))
+    assert not penalty.gradient(x)[1:].any()

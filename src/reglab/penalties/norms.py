@@ -2,22 +2,27 @@
 
 Their coefficients may also be 1-D tensors of length K, one per member of a
 ``reglab.ensembles.ModelStack``: the penalised tensor then has the members along dim 0
-and ``value = Σ_k c_k · Σ f(x[k])``.
+and ``value = Σ_k c_k · Σ f(x[k])`` (L1, L2 and L1L2 compute it in
+:mod:`reglab.penalties.members`, skipping members whose coefficient is zero).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from reglab._validation import check_coefficients
 from reglab.penalties._base import Penalty, registry
+from reglab.penalties.members import (
+    Coefficient,
+    member_add_gradient_,
+    member_gradient,
+    member_value,
+    per_member,
+)
 
 __all__ = ["L1", "L1L2", "L2", "ExpAbs", "number_coefficients"]
-
-Coefficient = float | torch.Tensor
 
 # The fused fast path calls value_and_gradient() once per step on every penalised weight. On
 # CPU each fresh parameter-sized allocation costs page faults, so the scalar-coefficient case
@@ -28,160 +33,18 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
-def _per_member(c: torch.Tensor, x: torch.Tensor, owner: str) -> torch.Tensor:
-    """``c`` (K,) shaped to broadcast against ``x`` (K, ...)."""
-    if x.ndim == 0 or x.shape[0] != c.shape[0]:
-        raise ValueError(
-            f"{owner} has {c.shape[0]} per-member coefficients but the tensor has shape "
-            f"{tuple(x.shape)}; members must be along dim 0."
-        )
-    return c.to(x.device, x.dtype).view(-1, *([1] * (x.ndim - 1)))
-
-
 def _weighted_sum(c: Coefficient, elementwise: torch.Tensor, owner: str) -> torch.Tensor:
     """``c * Σ elementwise``, per member along dim 0 when ``c`` is a tensor (reduced per
     member first: no second tensor of the input's size)."""
     if isinstance(c, torch.Tensor):
-        _per_member(c, elementwise, owner)  # checks the member dimension
-        per_member = elementwise.reshape(elementwise.shape[0], -1).sum(1)  # (K,)
-        return torch.dot(c.to(per_member.device, per_member.dtype), per_member)
+        per_member(c, elementwise, owner)  # checks the member dimension
+        sums = elementwise.reshape(elementwise.shape[0], -1).sum(1)  # (K,)
+        return torch.dot(c.to(sums.device, sums.dtype), sums)
     return c * elementwise.sum()
 
 
 def _scale(g: torch.Tensor, c: Coefficient, owner: str) -> torch.Tensor:
-    return g.mul_(_per_member(c, g, owner) if isinstance(c, torch.Tensor) else c)
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """Members ``start:stop``, whose non-zero terms are alike: the coefficients of each
-    (``(stop - start,)`` tensors in the input's dtype, or numbers), None for a zero term."""
-
-    start: int
-    stop: int
-    l1: Coefficient | None
-    l2: Coefficient | None
-
-
-def _flags(c: Coefficient, k: int) -> list[bool]:
-    if not isinstance(c, torch.Tensor):
-        return [c != 0] * k
-    if c.device.type != "cpu":  # reading it would synchronise: assume every member is on
-        return [True] * k
-    return [v != 0 for v in c.tolist()]
-
-
-def _stamp(c: Coefficient) -> Any:
-    """What identifies a coefficient's current values (a tensor changes in place)."""
-    return (id(c), c._version) if isinstance(c, torch.Tensor) else c
-
-
-#: Segments of recent (coefficients, input) combinations: a stack's penalties are evaluated
-#: every step with the same coefficient tensors. The entries hold the tensors, so an id is
-#: not reused while its entry lives.
-_SEGMENTS: dict[Any, tuple[list[_Segment], Any]] = {}
-
-
-def _segments(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> list[_Segment]:
-    """Runs of consecutive members of ``x`` (members along dim 0) whose terms are zero or not
-    alike. Per-member coefficients on the CPU are read (free there), so members whose
-    coefficient is zero cost nothing — in a stacked study most members have no weight or no
-    activity penalty, and they sit next to each other. Accelerator coefficients are not read
-    (it would synchronise): every member is computed."""
-    key = (_stamp(l1), _stamp(l2), x.shape[0], x.dtype, x.device)
-    cached = _SEGMENTS.get(key)
-    if cached is not None:
-        return cached[0]
-    for c in (l1, l2):
-        if isinstance(c, torch.Tensor):
-            _per_member(c, x, owner)  # checks the member dimension
-    k = x.shape[0]
-    runs: list[list[Any]] = []
-    for m, pair in enumerate(zip(_flags(l1, k), _flags(l2, k), strict=True)):
-        if runs and runs[-1][2:] == list(pair):
-            runs[-1][1] = m + 1
-        else:
-            runs.append([m, m + 1, *pair])
-
-    def part(c: Coefficient, a: int, b: int, on: bool) -> Coefficient | None:
-        if not on:
-            return None
-        return c[a:b].to(x.device, x.dtype) if isinstance(c, torch.Tensor) else c
-
-    out = [_Segment(a, b, part(l1, a, b, f1), part(l2, a, b, f2)) for a, b, f1, f2 in runs]
-    if len(_SEGMENTS) >= 64:
-        _SEGMENTS.clear()
-    _SEGMENTS[key] = (out, (l1, l2))
-    return out
-
-
-def _column(c: Coefficient, like: torch.Tensor) -> Coefficient:
-    """A segment's coefficient shaped to broadcast against ``like`` (members along dim 0)."""
-    return c.view(-1, *([1] * (like.ndim - 1))) if isinstance(c, torch.Tensor) else c
-
-
-def _member_value(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> torch.Tensor:
-    """``Σ_k l1_k · Σ|x[k]| + l2_k · Σx[k]²`` with per-member (or shared) coefficients,
-    reduced member by member (no second tensor of the input's size) and only over members
-    whose terms are non-zero. Differentiable."""
-    differentiable = torch.is_grad_enabled() and x.requires_grad
-    parts = []
-    for seg in _segments(x, l1, l2, owner):
-        rows = x[seg.start : seg.stop].reshape(seg.stop - seg.start, -1)
-        if seg.l1 is not None:
-            parts.append((_column(seg.l1, rows) * rows.abs().sum(1, keepdim=True)).sum())
-        if seg.l2 is not None:
-            # vector_norm reads once without a temporary; its gradient at 0 is not x's.
-            squares = (
-                rows.square().sum(1, keepdim=True)
-                if differentiable
-                else torch.linalg.vector_norm(rows, 2, dim=1, keepdim=True).square()
-            )
-            parts.append((_column(seg.l2, rows) * squares).sum())
-    if not parts:  # every member's coefficients are zero: a zero still on x's graph
-        return x.reshape(-1)[:1].sum() * 0.0
-    return torch.stack(parts).sum() if len(parts) > 1 else parts[0]
-
-
-def _member_gradient(x: torch.Tensor, l1: Coefficient, l2: Coefficient, owner: str) -> torch.Tensor:
-    """``l1_k · sign(x[k]) + 2 · l2_k · x[k]`` in one fresh tensor, each member's slice
-    written once (zeros where both coefficients are zero)."""
-    grad = torch.empty_like(x)
-    for seg in _segments(x, l1, l2, owner):
-        xs, gs = x[seg.start : seg.stop], grad[seg.start : seg.stop]
-        if seg.l1 is not None:
-            torch.sign(xs, out=gs).mul_(_column(seg.l1, xs))
-            if isinstance(seg.l2, torch.Tensor):
-                gs.addcmul_(xs, _column(seg.l2, xs), value=2.0)
-            elif seg.l2 is not None:
-                gs.add_(xs, alpha=2.0 * seg.l2)
-        elif seg.l2 is not None:
-            torch.mul(xs, _column(seg.l2, xs), out=gs).mul_(2.0)
-        else:
-            gs.zero_()
-    return grad
-
-
-def _add_scaled_(grad: torch.Tensor, t: torch.Tensor, c: Coefficient) -> None:
-    """``grad += t · c`` in place (``c`` a number or a tensor broadcasting against ``t``)."""
-    if isinstance(c, torch.Tensor):
-        grad.addcmul_(t, c)
-    else:
-        grad.add_(t, alpha=c)
-
-
-def _member_add_gradient_(
-    grad: torch.Tensor, x: torch.Tensor, l1: Coefficient, l2: Coefficient, factor: Any, owner: str
-) -> None:
-    """``grad += factor · (l1_k · sign(x[k]) + 2 · l2_k · x[k])`` in place, on the members
-    whose coefficients are non-zero only: no tensor of the input's size (the L1 term's
-    ``sign`` is as large as a run of members)."""
-    for seg in _segments(x, l1, l2, owner):
-        xs, gs = x[seg.start : seg.stop], grad[seg.start : seg.stop]
-        if seg.l1 is not None:
-            _add_scaled_(gs, torch.sign(xs), _column(seg.l1, xs) * factor)
-        if seg.l2 is not None:
-            _add_scaled_(gs, xs, _column(seg.l2, xs) * (2.0 * factor))
+    return g.mul_(per_member(c, g, owner) if isinstance(c, torch.Tensor) else c)
 
 
 def _config(c: Coefficient) -> Coefficient:
@@ -211,17 +74,17 @@ class L1(Penalty):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l1, torch.Tensor):
-            return _member_value(x, self.l1, 0.0, "L1")
+            return member_value(x, self.l1, 0.0, "L1")
         return _weighted_sum(self.l1, x.abs(), "L1")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l1, torch.Tensor):
-            return _member_gradient(x, self.l1, 0.0, "L1")
+            return member_gradient(x, self.l1, 0.0, "L1")
         return _scale(torch.sign(x), self.l1, "L1")
 
     def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
         if isinstance(self.l1, torch.Tensor):
-            _member_add_gradient_(grad, x, self.l1, 0.0, factor, "L1")
+            member_add_gradient_(grad, x, self.l1, 0.0, factor, "L1")
         else:
             super().add_gradient_(grad, x, factor)
 
@@ -255,17 +118,17 @@ class L2(Penalty):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l2, torch.Tensor):
-            return _member_value(x, 0.0, self.l2, "L2")
+            return member_value(x, 0.0, self.l2, "L2")
         return _weighted_sum(self.l2, x.square(), "L2")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l2, torch.Tensor):
-            return _member_gradient(x, 0.0, self.l2, "L2")
+            return member_gradient(x, 0.0, self.l2, "L2")
         return _scale(x.mul(2.0), self.l2, "L2")
 
     def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
         if isinstance(self.l2, torch.Tensor):
-            _member_add_gradient_(grad, x, 0.0, self.l2, factor, "L2")
+            member_add_gradient_(grad, x, 0.0, self.l2, factor, "L2")
         else:
             super().add_gradient_(grad, x, factor)
 
@@ -299,17 +162,17 @@ class L1L2(Penalty):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._per_member():
-            return _member_value(x, self.l1, self.l2, "L1L2")
+            return member_value(x, self.l1, self.l2, "L1L2")
         return _weighted_sum(self.l1, x.abs(), "L1L2") + _weighted_sum(self.l2, x.square(), "L1L2")
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         if self._per_member():
-            return _member_gradient(x, self.l1, self.l2, "L1L2")
+            return member_gradient(x, self.l1, self.l2, "L1L2")
         return _scale(torch.sign(x), self.l1, "L1L2").add_(x, alpha=2.0 * self.l2)
 
     def add_gradient_(self, grad: torch.Tensor, x: torch.Tensor, factor: Any = 1.0) -> None:
         if self._per_member():
-            _member_add_gradient_(grad, x, self.l1, self.l2, factor, "L1L2")
+            member_add_gradient_(grad, x, self.l1, self.l2, factor, "L1L2")
         else:
             super().add_gradient_(grad, x, factor)
 

@@ -284,22 +284,22 @@ class _PerTensor:
                 ]
             )
 
+    def _gradient(self, b: WeightBinding, w: torch.Tensor, factor: Any) -> torch.Tensor:
+        """``factor · ∇penalty(w)``, a fresh tensor in ``w``'s layout and dtype."""
+        grad = b.penalty.gradient(self._units(b, _upcast(w)))  # type: ignore[union-attr]
+        if b.penalty.per_unit:  # type: ignore[union-attr]
+            grad = b.layout.from_units(grad, w)
+        return grad.mul_(factor).to(w.dtype)
+
     def gradients(self, ws: Sequence[torch.Tensor], factor: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for b, w in zip(self.bindings, ws, strict=True):
-            grad = b.penalty.gradient(self._units(b, _upcast(w)))  # type: ignore[union-attr]
-            if b.penalty.per_unit:  # type: ignore[union-attr]
-                grad = b.layout.from_units(grad, w)
-            out.append(grad.mul_(factor).to(w.dtype))
-        return out
+        return [self._gradient(b, w, factor) for b, w in zip(self.bindings, ws, strict=True)]
 
     def add_gradients_(
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
         for b, grad, w in zip(self.bindings, grads, ws, strict=True):
             if b.penalty.per_unit or w.dtype in _LOW_PRECISION:  # type: ignore[union-attr]
-                (extra,) = _PerTensor((0,), (b,)).gradients([w], factor)
-                grad.add_(extra)
+                grad.add_(self._gradient(b, w, factor))
             else:  # in place: per-member norms skip members whose coefficients are zero
                 b.penalty.add_gradient_(grad, w, factor)  # type: ignore[union-attr]
 
@@ -451,10 +451,12 @@ class WeightPenalties:
             key = (id(b.penalty), p.dtype, _local(p.detach()).device, id(mesh), blocked)
             elementwise.setdefault(key, []).append(i)
         for key, index in list(elementwise.items()):  # a few small CPU tensors: per tensor
-            few = not key[4] and meshes[key[3]] is None and len(index) < FEW
-            if few and all(_plain_cpu(params[i]) for i in index):
+            *group, mesh_id, blocked = key
+            if blocked or meshes[mesh_id] is not None or len(index) >= FEW:
+                continue
+            if all(_plain_cpu(params[i]) for i in index):
                 del elementwise[key]
-                elementwise.setdefault((*key[:4], True), []).extend(index)
+                elementwise.setdefault((*group, mesh_id, True), []).extend(index)
         groups: list[Any] = []
         for (_penalty, _dtype, _device, mesh_id, blocked), index in elementwise.items():
             mesh = meshes[mesh_id]
