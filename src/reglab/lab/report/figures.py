@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,19 +35,26 @@ def png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _spaced(fig: Any, nrows: int, ncols: int, title: str) -> None:
-    """Fixed margins, in inches, for a grid of small panels with 7-point tick labels, an
-    8-point title each and a 9-point ``title`` above them all (``tight_layout`` measures every
-    tick label: most of a grid's drawing time)."""
+def _spaced(fig: Any, title: str) -> None:
+    """Fixed margins and gaps, in inches, for a grid of small panels with 7-point tick labels,
+    an 8-point title each and a 9-point ``title`` above them all (``tight_layout`` measures
+    every tick label: most of a grid's drawing time)."""
+    nrows, ncols = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
     width, height = fig.get_size_inches()
-    fig.suptitle(title, fontsize=9, y=1 - 0.1 / height, va="top")
+    # A narrow figure (one panel) wraps the title: about 0.075 in per 9-point character.
+    lines = textwrap.wrap(title, width=max(10, int((width - 0.2) / 0.075)))
+    left, right, bottom, wgap, hgap = 0.55, 0.15, 0.35, 0.55, 0.6
+    top = 0.45 + 0.15 * len(lines)
+    panel_w = (width - left - right - (ncols - 1) * wgap) / ncols
+    panel_h = (height - bottom - top - (nrows - 1) * hgap) / nrows
+    fig.suptitle("\n".join(lines), fontsize=9, y=1 - 0.1 / height, va="top")
     fig.subplots_adjust(
-        left=0.55 / width,
-        right=1 - 0.15 / width,
-        bottom=0.35 / height,
-        top=1 - 0.6 / height,
-        wspace=0.55 / (width / ncols - 0.55),
-        hspace=0.6 / (height / nrows - 0.6),
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=wgap / panel_w,
+        hspace=hgap / panel_h,
     )
 
 
@@ -101,7 +109,7 @@ def learning_curves_figure(curve_data: dict[str, dict[str, Any]]) -> Any:
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=7)
-    _spaced(fig, nrows, ncols, "Learning curves (data loss, mean over seeds)")
+    _spaced(fig, "Learning curves (data loss, mean over seeds)")
     return fig
 
 
@@ -133,12 +141,7 @@ def reliability_figure(data: dict[str, dict[str, Any]]) -> Any:
         ax.set_ylim(0, 1)
         ax.set_title(d["label"], fontsize=8)
         ax.tick_params(labelsize=7)
-    _spaced(
-        fig,
-        math.ceil(n / 4),
-        min(4, n),
-        "Reliability diagrams (test set, 15 bins): accuracy vs confidence",
-    )
+    _spaced(fig, "Reliability diagrams (test set, 15 bins): accuracy vs confidence")
     return fig
 
 
@@ -150,7 +153,7 @@ def histogram_figure(data: dict[str, dict[str, list[float]]]) -> Any:
         ax.set_yscale("log")
         ax.set_title(label, fontsize=8)
         ax.tick_params(labelsize=7)
-    _spaced(fig, math.ceil(n / 4), min(4, n), "Kernel weight histograms (first seed; log count)")
+    _spaced(fig, "Kernel weight histograms (first seed; log count)")
     return fig
 
 
