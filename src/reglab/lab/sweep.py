@@ -22,7 +22,9 @@
   grace period.
 * A local run directory is locked by one coordinator (and the workers it starts, which
   inherit the lock and end with it); on resume, trials left RUNNING by a killed run are
-  failed and re-enqueued at once (no need to wait for the grace period).
+  failed and re-enqueued at once (no need to wait for the grace period), and a trial with no
+  finished, waiting or running attempt (killed between failing and re-queueing it) is
+  enqueued again.
 * A trial whose training diverges (a non-finite loss or penalty term) is stored as FAIL with
   its reason (``diverged``) and is finished: it is not retried.
 * Results (metrics and per-epoch history) are stored as trial user attributes — the one
