@@ -20,6 +20,13 @@ ratios to the unregularized step are printed, with the interquartile range):
 * ``reglab``: ``loss + reg.penalty()``.
 * ``reglab (folded)``: ``reg.fold_into(optimizer)``: weight penalties added inside the optimizer
   step, ``penalty()`` holds the activity terms only.
+* ``none (compiled update)``: no penalty, the optimizer's update compiled (``torch.compile``
+  of the update without torch's step wrappers) — the baseline of the next row.
+* ``reglab (folded, compiled)``: ``reg.fold_into(optimizer, compile=True)``: the penalty's
+  gradient compiled into that same update, one pass over memory.
+
+The two compiled rows compile on their first (warm-up) step; ``--no-compiled-update`` leaves
+them out.
 
 Run by hand:
 
@@ -30,6 +37,7 @@ Run by hand:
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 from collections.abc import Callable
@@ -42,7 +50,16 @@ import reglab
 from reglab.lab import mlp
 from reglab.penalties import L1, L1L2, L2
 
-VARIANTS = ("none", "hand-written", "injection floor", "reglab", "reglab (folded)")
+VARIANTS = (
+    "none",
+    "hand-written",
+    "injection floor",
+    "reglab",
+    "reglab (folded)",
+    "none (compiled update)",
+    "reglab (folded, compiled)",
+)
+COMPILED_UPDATE = ("none (compiled update)", "reglab (folded, compiled)")
 
 
 class Block(nn.Module):
@@ -123,8 +140,16 @@ def make_step(
     reg = None
     if variant.startswith("reglab"):
         reg = reglab.attach(model, rules)
-        if variant == "reglab (folded)":
-            reg.fold_into(optimizer)
+        if variant.startswith("reglab (folded"):
+            reg.fold_into(optimizer, compile=variant == "reglab (folded, compiled)")
+    update = optimizer.step
+    if variant == "none (compiled update)":  # what fold_into(compile=True) compiles, unpenalised
+        compiled = torch.compile(inspect.unwrap(type(optimizer).step))
+
+        def update() -> None:
+            with torch.no_grad():
+                compiled(optimizer)
+
     forward = torch.compile(model) if args.compile else model
 
     def activity() -> torch.Tensor | float:
@@ -149,7 +174,7 @@ def make_step(
                     if c["l1"]:
                         w.grad.add_(torch.sign(w), alpha=c["l1"])
                     w.grad.add_(w, alpha=2 * c["l2"])
-        optimizer.step()
+        update()
 
     return step
 
@@ -160,11 +185,12 @@ def _sync(device: torch.device) -> None:
 
 
 def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None:
+    variants = [v for v in VARIANTS if args.compiled_update or v not in COMPILED_UPDATE]
     for opt_name in ("sgd", "adam"):
-        steps = {v: make_step(v, model_name, opt_name, device, args) for v in VARIANTS}
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        steps = {v: make_step(v, model_name, opt_name, device, args) for v in variants}
+        times: dict[str, list[float]] = {v: [] for v in variants}
         for i in range(args.warmup + args.steps):
-            for v in VARIANTS:  # round-robin: noise affects every variant alike
+            for v in variants:  # round-robin: noise affects every variant alike
                 _sync(device)
                 start = time.perf_counter()
                 steps[v]()
@@ -173,11 +199,11 @@ def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None
                     times[v].append(time.perf_counter() - start)
         base = statistics.median(times["none"])
         print(f"\n{model_name} {opt_name.upper()} step, median of {args.steps}:")
-        for v in VARIANTS:
+        for v in variants:
             med = statistics.median(times[v])
             q1, _, q3 = statistics.quantiles(times[v], n=4)
             print(
-                f"  {v:<16} {1e3 * med:8.2f} ms  (IQR {1e3 * q1:.2f}-{1e3 * q3:.2f})  "
+                f"  {v:<26} {1e3 * med:8.2f} ms  (IQR {1e3 * q1:.2f}-{1e3 * q3:.2f})  "
                 f"{med / base:5.3f}x"
             )
 
@@ -191,6 +217,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--weights-only", action="store_true", help="no activity penalty")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--no-compiled-update",
+        dest="compiled_update",
+        action="store_false",
+        help="leave out the two rows that compile the optimizer's update",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

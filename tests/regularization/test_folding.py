@@ -5,11 +5,14 @@ not grow with the number of penalised tensors."""
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections import Counter
 
 import pytest
 import torch
 from torch import nn
+from torch._dynamo.utils import counters
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import reglab
@@ -142,12 +145,14 @@ def test_fold_into_errors() -> None:
         reg.fold_into(torch.optim.SGD(model.parameters(), lr=0.1))
 
 
-def _amp_train(folded: bool, fused: bool, inf_step: int | None):
+def _amp_train(folded: bool, fused: bool, inf_step: int | None, compile: bool = False):
     model = net(torch.float32)
     reg = reglab.attach(model, {nn.Linear: dict(kernel=L1L2(1e-3, 1e-2))})
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=fused)
     if folded:
-        reg.fold_into(optimizer)
+        reg.fold_into(optimizer, compile=compile)
+    elif compile:  # the reference for the compiled fold: the same compiled update
+        optimizer.step = _compiled_update(optimizer)  # type: ignore[method-assign]
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     for step, (x, y) in enumerate(_batches(5, torch.float32)):
         loss = (model(x) - y).square().mean() + reg.penalty()
@@ -165,6 +170,18 @@ def _amp_train(folded: bool, fused: bool, inf_step: int | None):
 def test_grad_scaler_neither_scales_twice_nor_applies_on_an_inf_step(fused, inf_step) -> None:
     expected, expected_scale = _amp_train(folded=False, fused=fused, inf_step=inf_step)
     got, scale = _amp_train(folded=True, fused=fused, inf_step=inf_step)
+    assert scale == expected_scale
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("inf_step", [None, 2], ids=["finite", "inf-step"])
+def test_grad_scaler_with_the_compiled_fold(inf_step) -> None:
+    """GradScaler unscales before ``step()`` and skips it on an inf step: the compiled update
+    sees unscaled gradients and adds the penalty once (float32)."""
+    torch._dynamo.reset()
+    expected, expected_scale = _amp_train(False, False, inf_step=inf_step, compile=True)
+    got, scale = _amp_train(folded=True, fused=False, inf_step=inf_step, compile=True)
     assert scale == expected_scale
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-7)
@@ -222,3 +239,109 @@ def test_elementwise_groups_split_by_coefficient_and_expabs_stays_exact() -> Non
     }
     for k, v in reg.terms().items():
         assert float(v) == pytest.approx(float(expected[k]), rel=1e-12)
+
+
+# -- compile=True: the penalty's gradient compiled into the optimizer's update ------------------
+
+
+def _compiled_update(optimizer: torch.optim.Optimizer):
+    """The reference: the same compiled update, without the penalty (it is in the loss)."""
+    update = torch.compile(inspect.unwrap(type(optimizer).step))
+
+    def step() -> None:
+        with torch.no_grad():
+            update(optimizer)
+
+    return step
+
+
+def _train_compiled(make_optimizer, folded: bool, scheduler: bool = False):
+    model = net()
+    reg = reglab.attach(model, rules(model))
+    optimizer = make_optimizer(model.parameters())
+    lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1) if scheduler else None
+    if folded:
+        reg.fold_into(optimizer, compile=True)
+        step = optimizer.step
+    else:
+        step = _compiled_update(optimizer)
+    for x, y in _batches(6):
+        optimizer.zero_grad()
+        loss = (model(x) - y).square().mean() + reg.penalty()
+        loss.backward()
+        step()
+        if lr_scheduler is not None:
+            lr_scheduler.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_compiled_fold_equals_the_loss_path_under_the_same_compiled_update(name: str) -> None:
+    """Same training as the penalty in the loss, float64, with the optimizer's update compiled
+    in both (a compiled update itself differs from eager: torch computes Adam's bias
+    corrections in its float32 ``step`` tensor). One graph, no graph break."""
+    torch._dynamo.reset()
+    counters.clear()
+    folded = _train_compiled(OPTIMIZERS[name], folded=True)
+    assert counters["stats"]["unique_graphs"] >= 1
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    loss_path = _train_compiled(OPTIMIZERS[name], folded=False)
+    _assert_same(folded, loss_path)
+
+
+def test_compiled_fold_keeps_hooks_schedulers_and_restores_the_step() -> None:
+    model = net()
+    reg = reglab.attach(model, {"0": dict(kernel=L2(0.1))})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)
+    seen: list[str] = []
+    optimizer.register_step_pre_hook(lambda *_: seen.append("pre"))
+    optimizer.register_step_post_hook(lambda *_: seen.append("post"))
+    handle = reg.fold_into(optimizer, compile=True)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "optimizer.step() has been overridden" warning
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+            scheduler.step()
+    assert seen == ["pre", "post"] * 2
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    handle.remove()
+    assert "step" in vars(optimizer)  # the scheduler's wrapper, as before fold_into
+    assert vars(optimizer)["step"]._wrapped_by_lr_sched
+
+
+def test_compiled_fold_with_a_closure_takes_the_eager_path() -> None:
+    expected = _lbfgs(compile=False)
+    torch.testing.assert_close(_lbfgs(compile=True), expected, rtol=1e-12, atol=1e-14)
+
+
+def _lbfgs(compile: bool) -> torch.Tensor:
+    model = net()
+    reg = reglab.attach(model, {"0": dict(kernel=L1L2(1e-2, 1e-2))})
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
+    reg.fold_into(optimizer, compile=compile)
+    x, y = _batches(1)[0]
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (model(x) - y).square().mean() + reg.penalty()
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        optimizer.step(closure)
+    return model[0].weight.detach().clone()
+
+
+def test_compiled_fold_errors() -> None:
+    model = net(torch.float32)
+    reg = reglab.attach(model, {"0": dict(kernel=L2(0.1))})
+    fused = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    with pytest.raises(reglab.InvalidParameterError, match=r"fused=True cannot be compiled"):
+        reg.fold_into(fused, compile=True)
+    with pytest.raises(reglab.InvalidParameterError, match=r"'compile' .* True or False"):
+        reg.fold_into(fused, compile="yes")  # type: ignore[arg-type]
+    reg.fold_into(fused)  # the eager fold still takes it

@@ -29,6 +29,7 @@ from reglab.regularization.activity import (
     token,
     value_of,
 )
+from reglab.regularization.folding import FoldHandle
 from reglab.regularization.rules import ActivityBinding, Bindings
 from reglab.regularization.sharding import is_sharded, project_shard
 from reglab.regularization.weights import WeightPenalties
@@ -269,7 +270,7 @@ class Regularization:
         return dict(self._statistics)
 
     # -- folding into the optimizer ----------------------------------------------------------
-    def fold_into(self, optimizer: torch.optim.Optimizer) -> _FoldHandle:
+    def fold_into(self, optimizer: torch.optim.Optimizer, *, compile: bool = False) -> FoldHandle:
         """Add the built-in weight penalties' gradients inside ``optimizer.step()`` instead of
         through the loss.
 
@@ -291,6 +292,16 @@ class Regularization:
 
         Weight terms stay available in ``terms``, evaluated when asked.
 
+        Args:
+            optimizer: the optimizer that steps every parameter with a weight penalty.
+            compile: compile the penalty's gradient together with the optimizer's update
+                (``torch.compile``), so that it rides in the update's own pass over each
+                parameter instead of a pass of its own (see ``reglab.regularization.folding``
+                for how ``step`` is replaced). The first step compiles (seconds; on the CPU
+                it needs a C++ compiler). Give the optimizer a tensor ``lr`` when a scheduler
+                changes it, or each new value recompiles. Not for ``fused=True`` or
+                ``differentiable=True`` optimizers.
+
         Returns:
             A handle; ``handle.remove()`` (or ``remove``) returns to the loss path.
         """
@@ -298,6 +309,10 @@ class Regularization:
             raise InvalidParameterError(
                 "The 'optimizer' parameter of fold_into must be a torch.optim.Optimizer. Got "
                 f"{type(optimizer).__name__} instead."
+            )
+        if not isinstance(compile, bool):
+            raise InvalidParameterError(
+                f"The 'compile' parameter of fold_into must be True or False. Got {compile!r}."
             )
         if self._folded is not None:
             raise InvalidParameterError(
@@ -311,29 +326,10 @@ class Regularization:
                 "have weight penalties; fold into the optimizer that steps them."
             )
 
-        def add() -> None:
-            scale = getattr(optimizer, "grad_scale", None)  # a fused optimizer divides it out
-            self._weights.add_gradients_(1.0 if scale is None else scale)
+        def unfold() -> None:
+            self._folded = None
 
-        def add_penalty_gradients(_opt: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            # args[0] is the optimizer. A closure (Lightning, LBFGS) computes the gradients
-            # inside step(), after this hook: add the penalty's right after each evaluation.
-            closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
-            if closure is None:
-                add()
-                return None
-
-            def closure_with_penalty() -> Any:
-                with torch.enable_grad():
-                    loss = closure()
-                add()
-                return loss
-
-            if "closure" in kwargs:
-                return args, {**kwargs, "closure": closure_with_penalty}
-            return (args[0], closure_with_penalty, *args[2:]), kwargs
-
-        handle = _FoldHandle(self, optimizer.register_step_pre_hook(add_penalty_gradients))
+        handle = FoldHandle(self._weights, optimizer, compile, on_remove=unfold)
         self._folded = optimizer
         self._handles.append(handle)
         return handle
@@ -423,24 +419,3 @@ def _changed_units(binding: Any, before: torch.Tensor) -> torch.Tensor:
         changed = binding.layout.to_units(after) != binding.layout.to_units(before)
         return changed.reshape(changed.shape[0], -1).any(1).sum()
     return (after != before).sum()
-
-
-class _FoldHandle:
-    """Returned by ``Regularization.fold_into``: ``remove()`` (or leaving its ``with``
-    block) takes the hook off the optimizer and returns the weights to the loss path."""
-
-    def __init__(self, owner: Regularization, hook: RemovableHandle) -> None:
-        self._owner: Regularization | None = owner
-        self._hook = hook
-
-    def remove(self) -> None:
-        self._hook.remove()
-        if self._owner is not None:
-            self._owner._folded = None
-            self._owner = None
-
-    def __enter__(self) -> _FoldHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()

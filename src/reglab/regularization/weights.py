@@ -64,6 +64,15 @@ def _blocks(*tensors: torch.Tensor) -> Any:
         yield [f[start : start + BLOCK] for f in flat]
 
 
+def _signs(ws: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``sign(w)`` of each tensor: one multi-tensor op in eager mode. Compiled, the same
+    values as two selects: inductor's CPU code for ``sign`` is several times slower inside a
+    fused optimizer update (measured: 0.49 vs 0.14 ms on a 1.9M-parameter Adam step)."""
+    if not torch.compiler.is_compiling():
+        return list(torch._foreach_sign(ws))
+    return [torch.where(w > 0, 1.0, torch.where(w < 0, -1.0, 0.0)).to(w.dtype) for w in ws]
+
+
 @dataclass(frozen=True)
 class _Elementwise:
     """``l1 · Σ|w| + l2 · Σw²`` over several same-dtype, same-device tensors with multi-tensor
@@ -128,7 +137,7 @@ class _Elementwise:
         """Fresh ``factor · ∇`` tensors (autograd takes them as the parameters' gradients)."""
         if not self.has_l1:  # 2 · l2 · w: one pass
             return list(torch._foreach_mul(ws, factor * 2.0 * self.l2_t.to(factor.dtype)))
-        grads = list(torch._foreach_sign(ws))  # sign(0) = 0, as autograd's |w|
+        grads = _signs(ws)  # sign(0) = 0, as autograd's |w|
         torch._foreach_mul_(grads, factor * self.l1_t.to(factor.dtype))
         if self.has_l2:  # + 2 · l2 · w
             torch._foreach_add_(
@@ -140,10 +149,14 @@ class _Elementwise:
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
         """``grad += factor · ∇`` in place (``factor`` a number or a 0-dim tensor)."""
-        l1, l2 = self.current
         if isinstance(factor, torch.Tensor):  # a loss scale that a fused optimizer divides out
             torch._foreach_add_(grads, self.gradients(ws, factor))
-        elif not self.has_l1:  # no temporary at all
+            return
+        if torch.compiler.is_compiling():  # coefficients as tensors: no value baked in
+            torch._foreach_add_(grads, self.gradients(ws, self.l1_t.new_tensor(factor)))
+            return
+        l1, l2 = self.current
+        if not self.has_l1:  # no temporary at all
             torch._foreach_add_(grads, ws, alpha=2.0 * l2 * factor)
         else:
             signs = torch._foreach_sign(ws)
@@ -430,6 +443,11 @@ class WeightPenalties:
             self._plan.refresh()
         return params, self._plan
 
+    def refresh(self) -> None:
+        """Rebuild the plan if the parameters changed and copy the penalties' coefficients
+        into its tensors (what compiled code reads)."""
+        self._current()
+
     def _build(self, params: Sequence[torch.Tensor]) -> _Plan:
         elementwise: dict[tuple[Any, ...], list[int]] = {}
         meshes: dict[int, Any] = {}
@@ -537,7 +555,7 @@ def refresh_coefficients() -> None:
     Eager code does this by itself each step; call it after changing a coefficient by hand
     when the loss is computed by a ``torch.compile``'d function (schedules call it for you)."""
     for weights in list(_LIVE):
-        weights._current()
+        weights.refresh()
 
 
 def _nonzero(penalty: Any) -> tuple[bool, bool] | None:
