@@ -289,6 +289,32 @@ def test_compiled_fold_equals_the_loss_path_under_the_same_compiled_update(name:
     _assert_same(folded, loss_path)
 
 
+def test_compiled_fold_with_gradients_zeroed_in_place() -> None:
+    """``zero_grad(set_to_none=False)`` keeps the gradient tensors from step to step: the
+    compiled update's new state (SGD's momentum buffer, a clone of the gradient) must not
+    share their storage."""
+    torch._dynamo.reset()
+    results = []
+    for folded in (True, False):
+        model = net()
+        reg = reglab.attach(model, {"0": dict(kernel=L1L2(1e-2, 1e-2)), "4": dict(kernel=L2(0.1))})
+        optimizer = OPTIMIZERS["sgd-momentum"](model.parameters())
+        if folded:
+            reg.fold_into(optimizer, compile=True)
+            step = optimizer.step
+        else:
+            step = _compiled_update(optimizer)
+        for x, y in _batches(4):
+            optimizer.zero_grad(set_to_none=False)
+            ((model(x) - y).square().mean() + reg.penalty()).backward()
+            step()
+            for p in model.parameters():
+                buffer = optimizer.state[p]["momentum_buffer"]
+                assert buffer.untyped_storage().data_ptr() != p.grad.untyped_storage().data_ptr()
+        results.append([p.detach().clone() for p in model.parameters()])
+    _assert_same(*results)
+
+
 def test_compiled_fold_keeps_hooks_schedulers_and_restores_the_step() -> None:
     model = net()
     reg = reglab.attach(model, {"0": dict(kernel=L2(0.1))})

@@ -149,11 +149,20 @@ class _Elementwise:
         self, grads: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], factor: Any
     ) -> None:
         """``grad += factor · ∇`` in place (``factor`` a number or a 0-dim tensor)."""
-        if isinstance(factor, torch.Tensor):  # a loss scale that a fused optimizer divides out
-            torch._foreach_add_(grads, self.gradients(ws, factor))
-            return
-        if torch.compiler.is_compiling():  # coefficients as tensors: no value baked in
-            torch._foreach_add_(grads, self.gradients(ws, self.l1_t.new_tensor(factor)))
+        compiling = torch.compiler.is_compiling()
+        if isinstance(factor, torch.Tensor) or compiling:
+            # A loss scale that a fused optimizer divides out; or compiled code, which reads
+            # the coefficients as tensors (no value baked into the graph).
+            f = factor if isinstance(factor, torch.Tensor) else self.l1_t.new_tensor(factor)
+            adds = self.gradients(ws, f)
+            if not compiling:
+                torch._foreach_add_(grads, adds)
+                return
+            # One add_ per tensor: with a multi-tensor add_ here, torch 2.13's inductor made
+            # SGD's first momentum buffer (a clone of the gradient) the gradient tensor itself
+            # (same storage), which breaks training once gradients are zeroed in place.
+            for grad, add in zip(grads, adds, strict=True):
+                grad.add_(add)
             return
         l1, l2 = self.current
         if not self.has_l1:  # no temporary at all
