@@ -255,23 +255,27 @@ def _compiled_update(optimizer: torch.optim.Optimizer):
     return step
 
 
-def _train_compiled(make_optimizer, folded: bool, scheduler: bool = False):
+def _train_compiled(make_optimizer, folded: bool, zero_in_place: bool = False):
+    """Six steps with the update compiled: folded, or the penalty in the loss. With
+    ``zero_in_place`` the gradient tensors live from step to step, and no optimizer state
+    may share their storage."""
     model = net()
     reg = reglab.attach(model, rules(model))
     optimizer = make_optimizer(model.parameters())
-    lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1) if scheduler else None
     if folded:
         reg.fold_into(optimizer, compile=True)
         step = optimizer.step
     else:
         step = _compiled_update(optimizer)
     for x, y in _batches(6):
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=not zero_in_place)
         loss = (model(x) - y).square().mean() + reg.penalty()
         loss.backward()
         step()
-        if lr_scheduler is not None:
-            lr_scheduler.step()
+        if zero_in_place:
+            for p in model.parameters():
+                for state in optimizer.state[p].values():
+                    assert state.untyped_storage().data_ptr() != p.grad.untyped_storage().data_ptr()
     return [p.detach().clone() for p in model.parameters()]
 
 
@@ -290,29 +294,12 @@ def test_compiled_fold_equals_the_loss_path_under_the_same_compiled_update(name:
 
 
 def test_compiled_fold_with_gradients_zeroed_in_place() -> None:
-    """``zero_grad(set_to_none=False)`` keeps the gradient tensors from step to step: the
-    compiled update's new state (SGD's momentum buffer, a clone of the gradient) must not
-    share their storage."""
+    """``zero_grad(set_to_none=False)``: SGD's first momentum buffer (a clone of the
+    gradient) must be a tensor of its own, or zeroing the gradient zeroes it too."""
     torch._dynamo.reset()
-    results = []
-    for folded in (True, False):
-        model = net()
-        reg = reglab.attach(model, {"0": dict(kernel=L1L2(1e-2, 1e-2)), "4": dict(kernel=L2(0.1))})
-        optimizer = OPTIMIZERS["sgd-momentum"](model.parameters())
-        if folded:
-            reg.fold_into(optimizer, compile=True)
-            step = optimizer.step
-        else:
-            step = _compiled_update(optimizer)
-        for x, y in _batches(4):
-            optimizer.zero_grad(set_to_none=False)
-            ((model(x) - y).square().mean() + reg.penalty()).backward()
-            step()
-            for p in model.parameters():
-                buffer = optimizer.state[p]["momentum_buffer"]
-                assert buffer.untyped_storage().data_ptr() != p.grad.untyped_storage().data_ptr()
-        results.append([p.detach().clone() for p in model.parameters()])
-    _assert_same(*results)
+    folded = _train_compiled(OPTIMIZERS["sgd-momentum"], folded=True, zero_in_place=True)
+    loss_path = _train_compiled(OPTIMIZERS["sgd-momentum"], folded=False, zero_in_place=True)
+    _assert_same(folded, loss_path)
 
 
 def test_compiled_fold_keeps_hooks_schedulers_and_restores_the_step() -> None:
