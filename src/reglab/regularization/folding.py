@@ -47,7 +47,8 @@ class FoldHandle:
         self._fusing = False  # the compiled update adds the gradients itself
         self._active = True
         self._hook = optimizer.register_step_pre_hook(self._pre_hook)
-        self._replaced: Any = None
+        self._replaced: Any = None  # the instance's own ``step`` before compile=True, if any
+        self._installed: Any = None  # the ``step`` compile=True put there
         if compile:
             self._compile_step()
 
