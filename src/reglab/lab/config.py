@@ -45,7 +45,7 @@ from reglab.lab.ensemble import EnsembleConfig
 from reglab.lab.language import LanguageModel
 from reglab.lab.models import FactoryModel, MLPModel
 from reglab.lab.regression import LinearModel
-from reglab.lab.schema import KeyPath, StudyError, Table, choice, fail, number
+from reglab.lab.schema import KeyPath, StudyError, Table, choice, fail, key_path, number
 from reglab.lab.trial import NormBoundConfig, ScheduleConfig, TrainConfig
 
 __all__ = ["MODEL_KINDS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
@@ -444,5 +444,4 @@ def _base(origins: Mapping[str, str], path: str, section: str) -> str:
 
 def _key_path(origins: Mapping[str, str], path: str, section: str) -> KeyPath:
     """A merged section's keys -> the paths of the tables they were written in."""
-    base = _base(origins, path, section)
-    return lambda key: f"{origins.get(key, base)}.{key}"
+    return key_path(_base(origins, path, section), origins)

@@ -34,6 +34,7 @@ __all__ = [
     "choice",
     "fail",
     "integer",
+    "key_path",
     "number",
     "spec",
     "string",
@@ -56,6 +57,14 @@ Check = Callable[[str, Any], Any]
 #: wrote ``sizes``, ``s.model.sizes`` when it came from the study-level table): cross-table
 #: checks name the table the user wrote.
 KeyPath = Callable[[str], str]
+
+
+def key_path(path: str, origins: Mapping[str, str] | None = None) -> KeyPath:
+    """The :data:`KeyPath` of a table at ``path`` whose keys may come from other tables
+    (``origins[key]``: the path of the table a merged key was written in)."""
+    written = origins or {}
+    return lambda key: f"{written.get(key, path)}.{key}"
+
 
 T = TypeVar("T", bound="Table")
 _REQUIRED = object()
@@ -88,16 +97,16 @@ class Table:
             raise fail(path, "expected a table", raw)
         allowed = cls.keys()
         unknown = sorted(set(raw) - set(allowed))
+        at = key_path(path, origins)
         if unknown:
-            where = (origins or {}).get(unknown[0], path)
             raise fail(
-                f"{where}.{unknown[0]}",
+                at(unknown[0]),
                 f"unknown key; allowed: {', '.join(sorted(allowed))}",
                 raw[unknown[0]],
             )
         values = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            where = f"{(origins or {}).get(f.name, path)}.{f.name}"
+            where = at(f.name)
             check = f.metadata.get("check")
             if f.name in raw:
                 value = raw[f.name]

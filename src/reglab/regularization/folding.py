@@ -106,7 +106,7 @@ class FoldHandle:
 
         def step(opt: torch.optim.Optimizer, closure: Any = None) -> Any:
             if closure is not None or not fold._active:
-                return eager() if closure is None else eager(closure)
+                return eager(closure)
             opt._opt_called = True  # type: ignore[attr-defined]  # what LR schedulers check
             weights.refresh()  # coefficients into the tensors the compiled update reads
             fold._fusing = True
