@@ -490,3 +490,73 @@ def test_a_source_that_cannot_fail_is_no_test(tmp_path: Path, digits) -> None:
     data = load(tmp_path, format="npz", path="d.npz", split_seed=1)
     x_tr, *_ = reference_split(x, y, 0.25, 0)
     assert not torch.equal(data.x_train, torch.from_numpy(x_tr))
+
+
+# -- every format -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_every_format_round_trips_its_table(name: str, tmp_path: Path) -> None:
+    cls = FORMATS[name]
+    assert cls.name == name
+    target = tmp_path / "t"
+    if cls.kind == "folder":
+        target.mkdir()
+    else:
+        target.write_bytes(b"")
+    source = parse_source({"format": name, "path": "t"}, "s.data", root=tmp_path)
+    assert type(source) is cls
+    assert source.path == str(target)
+    written = {k: v for k, v in source.to_dict().items() if v is not None}  # TOML has no None
+    assert cls.parse(written, "s.data") == source
+    assert {"format", "path", "test_path", "test_size", "split_seed"} <= set(cls.keys())
+    with pytest.raises(StudyError, match=re.escape(f"s.data.format: expected {name!r} (got 'x')")):
+        cls.parse({"format": "x", "path": "t"}, "s.data")
+
+
+def test_hf_image_column_and_string_labels(tmp_path: Path, digits) -> None:
+    ds = pytest.importorskip("datasets")
+    from PIL import Image
+
+    x, y = digits
+    x, y = x[:60], y[:60]
+    pictures = [Image.fromarray((r.reshape(8, 8) * 15).astype(np.uint8), mode="L") for r in x]
+    words = np.array([f"digit-{k}" for k in range(10)])
+    features = ds.Features({"img": ds.Image(), "name": ds.Value("string")})
+    ds.Dataset.from_dict(
+        {"img": pictures, "name": words[y].tolist()}, features=features
+    ).save_to_disk(str(tmp_path / "pics"))
+    data = load(tmp_path, format="hf", path="pics", label="name", test_size=0.5)
+    assert data.image_shape == (1, 8, 8)
+    assert data.class_names == tuple(sorted(words.tolist()))
+    pixels = (x * 15).astype(np.uint8).astype(np.float32).reshape(-1, 1, 8, 8) / 255.0
+    labels = np.array([sorted(words.tolist()).index(w) for w in words[y]])
+    assert_split(data, *_order(reference_split(pixels, labels, 0.5)))
+
+
+def test_csv_test_file_rows_are_named_by_their_own_lines(tmp_path: Path, digits) -> None:
+    x, y = digits
+    write_csv(tmp_path / "tr.csv", x[:200], y[:200])
+    test_labels = y[200:].copy()
+    test_labels[2] = 12
+    write_csv(tmp_path / "te.csv", x[200:], test_labels)
+    refused(
+        tmp_path,
+        "s.data.label: labels in test_path must be integers in 0..9; line 4 has 12 "
+        f"(got {str(tmp_path / 'tr.csv')!r})",
+        format="csv",
+        path="tr.csv",
+        test_path="te.csv",
+        label="digit",
+    )
+    write_csv(tmp_path / "te.csv", x[200:], y[200:])
+    data = load(tmp_path, format="csv", path="tr.csv", test_path="te.csv", label="digit")
+    assert_split(data, x[:200], x[200:], y[:200], y[200:])
+
+
+def test_describe_refuses_a_study_of_a_built_in_dataset(tmp_path: Path) -> None:
+    study = tmp_path / "builtin.toml"
+    study.write_text('name = "b"\n[data]\nname = "digits"\n')
+    with pytest.raises(
+        StudyError,
+        match=re.escape("builtin.data.format: the study uses a built-in dataset ('name');"),
+    ):
+        describe(study)

@@ -71,10 +71,19 @@ def load_source(
     data (no pickles), shapes agree, features are finite numbers, labels are integers in range
     (or class names), and a stratified split has enough rows. Errors name the key path under
     ``path``. The result is cached while the files are unchanged (size and modification time),
-    so a study checks its data before its run and every trial reuses it."""
-    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in source.files())
+    so a study checks its data before its run and every trial reuses it: the tensors are
+    shared, so callers must not change them in place."""
+    stamp = tuple((str(f), *_stat(f)) for f in source.files())
     origin = tuple(sorted((origins or {}).items()))
     return _cached(source, path, origin, stamp)
+
+
+def _stat(file: Path) -> tuple[int, int]:
+    try:
+        status = file.stat()
+    except OSError:  # gone since parsing: the reader says so
+        return (-1, -1)
+    return (status.st_mtime_ns, status.st_size)
 
 
 @lru_cache(maxsize=4)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import KeyPath, fail, integer, spec, string
+from reglab.lab.schema import KeyPath, choice, fail, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, names, register, shape
 from reglab.lab.sources._columns import label_values, pick
 
@@ -35,7 +35,7 @@ class CsvSource(Source):
 
     name = "csv"
 
-    format: str = spec("csv")
+    format: str = spec("csv", choice("csv"))
     #: the label column
     label: str = spec("label", string())
     #: the feature columns (default: every column but the label)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import KeyPath, fail, integer, spec, string
+from reglab.lab.schema import KeyPath, choice, fail, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, names, register, shape
 from reglab.lab.sources._columns import label_values, pick
 from reglab.lab.sources._optional import require_extra
@@ -40,7 +40,7 @@ class HFSource(Source):
     name = "hf"
     kind = "folder"
 
-    format: str = spec("hf")
+    format: str = spec("hf", choice("hf"))
     #: the label column
     label: str = spec("label", string())
     #: the feature column(s) (default: every column but the label)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from reglab._optional import require
-from reglab.lab.schema import KeyPath, fail, spec
+from reglab.lab.schema import KeyPath, choice, fail, spec
 from reglab.lab.sources._base import Arrays, Source, register, shape
 
 __all__ = ["EXTENSIONS", "ImageSource", "to_array"]
@@ -54,7 +54,7 @@ class ImageSource(Source):
     name = "images"
     kind = "folder"
 
-    format: str = spec("images")
+    format: str = spec("images", choice("images"))
     #: ``[H, W]`` of every image (default: the most common training image size)
     size: tuple[int, int] | None = spec(None, shape(2, "[H, W], two ints >= 1"))
     #: 1 (grayscale) or 3 (RGB); default 1 when every training image is grayscale

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reglab.lab.schema import KeyPath, integer, spec, string
+from reglab.lab.schema import KeyPath, choice, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, register, shape
 from reglab.lab.sources._numpy import load_npy
 from reglab.lab.sources.npz import arrays
@@ -27,7 +27,7 @@ class NpySource(Source):
     name = "npy"
     kind = "folder"
 
-    format: str = spec("npy")
+    format: str = spec("npy", choice("npy"))
     #: the feature file is ``{x}.npy``
     x: str = spec("x", string())
     #: the label file is ``{y}.npy``

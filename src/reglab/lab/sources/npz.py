@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reglab.lab.schema import KeyPath, integer, spec, string
+from reglab.lab.schema import KeyPath, choice, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, register, shape
 from reglab.lab.sources._numpy import load_npz
 
@@ -27,7 +27,7 @@ class NpzSource(Source):
 
     name = "npz"
 
-    format: str = spec("npz")
+    format: str = spec("npz", choice("npz"))
     #: the feature array's name in the archive
     x: str = spec("x", string())
     #: the label array's name in the archive

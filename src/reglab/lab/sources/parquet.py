@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import KeyPath, fail, integer, spec, string
+from reglab.lab.schema import KeyPath, choice, fail, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, names, register, shape
 from reglab.lab.sources._columns import label_values, pick
 from reglab.lab.sources._optional import require_extra
@@ -29,7 +29,7 @@ class ParquetSource(Source):
 
     name = "parquet"
 
-    format: str = spec("parquet")
+    format: str = spec("parquet", choice("parquet"))
     #: the label column
     label: str = spec("label", string())
     #: the feature columns (default: every column but the label)
