@@ -391,6 +391,13 @@ def test_non_numeric_cell_named_by_line_and_column(tmp_path: Path, digits) -> No
         path="d.csv",
         label="digit",
     )
+    (tmp_path / "e.csv").write_text("")
+    refused(
+        tmp_path,
+        f"s.data.path: e.csv is empty (no header row) (got {str(tmp_path / 'e.csv')!r})",
+        format="csv",
+        path="e.csv",
+    )
     refused(
         tmp_path,
         "s.data.label: d.csv has no column 'label'; it has "

@@ -20,6 +20,14 @@ def _line(lines: list[int]) -> Any:
     return lambda i: f"line {lines[i]}"
 
 
+def _number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class CsvSource(Source):
@@ -67,45 +75,44 @@ class CsvSource(Source):
         try:
             with file.open(newline="", encoding="utf-8-sig") as stream:
                 reader = csv.reader(stream, delimiter=self.delimiter)
-                header = next(reader, None)
-                rows, lines = [], []
+                header = [h.strip() for h in next(reader, [])]
+                if not header:
+                    raise fail(at(key), f"{file.name} is empty (no header row)", value)
+                chosen = pick(header, self.label, self.x, file.name, at, value)
+                index = [header.index(c) for c in chosen]
+                label = header.index(self.label)
+                # rows are converted as they are read: a list of cells would take ~50 bytes
+                # a cell, the float32 row takes 4
+                rows, labels, lines = [], [], []
                 for cells in reader:
                     if not cells or all(not c.strip() for c in cells):
                         continue
-                    if header is not None and len(cells) != len(header):
+                    if len(cells) != len(header):
                         raise fail(
                             at(key),
                             f"line {reader.line_num} of {file.name} has {len(cells)} cells, "
                             f"the header {len(header)}",
                             value,
                         )
-                    rows.append(cells)
+                    picked = [cells[i] for i in index]
+                    try:
+                        rows.append(np.array(picked, dtype=np.float64).astype(np.float32))
+                    except ValueError:
+                        j = next(j for j, c in enumerate(picked) if not _number(c))
+                        raise fail(
+                            at(key),
+                            f"line {reader.line_num}, column {chosen[j]!r} of {file.name} is "
+                            f"not a number: {picked[j]!r}",
+                            value,
+                        ) from None
+                    labels.append(cells[label])
                     lines.append(reader.line_num)
         except OSError as err:
             raise fail(at(key), f"cannot read {file}: {err.strerror or err}", value) from None
         except (UnicodeDecodeError, csv.Error) as err:
             raise fail(at(key), f"cannot read {file.name} as CSV text: {err}", value) from None
-        if header is None or not rows:
+        if not rows:
             raise fail(at(key), f"{file.name} has no rows below its header", value)
-        header = [h.strip() for h in header]
-        chosen = pick(header, self.label, self.x, file.name, at, value)
-        index = [header.index(c) for c in chosen]
-        cells = np.array(rows, dtype=str)[:, index]  # (N, F)
-        try:
-            x = cells.astype(np.float64)
-        except ValueError:  # find the first cell that is not a number, row by row
-            for i, row in enumerate(cells):
-                for j, cell in enumerate(row):
-                    try:
-                        float(cell)
-                    except ValueError:
-                        raise fail(
-                            at(key),
-                            f"line {lines[i]}, column {chosen[j]!r} of {file.name} is not a "
-                            f"number: {str(cell)!r}",
-                            value,
-                        ) from None
-            raise
-        label = header.index(self.label)
-        y = label_values([r[label] for r in rows], at, value, _line(lines))
+        x = np.stack(rows)  # (N, F)
+        y = label_values(labels, at, value, _line(lines))
         return x, y, lines
