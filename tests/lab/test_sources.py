@@ -28,7 +28,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(folder: Path, **table):
-    return load_source(parse_source(table, "s.data", root=folder), "s.data")
+    return load_source(parse_source(table, "s.data", root=folder))  # errors at s.data
 
 
 def refused(folder: Path, message: str, **table) -> None:
@@ -567,3 +567,24 @@ def test_describe_refuses_a_study_of_a_built_in_dataset(tmp_path: Path) -> None:
         match=re.escape("builtin.data.format: the study uses a built-in dataset ('name');"),
     ):
         describe(study)
+
+
+def test_hf_refusals(tmp_path: Path) -> None:
+    ds = pytest.importorskip("datasets")
+    ds.Dataset.from_dict({"a": [[1, 2], [3]], "label": [0, 1]}).save_to_disk(str(tmp_path / "r"))
+    refused(
+        tmp_path,
+        "s.data.x: rows of column 'a' have different lengths (got 'a')",
+        format="hf",
+        path="r",
+    )
+    refused(
+        tmp_path,
+        "s.data.label: r has no column 'y'; it has a, label (got 'y')",
+        format="hf",
+        path="r",
+        label="y",
+    )
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(StudyError, match=r"^s\.data\.path: not a folder written by save_to_disk: "):
+        load(tmp_path, format="hf", path="plain")

@@ -61,18 +61,25 @@ def parse_source(
         if (cls.kind == "folder") != target.is_dir():
             raise fail(at(key), f"expected a {cls.kind}: {target}", written)
         resolved[key] = str(target)
-    return dataclasses.replace(source, **resolved)
+    source = dataclasses.replace(source, **resolved)
+    # where it was parsed, for load_source's messages (not a field: not part of equality)
+    object.__setattr__(source, "_where", (path, dict(origins or {})))
+    return source
 
 
 def load_source(
-    source: Source, path: str = "data", origins: Mapping[str, str] | None = None
+    source: Source, path: str | None = None, origins: Mapping[str, str] | None = None
 ) -> SourceData:
     """Read and check ``source`` (parsed by :func:`parse_source`): the arrays exist and are
     data (no pickles), shapes agree, features are finite numbers, labels are integers in range
     (or class names), and a stratified split has enough rows. Errors name the key path under
-    ``path``. The result is cached while the files are unchanged (size and modification time),
+    ``path`` (default: the one :func:`parse_source` was given; ``"data"`` for a table built
+    directly). The result is cached while the files are unchanged (size and modification time),
     so a study checks its data before its run and every trial reuses it: the tensors are
     shared, so callers must not change them in place."""
+    if path is None:
+        path, parsed_origins = getattr(source, "_where", ("data", {}))
+        origins = parsed_origins if origins is None else origins
     stamp = tuple((str(f), *_stat(f)) for f in source.files())
     origin = tuple(sorted((origins or {}).items()))
     return _cached(source, path, origin, stamp)
