@@ -3,7 +3,7 @@ which are the features."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,3 @@ def label_values(
         return np.array(texts).astype(np.float64)
     except ValueError:
         return np.array(texts)
-
-
-def stacked(values: Mapping[str, np.ndarray], order: list[str]) -> np.ndarray:
-    """Feature columns side by side, ``(N, F)``."""
-    return np.stack([values[c] for c in order], axis=1)
