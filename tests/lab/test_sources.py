@@ -588,3 +588,21 @@ def test_hf_refusals(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(StudyError, match=r"^s\.data\.path: not a folder written by save_to_disk: "):
         load(tmp_path, format="hf", path="plain")
+
+
+def test_infer_format_of_folders(tmp_path: Path, digits) -> None:
+    x, y = digits
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    assert infer_format(tmp_path) == {"format": "npy", "path": str(tmp_path)}
+    assert infer_format(tmp_path / "x.npy") == {"format": "npy", "path": str(tmp_path), "x": "x"}
+    write_pngs(tmp_path / "imgs", x[:40], y[:40])
+    assert infer_format(tmp_path / "imgs")["format"] == "images"
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "state.json").write_text("{}")
+    assert infer_format(tmp_path / "saved")["format"] == "hf"
+    assert str(describe(tmp_path / "x.npy")).startswith(f"format    npy: {tmp_path}")
+    with pytest.raises(
+        StudyError, match=re.escape(f"{tmp_path / 'd.xlsx'}: no such file or folder")
+    ):
+        infer_format(tmp_path / "d.xlsx")
