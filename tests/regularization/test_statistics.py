@@ -12,6 +12,8 @@ from torch import nn
 
 import reglab
 from reglab.constraints import MaxNorm, MinMaxNorm, NonNeg, UnitNorm
+from reglab.constraints._base import beyond_rounding
+from tests.conftest import constraint_examples
 
 
 def linear_with_norms(norms: list[float], dtype: torch.dtype = torch.float32) -> nn.Linear:
@@ -95,3 +97,16 @@ def test_any_other_callable_counts_what_it_moved_beyond_rounding() -> None:
     assert projected(layer, lambda w: w * (1 + 1e-8))[0] == 0  # a rounding-level change
     assert projected(layer, lambda w: w * (1 + 1e-5))[0] == 12  # every entry
     assert projected(layer, lambda w: w.clamp(max=1.0))[0] == 4  # the last unit's entries
+
+
+@pytest.mark.parametrize("constraint", constraint_examples(), ids=lambda c: type(c).__name__)
+def test_every_constraint_moves_what_it_calls_violated_and_leaves_none(constraint) -> None:
+    w = torch.randn(6, 4, 3, generator=torch.Generator().manual_seed(0))  # no exact zeros
+    w = w * torch.linspace(0.1, 1.0, 6)[:, None, None] * torch.tensor([0.1, 0.3, 1.0])  # norms vary
+    violated = constraint.violated(w)
+    assert violated.dtype == torch.bool
+    assert bool(violated.any())
+    moved = beyond_rounding(w, constraint(w))
+    assert not bool((violated.expand_as(w) & ~moved).any())  # a violated unit is projected
+    if getattr(constraint, "rate", 1.0) == 1.0:  # a full projection leaves nothing outside
+        assert not bool(constraint.violated(constraint(w)).any())
