@@ -131,6 +131,39 @@ def test_dropout_masks_differ_between_members() -> None:
     assert not torch.equal(out[0] == 0, out[1] == 0)
 
 
+class NormedConv(SmallConv):
+    """A 1-D LayerNorm weight: not a kernel of the member, though stacked it is (K, d)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(super().forward(x))
+
+
+@pytest.mark.parametrize("factory", [lambda: mlp([5, 16, 16, 4]), NormedConv])
+def test_kernel_norms_are_per_member(factory) -> None:
+    members = _members(factory)
+    with torch.no_grad():  # members of clearly different size
+        for i, member in enumerate(members):
+            for p in member.parameters():
+                p.mul_(i + 1)
+    stack = ModelStack(members)
+    got = stack.kernel_norms()
+    # One model's norm of its concatenated kernels (Linear/Conv weights only), per member.
+    want = [
+        torch.cat(
+            [p.flatten() for n, p in m.named_parameters() if n.endswith("weight") and p.ndim > 1]
+        )
+        .norm()
+        .item()
+        for m in members
+    ]
+    assert got.shape == (K,)
+    torch.testing.assert_close(got, torch.tensor(want, dtype=got.dtype), rtol=1e-12, atol=0)
+
+
 def test_errors() -> None:
     with pytest.raises(
         InvalidParameterError, match=r"'k' parameter of ModelStack must be an int >= 1\. Got 0"

@@ -115,6 +115,23 @@ def test_terms_and_statistics_are_logged() -> None:
     assert any(k.startswith("projected/model.0.weight") for k in logged)
 
 
+def test_projected_units_are_logged_as_floats_counting_only_units_past_the_bound() -> None:
+    # Every unit of model.0 stays far below a bound of 100; Keras' n / (n + 1e-7) factor
+    # still rescales each one, which the count must not report.
+    net = Net()
+    rules = {"model.0": dict(kernel_constraint=MaxNorm(100.0))}
+    t = trainer(max_epochs=1, callbacks=[Regularize(rules, log_statistics=True)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t.fit(net, DataLoader(data(), batch_size=8))
+    assert float(net.model[0].weight.detach().norm(dim=1).max()) < 10.0
+    value = t.callback_metrics["projected/model.0.weight_step"]
+    assert value.dtype.is_floating_point
+    assert value.item() == 0.0
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "floating" in m], messages
+
+
 def test_folded_weights_train_the_same() -> None:
     net = Net()
     trainer(max_epochs=2, callbacks=[Regularize(RULES, fold=True)]).fit(

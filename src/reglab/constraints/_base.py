@@ -11,7 +11,16 @@ import torch
 from reglab._registry import Registry
 from reglab._validation import invalid
 
-__all__ = ["EPSILON", "Constraint", "check_axis", "column_norms", "registry", "unit_dims"]
+__all__ = [
+    "EPSILON",
+    "Constraint",
+    "beyond_rounding",
+    "check_axis",
+    "column_norms",
+    "registry",
+    "rounding",
+    "unit_dims",
+]
 
 registry: Registry[Constraint] = Registry("constraint")
 
@@ -35,6 +44,19 @@ class Constraint(abc.ABC):
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments as a dict."""
+
+    def violated(self, w: torch.Tensor) -> torch.Tensor:
+        """Where ``w`` lies outside the constraint's set: a bool tensor broadcastable against
+        ``w``, True for each unit (norm constraints: shaped like the kept-dim norms) or entry
+        that ``self(w)`` moves by more than rounding. ``Regularization.statistics`` counts
+        these as ``projected``.
+
+        Keras' norm constraints divide by ``norm + 1e-7``, which changes every value a
+        little (by the relative amount ``1e-7 / norm``): subclasses therefore compare the
+        norms with their bounds. This default compares ``self(w)`` with ``w`` entrywise
+        (``beyond_rounding``).
+        """
+        return beyond_rounding(w, self(w))
 
     @property
     def per_unit(self) -> bool:
@@ -91,3 +113,20 @@ def unit_dims(w: torch.Tensor, axis: int | tuple[int, ...] | None) -> tuple[int,
 def column_norms(w: torch.Tensor, axis: int | tuple[int, ...] | None) -> torch.Tensor:
     """L2 norms over ``unit_dims``, kept broadcastable against ``w``."""
     return w.square().sum(dim=unit_dims(w, axis), keepdim=True).sqrt()
+
+
+def rounding(dtype: torch.dtype) -> float:
+    """The relative tolerance under which two values of ``dtype`` count as equal: 16 units
+    in the last place (``16 * finfo(dtype).eps``: 1.9e-6 for float32, 0.0625 for bfloat16),
+    enough for a norm summed over thousands of entries."""
+    return 16 * torch.finfo(dtype).eps
+
+
+def beyond_rounding(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Which entries ``after`` differs from ``before`` by more than rounding:
+    ``|after - before| > rounding(dtype) * |before|`` (any change of an exact zero counts).
+
+    >>> beyond_rounding(torch.tensor([1.0, 1.0, 0.0]), torch.tensor([1.0 + 1e-7, 0.5, 1e-30]))
+    tensor([False,  True,  True])
+    """
+    return (after - before).abs() > rounding(before.dtype) * before.abs()

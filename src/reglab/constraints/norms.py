@@ -7,7 +7,14 @@ from typing import Any
 import torch
 
 from reglab._validation import check_coefficient, invalid
-from reglab.constraints._base import EPSILON, Constraint, check_axis, column_norms, registry
+from reglab.constraints._base import (
+    EPSILON,
+    Constraint,
+    check_axis,
+    column_norms,
+    registry,
+    rounding,
+)
 
 __all__ = ["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]
 
@@ -39,6 +46,12 @@ class MaxNorm(Constraint):
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         norms = column_norms(w, self.axis)
         return w * (norms.clamp(0.0, self.max_value) / (EPSILON + norms))
+
+    def violated(self, w: torch.Tensor) -> torch.Tensor:
+        """Units whose norm exceeds ``max_value`` by more than rounding (kept-dim norms'
+        shape). A unit at or below the bound is not projected, though the ``n / (n + 1e-7)``
+        factor rescales it slightly."""
+        return column_norms(w, self.axis) > self.max_value * (1 + rounding(w.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {"max_value": self.max_value, "axis": self.axis}
@@ -86,6 +99,14 @@ class MinMaxNorm(Constraint):
         desired = self.rate * norms.clamp(self.min_value, self.max_value) + (1 - self.rate) * norms
         return w * (desired / (EPSILON + norms))
 
+    def violated(self, w: torch.Tensor) -> torch.Tensor:
+        """Units whose norm lies outside ``[min_value, max_value]`` by more than rounding
+        (none when ``rate`` is 0: the norms are left as they are)."""
+        norms, tol = column_norms(w, self.axis), rounding(w.dtype)
+        if self.rate == 0:
+            return torch.zeros_like(norms, dtype=torch.bool)
+        return (norms > self.max_value * (1 + tol)) | (norms < self.min_value * (1 - tol))
+
     def get_config(self) -> dict[str, Any]:
         return {
             "min_value": self.min_value,
@@ -114,6 +135,10 @@ class UnitNorm(Constraint):
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return w / (EPSILON + column_norms(w, self.axis))
 
+    def violated(self, w: torch.Tensor) -> torch.Tensor:
+        """Units whose norm differs from 1 by more than rounding."""
+        return (column_norms(w, self.axis) - 1).abs() > rounding(w.dtype)
+
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
 
@@ -124,6 +149,10 @@ class NonNeg(Constraint):
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return w.clamp(min=0.0)
+
+    def violated(self, w: torch.Tensor) -> torch.Tensor:
+        """Negative entries."""
+        return w < 0
 
     def get_config(self) -> dict[str, Any]:
         return {}

@@ -43,7 +43,7 @@ class Bagging:
 
     Attributes:
         members_: the K trained models (ordinary modules).
-        stack_: the trained ``ModelStack``.
+        stack_: the trained ``ModelStack`` (``stack_.kernel_norms()``: each member's ‖W‖₂).
         bootstrap_indices_: ``(K, n)`` int64 rows each member was trained on.
         member_seeds_: the K member seeds.
         classes_: the class labels seen in ``fit``.

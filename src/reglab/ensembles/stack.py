@@ -12,7 +12,7 @@ from torch.func import functional_call, stack_module_state
 from torch.nn import functional as F
 
 from reglab._validation import InvalidParameterError, check_positive_int
-from reglab.layouts import UnitLayout, register_layout
+from reglab.layouts import UnitLayout, named_kernels, register_layout
 from reglab.stochastic import GaussianDropout, GaussianNoise
 
 __all__ = ["ModelStack", "StackedLinear", "fused_optimizer", "stacked_loss"]
@@ -259,6 +259,30 @@ class ModelStack(nn.Module):
 
         in_dims = (0, 0, 0 if per_member else None)
         return torch.vmap(member, in_dims=in_dims, randomness="different")(params, buffers, x)
+
+    @torch.no_grad()
+    def kernel_norms(self) -> torch.Tensor:
+        """``(K,)``: each member's L2 norm of all its kernels together,
+        ``sqrt(Σ_kernels Σ w²)`` — what ``torch.linalg.vector_norm`` of one model's
+        concatenated kernels gives, member by member, never summed over members. Kernels are
+        the member architecture's (``reglab.layouts.is_kernel``: a ``LayerNorm`` weight stays
+        out, though stacked it has 2 dimensions).
+
+        >>> stack = ModelStack(lambda: nn.Linear(3, 2, bias=False), k=2)
+        >>> with torch.no_grad():
+        ...     _ = stack.weight.copy_(torch.tensor([[[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]],
+        ...                                          [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]))
+        >>> stack.kernel_norms()
+        tensor([5., 1.])
+        """
+        stacked = dict(self.named_parameters())
+        squares = [
+            stacked[name].flatten(1).square().sum(1)
+            for name, *_ in named_kernels(self._template[0])
+        ]  # each (K,)
+        if not squares:
+            return torch.zeros(self.n_members)
+        return torch.stack(squares).sum(0).sqrt()
 
     def unstack(self) -> list[nn.Module]:
         """K independent copies of the member architecture holding the current weights."""

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from reglab._validation import InvalidParameterError, check_positive_int
+from reglab.constraints._base import Constraint, beyond_rounding
 from reglab.regularization.activity import (
     REENTRANT_BACKWARD,
     Capture,
@@ -265,8 +266,11 @@ class Regularization:
         """With ``monitoring`` on: ``sparsity/<module>``, the fraction of exactly-zero
         entries of each penalised output over the calls of the last ``penalty`` step, and
         ``projected/<parameter>``, how many output units (entries, for elementwise
-        constraints) the last ``apply_constraints`` changed. Detached 0-dim tensors;
-        empty with monitoring off."""
+        constraints) the last ``apply_constraints`` actually projected: units outside the
+        constraint's set (``Constraint.violated``: a norm above ``MaxNorm``'s bound, not
+        one that Keras' ``n / (n + 1e-7)`` factor merely rescales), or, for another
+        callable, units it changed by more than rounding. Detached floating-point 0-dim
+        tensors; empty with monitoring off."""
         return dict(self._statistics)
 
     # -- folding into the optimizer ----------------------------------------------------------
@@ -411,11 +415,21 @@ def _project(binding: Any) -> None:
 
 
 def _changed_units(binding: Any, before: torch.Tensor) -> torch.Tensor:
-    """How many units (per-unit constraints) or entries the projection changed."""
+    """How many units (per-unit constraints) or entries the projection actually moved, as a
+    float 0-dim tensor: those a reglab ``Constraint`` finds outside its set
+    (``Constraint.violated``: Keras' ``n / (n + 1e-7)`` rescale of a unit within the
+    bound does not count), and for any other callable those it changed by more than
+    rounding."""
     after = binding.param.detach()
     if is_sharded(after):
         after, before = after.to_local(), before.to_local()
-    if getattr(binding.constraint, "per_unit", False):
-        changed = binding.layout.to_units(after) != binding.layout.to_units(before)
-        return changed.reshape(changed.shape[0], -1).any(1).sum()
-    return (after != before).sum()
+    constraint, per_unit = binding.constraint, getattr(binding.constraint, "per_unit", False)
+    if per_unit:
+        after, before = binding.layout.to_units(after), binding.layout.to_units(before)
+    if isinstance(constraint, Constraint):
+        moved = constraint.violated(before)
+    else:
+        moved = beyond_rounding(before, after)
+    if per_unit:
+        moved = moved.reshape(moved.shape[0], -1).any(1)
+    return moved.sum(dtype=torch.float32)
