@@ -184,8 +184,8 @@ class PiecewiseConstant(Schedule):
     boundary ``b`` is the first step of the new value: the value changed after ``b`` steps.
 
     >>> s = PiecewiseConstant([2, 4], [1e-3, 1.25e-3, 1e-3])
-    >>> [s(t) for t in range(5)]
-    [0.001, 0.001, 0.00125, 0.00125, 0.001]
+    >>> tuple(s(t) for t in range(5))
+    (0.001, 0.001, 0.00125, 0.00125, 0.001)
     """
 
     def __init__(self, boundaries: list[int] | None = None, values: list[float] | None = None):

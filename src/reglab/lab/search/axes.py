@@ -145,8 +145,9 @@ def find_axes(
 
     >>> space = find_axes({"rules": {"fc*": {"kernel": {"class_name": "L2",
     ...     "config": {"l2": {"log": [1e-5, 1e-1]}}}}}})
-    >>> [(a.name, a.kind, a.low, a.high) for a in space.axes]
-    [('rules.fc*.kernel.l2', 'log', 1e-05, 0.1)]
+    >>> axis = space.axes[0]
+    >>> axis.name, axis.kind, axis.low, axis.high
+    ('rules.fc*.kernel.l2', 'log', 1e-05, 0.1)
     """
     path = where if callable(where) else (lambda keys: ".".join([where, *keys]))
     axes = []
