@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+import reglab
 from reglab._validation import InvalidParameterError
-from reglab.ensembles import ModelStack, PopulationBasedTraining, copy_member_
-from reglab.penalties import L2
+from reglab.ensembles import ModelStack, PopulationBasedTraining, StackedLinear, copy_member_
+from reglab.penalties import L1L2, L2
 from reglab.schedules import PiecewiseConstant, registry
 
 
@@ -136,3 +137,31 @@ def test_pbt_rejects_bad_arguments():
     pbt = PopulationBasedTraining(stack, None, {"l2": torch.ones(3)})
     with pytest.raises(InvalidParameterError, match=r"needs 3 scores\. Got 2"):
         pbt.step([1.0, 2.0], epoch=1)
+
+
+def test_pbt_on_an_attached_stack_changes_the_penalty_the_stack_trains_with():
+    """The lab's stacked trials: L1L2 rules with (K,) coefficient tensors, reglab.attach."""
+    torch.manual_seed(0)
+    k = 4
+    stack = ModelStack(lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), k=k)
+    l2 = torch.tensor([1e-4, 1e-3, 1e-2, 1e-1], dtype=torch.float64)
+    reg = reglab.attach(
+        stack, {StackedLinear: {"kernel": L1L2(torch.zeros(k, dtype=torch.float64), l2)}}
+    )
+    opt = torch.optim.Adam(stack.parameters(), lr=1e-2)
+    pbt = PopulationBasedTraining(stack, opt, {"l2": l2}, seed=0, interval=2)
+    assert [pbt.due(e) for e in range(5)] == [False, False, True, False, True]
+    for _epoch in range(1, 3):
+        opt.zero_grad()
+        (stack(torch.randn(8, 3)).square().sum() + reg.penalty()).backward()
+        opt.step()
+    event = pbt.step([0.1, 0.2, 0.9, 0.3], epoch=2)
+    assert event.copies == [(0, 2)]
+
+    def reference() -> torch.Tensor:  # sum_k l2_k * sum over kernels of w_k**2
+        kernels = [stack.get_submodule(n).weight for n in ("0", "2")]
+        return sum((l2.float() * w.square().flatten(1).sum(1)).sum() for w in kernels)
+
+    torch.testing.assert_close(reg.penalty().float(), reference().float())
+    assert l2[0].item() / l2[2].item() in (pytest.approx(0.8), pytest.approx(1.25))
+    reg.remove()

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reglab._validation import InvalidParameterError, invalid
+from reglab._validation import InvalidParameterError, check_positive_int, invalid
 from reglab.schedules import PiecewiseConstant
 
 __all__ = ["PBTStep", "PopulationBasedTraining", "copy_member_"]
@@ -92,6 +92,7 @@ class PopulationBasedTraining:
             ``max(1, floor(fraction · K))`` members. In ``(0, 0.5]``.
         factors: the explore multipliers, one drawn per coefficient and member.
         seed: seeds the donor and factor draws.
+        interval: epochs between steps; :meth:`due` says when (the caller validates then).
 
     Attributes:
         history_: per member, name -> list of ``(epoch, value)`` changes (the first at 0).
@@ -107,6 +108,7 @@ class PopulationBasedTraining:
         fraction: float = 0.25,
         factors: Sequence[float] = (0.8, 1.25),
         seed: int = 0,
+        interval: int = 1,
     ) -> None:
         k = getattr(stack, "n_members", None)
         if k is None or k < 2:
@@ -122,6 +124,7 @@ class PopulationBasedTraining:
             raise invalid("fraction", "PopulationBasedTraining", "a float in (0, 0.5]", fraction)
         if not factors or not all(isinstance(f, (int, float)) and f > 0 for f in factors):
             raise invalid("factors", "PopulationBasedTraining", "positive numbers", factors)
+        self.interval = check_positive_int(interval, "interval", "PopulationBasedTraining")
         self.stack, self.optimizer = stack, optimizer
         self.coefficients = dict(coefficients)
         self.k = k
@@ -132,6 +135,10 @@ class PopulationBasedTraining:
             {name: [(0, float(t[i]))] for name, t in self.coefficients.items()} for i in range(k)
         ]
         self.steps_: list[PBTStep] = []
+
+    def due(self, epoch: int) -> bool:
+        """Whether a step is due after ``epoch`` epochs (every ``interval``, not at 0)."""
+        return epoch > 0 and epoch % self.interval == 0
 
     def step(self, scores: torch.Tensor | Sequence[float], epoch: int) -> PBTStep:
         """Rank the members by ``scores`` (K values, higher is better; NaN counts as worst),
