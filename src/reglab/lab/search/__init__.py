@@ -1,10 +1,9 @@
 """Search, not only grids: the ``[search]`` table and its methods (issue 23).
 
 * :mod:`~reglab.lab.search.settings` — ``[search]`` parsed once into :class:`SearchSettings`;
-* a registry of methods behind one interface (:func:`get_method`): ``grid``,
-  ``coarse-to-fine`` (:mod:`~reglab.lab.search.coarse_to_fine`), ``tpe`` / ``random`` /
-  ``qmc`` (:mod:`~reglab.lab.search.sampled`), ``pbt`` (:mod:`~reglab.lab.search.pbt`, the
-  engine is :class:`reglab.ensembles.PopulationBasedTraining`);
+* a registry of methods behind one interface (:func:`get_method`), one module each:
+  ``grid``, ``coarse_to_fine``, ``tpe``, ``random_search``, ``qmc`` and ``pbt`` (its engine is
+  :class:`reglab.ensembles.PopulationBasedTraining`);
 * :func:`make_pruner` — Optuna's pruners by name;
 * :mod:`~reglab.lab.search.axes` — a grid entry's axes as Optuna distributions and back;
 * :mod:`~reglab.lab.search.batch` — K candidates asked together, trained as one stack,
@@ -15,7 +14,7 @@
 Settings only: nothing here trains or knows a run directory.
 """
 
-from reglab.lab.search import grid, sampled  # noqa: F401  (registers the methods)
+from reglab.lab.search import grid, qmc, random_search, tpe  # noqa: F401  (registers methods)
 from reglab.lab.search._base import SearchMethod, get_method, method_names, register
 from reglab.lab.search.axes import (
     Axis,
