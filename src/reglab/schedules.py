@@ -30,6 +30,8 @@ in eager mode; under ``torch.compile`` dynamo treats each new value like any Pyt
 from __future__ import annotations
 
 import abc
+import bisect
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +48,7 @@ __all__ = [
     "Constant",
     "Cosine",
     "Linear",
+    "PiecewiseConstant",
     "Schedule",
     "ScheduleHandle",
     "Step",
@@ -170,6 +173,43 @@ class Warmup(Schedule):
 
     def get_config(self) -> dict[str, Any]:
         return {"value": self.value, "steps": self.steps}
+
+
+@registry.register("piecewise_constant")
+class PiecewiseConstant(Schedule):
+    """``values[i]`` for ``boundaries[i-1] <= t < boundaries[i]``: ``values[0]`` before the
+    first boundary, ``values[-1]`` from the last one on (``len(values) == len(boundaries) + 1``,
+    boundaries non-decreasing). What Population Based Training records per member
+    (:mod:`reglab.ensembles.pbt`). Unlike Keras' ``PiecewiseConstantDecay`` (``t <= b``), a
+    boundary ``b`` is the first step of the new value: the value changed after ``b`` steps.
+
+    >>> s = PiecewiseConstant([2, 4], [1e-3, 1.25e-3, 1e-3])
+    >>> tuple(s(t) for t in range(5))
+    (0.001, 0.001, 0.00125, 0.00125, 0.001)
+    """
+
+    def __init__(self, boundaries: list[int] | None = None, values: list[float] | None = None):
+        boundaries = [] if boundaries is None else list(boundaries)
+        values = [0.0] if values is None else list(values)
+        if any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in boundaries) or any(
+            b > c for b, c in itertools.pairwise(boundaries)
+        ):
+            raise invalid("boundaries", "PiecewiseConstant", "non-decreasing ints >= 0", boundaries)
+        if len(values) != len(boundaries) + 1:
+            raise invalid(
+                "values",
+                "PiecewiseConstant",
+                f"{len(boundaries) + 1} numbers (one more than the boundaries)",
+                values,
+            )
+        self.boundaries = boundaries
+        self.values = [check_coefficient(v, "values", "PiecewiseConstant") for v in values]
+
+    def __call__(self, t: int) -> float:
+        return self.values[bisect.bisect_right(self.boundaries, t)]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"boundaries": list(self.boundaries), "values": list(self.values)}
 
 
 def coefficient_attribute(target: Any, attribute: str | None) -> str:

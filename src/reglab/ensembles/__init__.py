@@ -9,6 +9,7 @@ from reglab.ensembles.dropout_ensemble import (
     compare_inference_rules,
     mc_dropout_predict,
 )
+from reglab.ensembles.pbt import PBTStep, PopulationBasedTraining, copy_member_
 from reglab.ensembles.stack import ModelStack, StackedLinear, fused_optimizer, stacked_loss
 
 __all__ = [
@@ -17,9 +18,12 @@ __all__ = [
     "Bagging",
     "MCDropoutPrediction",
     "ModelStack",
+    "PBTStep",
+    "PopulationBasedTraining",
     "StackedLinear",
     "ambiguity_decomposition",
     "compare_inference_rules",
+    "copy_member_",
     "error_decomposition",
     "fused_optimizer",
     "mc_dropout_predict",

@@ -1,0 +1,113 @@
+"""The ``[search]`` table of a study file, parsed once into :class:`SearchSettings`.
+
+::
+
+    [search]
+    method = "tpe"          # "grid" (default) | "coarse-to-fine" | "tpe" | "random" | "qmc" | "pbt"
+    trials = 40             # sampled methods: how many configurations to ask for
+    pruner = "asha"         # "none" (default) | "median" | "asha" | "hyperband"
+    objectives = ["val_acc", "zeros"]   # default: the study's validation metric
+    seed = 0
+
+``members`` and ``interval`` are PBT's population size and epochs between exploit/explore
+steps; ``stages`` (2 or 3) and ``points`` (values per refined stage) are coarse-to-fine's.
+Every refusal is one line naming the key, what is allowed, and what was given::
+
+    search.method: expected 'grid', 'coarse-to-fine', 'tpe', 'random', 'qmc' or 'pbt' (got 'bo')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reglab.lab.schema import (
+    Table,
+    choice,
+    fail,
+    integer,
+    key_path,
+    sequence_of,
+    spec,
+    string,
+)
+
+__all__ = ["METHODS", "PRUNERS", "SAMPLED", "SearchSettings", "parse_search"]
+
+METHODS = ("grid", "coarse-to-fine", "tpe", "random", "qmc", "pbt")
+#: Methods that ask an Optuna sampler for ``trials`` configurations.
+SAMPLED = ("tpe", "random", "qmc")
+PRUNERS = ("none", "median", "asha", "hyperband")
+
+
+@dataclass(frozen=True)
+class SearchSettings(Table):
+    """The parsed ``[search]`` table (see the module docstring). ``objectives`` empty means
+    the study's validation metric; ``trials`` is None for methods that do not sample."""
+
+    method: str = spec("grid", choice(*METHODS))
+    trials: int | None = spec(None, integer(1))
+    pruner: str = spec("none", choice(*PRUNERS))
+    objectives: tuple[str, ...] = spec((), sequence_of(string(), what="a list of metric names"))
+    members: int = spec(8, integer(2))
+    interval: int = spec(1, integer(1))
+    stages: int = spec(2, integer(2, 3))
+    points: int = spec(5, integer(3))
+    seed: int = spec(0, integer(0))
+
+    @classmethod
+    def parse(
+        cls, raw: Any, path: str = "search", origins: Mapping[str, str] | None = None
+    ) -> SearchSettings:
+        settings = super().parse(raw, path, origins)
+        at = key_path(path, origins)
+        given = raw or {}
+        if settings.method in SAMPLED and settings.trials is None:
+            raise fail(at("trials"), f"required for method {settings.method!r}", None)
+        if settings.method not in SAMPLED and "trials" in given:
+            raise fail(
+                at("trials"), "only used by methods 'tpe', 'random' and 'qmc'", given["trials"]
+            )
+        for key in ("members", "interval"):
+            if settings.method != "pbt" and key in given:
+                raise fail(at(key), "only used by method 'pbt'", given[key])
+        for key in ("stages", "points"):
+            if settings.method != "coarse-to-fine" and key in given:
+                raise fail(at(key), "only used by method 'coarse-to-fine'", given[key])
+        if len(set(settings.objectives)) != len(settings.objectives):
+            raise fail(
+                at("objectives"), "expected distinct metric names", list(settings.objectives)
+            )
+        if len(settings.objectives) > 1:
+            if settings.method not in ("grid", *SAMPLED):
+                raise fail(
+                    at("objectives"),
+                    f"method {settings.method!r} takes one objective (several: 'grid', "
+                    "'tpe', 'random' or 'qmc')",
+                    list(settings.objectives),
+                )
+            if settings.pruner != "none":
+                raise fail(at("pruner"), "must be 'none' with several objectives", settings.pruner)
+        if settings.method == "pbt" and settings.pruner != "none":
+            raise fail(
+                at("pruner"),
+                "must be 'none' with method 'pbt' (PBT replaces members)",
+                settings.pruner,
+            )
+        return settings
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+
+def parse_search(raw: Any, path: str = "search") -> SearchSettings:
+    """``raw`` (the decoded ``[search]`` table, or None: today's grid) as :class:`SearchSettings`.
+
+    >>> parse_search({"method": "tpe", "trials": 20}).pruner
+    'none'
+    >>> parse_search(None).method
+    'grid'
+    """
+    return SearchSettings.parse(raw, path)
