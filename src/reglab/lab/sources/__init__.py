@@ -17,12 +17,12 @@ Two calls take a ``[data]`` table to tensors, both raising
 from reglab.lab.sources._base import FORMATS, Source, SourceData
 from reglab.lab.sources._load import load_source, parse_source
 from reglab.lab.sources.csvfile import CsvSource
-from reglab.lab.sources.describe import Summary, describe, infer_format
 from reglab.lab.sources.hf import HFSource
 from reglab.lab.sources.images import ImageSource
 from reglab.lab.sources.npy import NpySource
 from reglab.lab.sources.npz import NpzSource
 from reglab.lab.sources.parquet import ParquetSource
+from reglab.lab.sources.summary import Summary, describe, infer_format
 
 __all__ = [
     "FORMATS",
