@@ -1,0 +1,443 @@
+"""One grid point's settings, parsed once: :class:`TrialConfig`.
+
+A trial config is built from a *concrete* table — study defaults merged with one grid entry,
+sweep axes already replaced by values (:mod:`reglab.lab.grid`). Every value is validated here,
+each table by the class that owns it and sits next to the code that uses it:
+
+* ``[data]``: :class:`~reglab.lab.settings.data.DataConfig`
+* ``[model]``: the table class of the kind it names, asked of the kind registry
+  (:mod:`reglab.lab.settings.registry`; the kinds live in :mod:`reglab.lab.kinds`, one
+  module each, and this module imports none of them)
+* ``[train]``, ``norm_bound`` and ``schedules``: :mod:`reglab.lab.settings.train`
+* the techniques (``label_smoothing``, ..., ``ensemble``): :mod:`reglab.lab.settings.techniques`
+* ``rules``: :class:`Rules`, checked against the model's module names (built on the meta
+  device, so no memory is used) before any trial exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from reglab import constraints, penalties
+from reglab._validation import InvalidParameterError
+from reglab.lab.settings import registry
+from reglab.lab.settings.data import DataConfig
+from reglab.lab.settings.schema import KeyPath, StudyError, Table, choice, fail, key_path, number
+from reglab.lab.settings.techniques import (
+    AugmentConfig,
+    EarlyStoppingConfig,
+    EnsembleConfig,
+    LabelSmoothingConfig,
+    MixConfig,
+    MultiTaskConfig,
+    PostHocConfig,
+    PretrainConfig,
+    SemiSupervisedConfig,
+)
+from reglab.lab.settings.train import NormBoundConfig, ScheduleConfig, TrainConfig
+
+__all__ = ["LEVELS", "RULE_KEYS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
+
+#: A ``[model]`` table: an instance of some registered kind's table class
+#: (:mod:`reglab.lab.settings.registry`).
+ModelConfig = Table
+
+
+def model_kinds() -> dict[str, type[Table]]:
+    """Every registered kind's ``[model]`` table class, by ``kind`` name."""
+    return {name: kind.model for name, kind in registry.kinds().items()}
+
+
+def model_keys() -> list[str]:
+    """Every key some model kind takes (what ``[model]`` may contain)."""
+    return sorted({"kind", *(key for cls in model_kinds().values() for key in cls.keys())})  # noqa: SIM118
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL_KINDS / MODEL_KEYS were module constants; the registry is filled on first use.
+    if name == "MODEL_KINDS":
+        return model_kinds()
+    if name == "MODEL_KEYS":
+        return model_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Grid keys that configure one technique each, and the table that parses them.
+TECHNIQUES: dict[str, Any] = {
+    "label_smoothing": LabelSmoothingConfig,
+    "augment": AugmentConfig,
+    "mix": MixConfig,
+    "early_stopping": EarlyStoppingConfig,
+    "ensemble": EnsembleConfig,
+    "norm_bound": NormBoundConfig,
+    "pretrain": PretrainConfig,
+    "semi_supervised": SemiSupervisedConfig,
+    "multitask": MultiTaskConfig,
+    "post_hoc_stopping": PostHocConfig,
+}
+#: Grid keys that are a number each (0: off).
+LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0), "proximal_l1": number(0.0)}
+RULE_KEYS = (
+    "activity",
+    "activity_reduction",
+    "bias",
+    "bias_constraint",
+    "kernel",
+    "kernel_constraint",
+)
+
+
+def parse_model(raw: Any, path: str, origins: Mapping[str, str] | None = None) -> ModelConfig:
+    """``[model]``: its ``kind`` picks the table; keys of other kinds are refused."""
+    raw = dict(raw or {})
+    allowed = model_keys()
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        where = (origins or {}).get(unknown[0], path)
+        raise fail(
+            f"{where}.{unknown[0]}",
+            f"unknown key; allowed: {', '.join(allowed)}",
+            raw[unknown[0]],
+        )
+    origins = origins or {}
+    tables = model_kinds()
+    kind = choice(*tables)(f"{origins.get('kind', path)}.kind", raw.pop("kind", "mlp"))
+    cls = tables[kind]
+    for key in sorted(set(raw) - set(cls.keys())):
+        if "kind" in origins and key not in origins:
+            # The entry switched kind: the study-level settings of the other kind stay there.
+            del raw[key]
+            continue
+        raise fail(
+            f"{origins.get(key, path)}.{key}", f"does not apply to model.kind = {kind!r}", raw[key]
+        )
+    return cls.parse(raw, path, origins)  # type: ignore[return-value]
+
+
+def _schedules(path: str, value: Any) -> tuple[ScheduleConfig, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise fail(path, "expected a list of { target, schedule, attribute, per } tables", value)
+    return tuple(ScheduleConfig.parse(entry, f"{path}[{i}]") for i, entry in enumerate(value))
+
+
+def _rules(path: str, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Validate ``rules`` (glob -> rule); identifiers stay data (they are built per trial)."""
+    if not isinstance(value, Mapping):
+        raise fail(path, "expected a table of glob pattern -> rule", value)
+    out = []
+    for pattern, rule in value.items():
+        rpath = f'{path}."{pattern}"'
+        if not isinstance(rule, Mapping):
+            raise fail(rpath, "expected a table", rule)
+        unknown = sorted(set(rule) - set(RULE_KEYS))
+        if unknown:
+            raise fail(
+                f"{rpath}.{unknown[0]}",
+                f"unknown key; allowed: {', '.join(RULE_KEYS)}",
+                rule[unknown[0]],
+            )
+        for kind, spec_ in rule.items():
+            try:
+                if kind == "activity_reduction":
+                    choice("batch", "sum", "mean")(f"{rpath}.{kind}", spec_)
+                elif kind.endswith("constraint"):
+                    constraints.get(spec_)
+                else:
+                    penalties.get(spec_)
+            except StudyError:
+                raise
+            except (ValueError, TypeError) as err:
+                raise fail(f"{rpath}.{kind}", str(err).rstrip("."), spec_) from None
+        out.append((str(pattern), copy.deepcopy(dict(rule))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial trains with: typed tables, ``None`` for techniques not used.
+
+    ``raw`` is the concrete table it was parsed from (what run directories record).
+    """
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    rules: tuple[tuple[str, dict[str, Any]], ...] = ()
+    label_smoothing: LabelSmoothingConfig | None = None
+    augment: AugmentConfig | None = None
+    mix: MixConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    ensemble: EnsembleConfig | None = None
+    norm_bound: NormBoundConfig | None = None
+    pretrain: PretrainConfig | None = None
+    semi_supervised: SemiSupervisedConfig | None = None
+    multitask: MultiTaskConfig | None = None
+    post_hoc_stopping: PostHocConfig | None = None
+    input_noise: float = 0.0
+    weight_noise: float = 0.0
+    #: ``proximal_l1 = λ``: soft-threshold the kernels by ``lr · λ`` after each step
+    #: (:func:`reglab.proximal_l1`).
+    proximal_l1: float = 0.0
+    schedules: tuple[ScheduleConfig, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- parsing -------------------------------------------------------------------------
+    @classmethod
+    def parse(
+        cls, raw: Mapping[str, Any], path: str, origins: Mapping[str, Mapping[str, str]]
+    ) -> TrialConfig:
+        """Parse one concrete point. ``path`` names its grid entry; ``origins[section][key]``
+        the table a merged value was written in (the study-level one or the entry's)."""
+        sections = {s: origins.get(s, {}) for s in ("data", "model", "train")}
+        values: dict[str, Any] = {
+            "data": DataConfig.parse(
+                raw.get("data"), _base(sections["data"], path, "data"), sections["data"]
+            ),
+            "model": parse_model(
+                raw.get("model"), _base(sections["model"], path, "model"), sections["model"]
+            ),
+            "train": TrainConfig.parse(
+                raw.get("train"), _base(sections["train"], path, "train"), sections["train"]
+            ),
+        }
+        if "rules" in raw:
+            values["rules"] = _rules(f"{path}.rules", raw["rules"])
+        for key, table_cls in TECHNIQUES.items():
+            if key in raw:
+                values[key] = table_cls.parse(raw[key], f"{path}.{key}")
+        for key, check in LEVELS.items():
+            if key in raw:
+                values[key] = check(f"{path}.{key}", raw[key])
+        if "schedules" in raw:
+            values["schedules"] = _schedules(f"{path}.schedules", raw["schedules"])
+        concrete = copy.deepcopy(dict(raw))
+        if isinstance(concrete.get("model"), Mapping):  # without another kind's study settings
+            own = set(type(values["model"]).keys())
+            concrete["model"] = {k: v for k, v in concrete["model"].items() if k in own | {"kind"}}
+        config = cls(**values, raw=concrete)
+        config._check(path, sections)
+        return config
+
+    def _check(self, path: str, sections: Mapping[str, Mapping[str, str]]) -> None:
+        """Checks across tables, before anything is trained."""
+        data_key = _key_path(sections["data"], path, "data")
+        model_key = _key_path(sections["model"], path, "model")
+        family = self.model_kind.family
+        if self.data.name == "patches" and family != "autoencoder":
+            raise fail(
+                data_key("name"),
+                "'patches' has no labels: use model.kind = 'autoencoder'",
+                "patches",
+            )
+        if self.data.name in ("teacher", "gutenberg") and family not in ("regression", "language"):
+            partner = "linear" if self.data.name == "teacher" else "lstm-lm"
+            raise fail(
+                model_key("kind"),
+                f"the '{self.data.name}' data and model.kind = '{partner}' go together",
+                self.model.kind,  # type: ignore[union-attr]
+            )
+        self.model.check(self.data, model_key)  # type: ignore[union-attr]
+        rows = self.data.dataset.train_rows
+        if self.data.subset and rows and self.data.subset > rows:
+            raise fail(
+                data_key("subset"),
+                f"'{self.data.name}' has {rows} training rows",
+                self.data.subset,
+            )
+        needs_validation = [k for k in ("early_stopping", "post_hoc_stopping") if getattr(self, k)]
+        if needs_validation and self.data.validation <= 0:
+            key = needs_validation[0]
+            watched = (
+                "a held-out split to monitor"
+                if key == "early_stopping"
+                else "the criteria watch the validation loss"
+            )
+            raise fail(f"{path}.{key}", f"needs data.validation > 0 ({watched})", self.raw[key])
+        if self.semi_supervised and (self.multitask or self.label_smoothing):
+            raise fail(
+                f"{path}.semi_supervised",
+                "cannot be combined with multitask or label_smoothing (it has its own loss)",
+                self.raw["semi_supervised"],
+            )
+        if self.ensemble is not None:
+            clash = sorted(
+                k
+                for k in ("rules", "early_stopping", "label_smoothing", "input_noise", "augment")
+                if k in self.raw
+            )
+            if clash:
+                raise fail(
+                    f"{path}.ensemble",
+                    f"cannot be combined with {', '.join(clash)} (bagged members train with "
+                    "plain Adam)",
+                    self.raw["ensemble"],
+                )
+        if self.kind == "classifier" and family != "classifier":
+            raise fail(
+                model_key("kind"),
+                "classifier techniques need an MLP, a CNN, a ResNet or a factory",
+                self.model.kind,
+            )  # type: ignore[union-attr]
+        if self.mix is not None:
+            self._check_mix(path)
+        if (self.pretrain or self.semi_supervised or self.multitask) and self.model.kind != "mlp":  # type: ignore[attr-defined]
+            raise fail(
+                model_key("kind"),
+                "pretrain, semi_supervised and multitask need kind = 'mlp'",
+                self.model.kind,
+            )  # type: ignore[union-attr]
+        if self.augment is not None and self.data.dataset.image is None:
+            raise fail(
+                f"{path}.augment", f"'{self.data.name}' inputs are not images", self.raw["augment"]
+            )
+        if self.rules:
+            self._check_rules(path)
+        for i, entry in enumerate(self.schedules):
+            self._check_schedule(f"{path}.schedules[{i}]", entry)
+
+    def _check_mix(self, path: str) -> None:
+        clash = sorted(k for k in ("semi_supervised", "multitask", "ensemble") if k in self.raw)
+        if clash:
+            raise fail(
+                f"{path}.mix", f"cannot be combined with {', '.join(clash)}", self.raw["mix"]
+            )
+        mix: MixConfig = self.mix  # type: ignore[assignment]
+        if mix.kind == "cutmix" and self.data.dataset.image is None:
+            raise fail(f"{path}.mix", f"'{self.data.name}' inputs are not images", self.raw["mix"])
+        if self.label_smoothing is not None and self.label_smoothing.form != "uniform":
+            raise fail(
+                f"{path}.mix",
+                "mixes uniformly smoothed labels: use label_smoothing.form = 'uniform'",
+                self.raw["mix"],
+            )
+
+    def _check_schedule(self, path: str, entry: ScheduleConfig) -> None:
+        """The schedule's target exists in this point, and has the coefficient it names."""
+        from reglab.schedules import coefficient_attribute
+
+        if self.kind != "classifier":
+            raise fail(path, "schedules apply to classifier trials", entry.target)
+        if entry.target == "proximal_l1":
+            return
+        if entry.target == "norm_bound":
+            if self.norm_bound is None:
+                raise fail(f"{path}.target", "this grid point has no norm_bound", entry.target)
+            return
+        prefix, _, rest = entry.target.partition(".")
+        glob, _, kind = rest.rpartition(".")
+        rules = dict(self.rules)
+        if prefix != "rules" or glob not in rules or kind not in ("kernel", "bias", "activity"):
+            raise fail(
+                f"{path}.target",
+                "expected 'norm_bound', 'proximal_l1' or 'rules.<glob>.<kind>' naming one of "
+                f"this point's rules ({', '.join(rules) or 'none'}) and kernel, bias or activity",
+                entry.target,
+            )
+        if kind not in rules[glob]:
+            raise fail(f"{path}.target", f"rule {glob!r} has no {kind} penalty", entry.target)
+        try:
+            coefficient_attribute(
+                penalties.get(copy.deepcopy(rules[glob][kind])), entry.attribute or None
+            )
+        except InvalidParameterError as err:
+            raise fail(f"{path}.attribute", str(err).rstrip("."), entry.attribute) from None
+
+    def _check_rules(self, path: str) -> None:
+        """Resolve the rules against the model's modules now (on the meta device), so a glob
+        that matches nothing fails before any trial runs. User factories are not built here:
+        their rules are checked when the trial starts."""
+        if self.model_kind.user_code:
+            return
+        from reglab.regularization.rules import resolve
+
+        with torch.device("meta"):
+            net = self.network()
+        try:
+            resolve(net, self.rules_mapping(), "batch")
+        except InvalidParameterError as err:
+            raise fail(f"{path}.rules", str(err).rstrip("."), self.raw.get("rules")) from None
+
+    # -- what the runners ask ------------------------------------------------------------
+    @property
+    def model_kind(self) -> registry.Kind:
+        """The registered kind ``[model] kind`` names: its table, builder and runner."""
+        return registry.get(self.model.kind)  # type: ignore[attr-defined]
+
+    @property
+    def kind(self) -> str:
+        """``"ensemble"`` (a classifier bagged), or the kind's family: ``"classifier"``,
+        ``"autoencoder"``, ``"regression"`` or ``"language"``."""
+        if self.ensemble is not None:
+            return "ensemble"
+        return self.model_kind.family
+
+    def network(self) -> torch.nn.Module:
+        """The module the rules are attached to (the kind's builder)."""
+        return self.model_kind.network(self)
+
+    def rules_mapping(self) -> dict[str, dict[str, Any]]:
+        """``rules`` as :func:`reglab.attach` takes them."""
+        return {pattern: copy.deepcopy(rule) for pattern, rule in self.rules}
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether training draws random numbers beyond initialisation and batch order
+        (dropout, noise, augmentation, pre-training, unknown models)."""
+        return bool(
+            self.model.stochastic  # type: ignore[union-attr]
+            or self.input_noise
+            or self.weight_noise
+            or self.augment
+            or self.mix
+            or self.pretrain
+        )
+
+    def override(self, changes: Mapping[str, Any], path: str = "override") -> TrialConfig:
+        """A copy with ``changes`` (``{"train": {"epochs": 3}}``) merged into the concrete
+        table and parsed again (validated like the study file)."""
+        raw = copy.deepcopy(self.raw)
+        for section, value in changes.items():
+            if isinstance(value, Mapping) and isinstance(raw.get(section), Mapping):
+                raw[section] = {**raw[section], **value}
+            else:
+                raw[section] = copy.deepcopy(value)
+        return TrialConfig.parse(raw, path, {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parsed point with every default filled in (``reglab show``)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "raw":
+                continue
+            value = getattr(self, f.name)
+            if (
+                value is None
+                or (f.name in LEVELS and not value)
+                or (f.name in ("rules", "schedules") and not value)
+            ):
+                continue
+            if f.name == "model":
+                out["model"] = {"kind": value.kind, **value.to_dict()}
+            elif f.name == "rules":
+                out["rules"] = self.rules_mapping()
+            elif f.name == "schedules":
+                out["schedules"] = [entry.to_dict() for entry in value]
+            else:
+                out[f.name] = value.to_dict() if isinstance(value, Table) else value
+        return out
+
+
+def _base(origins: Mapping[str, str], path: str, section: str) -> str:
+    """The path of a merged section's own table: where its keys come from by default."""
+    return origins.get("", f"{path}.{section}")
+
+
+def _key_path(origins: Mapping[str, str], path: str, section: str) -> KeyPath:
+    """A merged section's keys -> the paths of the tables they were written in."""
+    return key_path(_base(origins, path, section), origins)
