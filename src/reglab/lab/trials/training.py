@@ -106,16 +106,17 @@ def train_model(
     *,
     regularizers: Sequence[Any] | None = None,
     callbacks: Sequence[Callback] = (),
+    optimizer_maker: Callable[..., Any] | None = None,
     **fit_kwargs: Any,
 ) -> tuple[History, float]:
     """:func:`~reglab.training.fit` with the point's ``[train]`` settings and ``seed``, the
     grid's regularizers (unless given) and the context's progress and TensorBoard callbacks;
     returns the history and the training seconds. Hooks are removed afterwards, so evaluation
     records no activity. Raises :class:`Diverged` when training stopped on a non-finite
-    value."""
+    value. ``optimizer_maker`` builds the optimizer (:func:`make_optimizer`'s ``make``)."""
     if regularizers is None:
         regularizers = grid_regularizers(config, model)
-    optimizer = make_optimizer(model, config.train)
+    optimizer = make_optimizer(model, config.train, optimizer_maker)
     steps = _steps_per_epoch(train, config.train.batch_size)
     handles, schedules = optimizer_side(config, model, optimizer, regularizers, steps)
     callbacks = [*schedules, *callbacks]  # schedules log their values before other loggers
