@@ -13,7 +13,7 @@ import pytest
 
 from reglab.cli import main
 from reglab.lab import find_study, parse_study, run_trial
-from reglab.lab.trials.stacking import run_stacked, stack_key
+from reglab.lab.work.stacking import run_stacked, stack_key
 
 STUDY = {
     "name": "stk",

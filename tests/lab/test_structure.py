@@ -129,10 +129,10 @@ def test_settings_import_no_kind_trial_or_sweep() -> None:
             wrong = sorted(
                 d
                 for d in deps
-                if d.startswith(("reglab.lab.kinds", "reglab.lab.trials", "reglab.lab.sweep"))
+                if d.startswith(("reglab.lab.kinds", "reglab.lab.work", "reglab.lab.sweep"))
             )
             assert wrong == [], f"{name} imports {wrong}"
-        if name.startswith(("reglab.lab.trials", "reglab.lab.kinds")):
+        if name.startswith(("reglab.lab.work", "reglab.lab.kinds")):
             wrong = sorted(d for d in deps if d.startswith("reglab.lab.sweep"))
             assert wrong == [], f"{name} imports {wrong}"
 
@@ -189,7 +189,7 @@ def test_a_registered_kind_is_parsed_and_dispatched() -> None:
 
     from reglab.lab import run_trial
     from reglab.lab.settings.schema import Table, integer, spec
-    from reglab.lab.trials.training import TrialOutcome
+    from reglab.lab.work.training import TrialOutcome
 
     @dataclass(frozen=True)
     class WideModel(Table):
@@ -225,3 +225,14 @@ def test_a_registered_kind_is_parsed_and_dispatched() -> None:
         registry._KINDS.pop("test-wide")
     with pytest.raises(KeyError):
         registry.get("test-wide")
+
+
+def test_public_names_are_not_shadowed_by_subpackages() -> None:
+    """A subpackage named like a public function (``reglab.lab.trials``) would replace it."""
+    import importlib
+
+    for name in MODULES:
+        importlib.import_module(name)
+    shadowed = [n for n in reglab.lab.__all__ if type(getattr(reglab.lab, n)).__name__ == "module"]
+    assert shadowed == []
+    assert callable(reglab.lab.trials)

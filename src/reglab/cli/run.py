@@ -30,7 +30,7 @@ from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock
 from reglab.lab.sweep.storage import check_file, check_url
-from reglab.lab.trials.training import TrialContext
+from reglab.lab.work.training import TrialContext
 
 NAME = "run"
 HELP = "run a study (built-in name or TOML file; default: the embedded digits study)"

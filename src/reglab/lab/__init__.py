@@ -16,9 +16,9 @@ from reglab.lab.settings.data import load_data
 from reglab.lab.settings.grid import GridPoint, Trial
 from reglab.lab.settings.studyfile import Overrides, Study, StudyError, load_study, parse_study
 from reglab.lab.sweep import Sweep
-from reglab.lab.trials.runner import run_trial
-from reglab.lab.trials.training import TrialOutcome
 from reglab.lab.trust import Trust, UntrustedCode
+from reglab.lab.work.runner import run_trial
+from reglab.lab.work.training import TrialOutcome
 
 __all__ = [
     "GridPoint",

@@ -1,5 +1,5 @@
-"""Moved to :mod:`reglab.lab.trials.posthoc`; this old path re-exports it."""
+"""Moved to :mod:`reglab.lab.work.posthoc`; this old path re-exports it."""
 
 from reglab.lab._moved import reexport
 
-reexport(globals(), "reglab.lab.trials.posthoc")
+reexport(globals(), "reglab.lab.work.posthoc")

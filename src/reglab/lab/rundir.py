@@ -26,7 +26,7 @@ import torch
 
 from reglab._io import atomic_write, atomic_write_json, atomic_write_text
 from reglab.lab.settings.studyfile import Study, parse_study
-from reglab.lab.trials.training import TrialOutcome
+from reglab.lab.work.training import TrialOutcome
 
 __all__ = ["CheckpointError", "RunDir"]
 

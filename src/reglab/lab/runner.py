@@ -1,5 +1,5 @@
-"""Moved to :mod:`reglab.lab.trials.runner`; this old path re-exports it."""
+"""Moved to :mod:`reglab.lab.work.runner`; this old path re-exports it."""
 
 from reglab.lab._moved import reexport
 
-reexport(globals(), "reglab.lab.trials.runner")
+reexport(globals(), "reglab.lab.work.runner")

@@ -1,5 +1,5 @@
-"""Moved to :mod:`reglab.lab.trials.stacking`; this old path re-exports it."""
+"""Moved to :mod:`reglab.lab.work.stacking`; this old path re-exports it."""
 
 from reglab.lab._moved import reexport
 
-reexport(globals(), "reglab.lab.trials.stacking")
+reexport(globals(), "reglab.lab.work.stacking")

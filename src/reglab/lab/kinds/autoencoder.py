@@ -32,7 +32,7 @@ from reglab.lab.settings.schema import (
     sequence_of,
     spec,
 )
-from reglab.lab.trials.training import (
+from reglab.lab.work.training import (
     TrialContext,
     TrialOutcome,
     history_rows,

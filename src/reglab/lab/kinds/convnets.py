@@ -40,7 +40,7 @@ from reglab.lab.settings.schema import (
     sequence_of,
     spec,
 )
-from reglab.lab.trials.classifier import build_network, run_classifier
+from reglab.lab.work.classifier import build_network, run_classifier
 from reglab.stochastic import DropBlock, DropPath
 
 __all__ = ["CNN_KIND", "RESNET_KIND", "CNNModel", "PreActBlock", "ResNetModel", "cnn", "resnet"]

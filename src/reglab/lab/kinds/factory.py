@@ -13,7 +13,7 @@ from reglab._validation import InvalidParameterError
 from reglab.lab.settings.data import DataConfig
 from reglab.lab.settings.registry import Kind, register
 from reglab.lab.settings.schema import KeyPath, Table, fail, spec
-from reglab.lab.trials.classifier import build_network, run_classifier
+from reglab.lab.work.classifier import build_network, run_classifier
 
 __all__ = ["KIND", "FactoryModel"]
 

@@ -17,7 +17,7 @@ from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import DataConfig
 from reglab.lab.settings.registry import Kind, register
 from reglab.lab.settings.schema import KeyPath, Table, boolean, fail, integer, number, spec, table
-from reglab.lab.trials.training import (
+from reglab.lab.work.training import (
     TrialContext,
     TrialOutcome,
     grid_regularizers,

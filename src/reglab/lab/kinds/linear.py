@@ -22,7 +22,7 @@ from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import DataConfig, load_data
 from reglab.lab.settings.registry import Kind, register
 from reglab.lab.settings.schema import KeyPath, Table, fail
-from reglab.lab.trials.training import TrialContext, TrialOutcome, history_rows, train_model
+from reglab.lab.work.training import TrialContext, TrialOutcome, history_rows, train_model
 
 __all__ = ["KIND", "LinearModel", "equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
 

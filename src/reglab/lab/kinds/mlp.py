@@ -24,7 +24,7 @@ from reglab.lab.settings.schema import (
     sequence_of,
     spec,
 )
-from reglab.lab.trials.classifier import build_network, run_classifier
+from reglab.lab.work.classifier import build_network, run_classifier
 
 __all__ = ["ACTIVATIONS", "KIND", "MLPModel", "mlp"]
 

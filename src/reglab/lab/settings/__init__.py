@@ -1,5 +1,5 @@
 """What a study says: study files parsed once into typed, frozen tables, validated before
-anything trains. Nothing here trains; the trials (:mod:`reglab.lab.trials`) and the sweep
+anything trains. Nothing here trains; the trials (:mod:`reglab.lab.work`) and the sweep
 (:mod:`reglab.lab.sweep`) receive these objects.
 
 * :mod:`~reglab.lab.settings.schema`: the table helpers, key paths and :class:`StudyError`

@@ -28,7 +28,17 @@ from reglab import constraints, penalties
 from reglab._validation import InvalidParameterError
 from reglab.lab.settings import registry
 from reglab.lab.settings.data import DataConfig
-from reglab.lab.settings.schema import KeyPath, StudyError, Table, choice, fail, key_path, number
+from reglab.lab.settings.schema import (
+    StudyError,
+    Table,
+    check_keys,
+    choice,
+    fail,
+    key_path,
+    number,
+    section_base,
+    section_path,
+)
 from reglab.lab.settings.techniques import (
     AugmentConfig,
     EarlyStoppingConfig,
@@ -41,6 +51,8 @@ from reglab.lab.settings.techniques import (
     SemiSupervisedConfig,
 )
 from reglab.lab.settings.train import NormBoundConfig, ScheduleConfig, TrainConfig
+from reglab.regularization.rules import REDUCTIONS
+from reglab.regularization.rules import RULE_KEYS as _ATTACH_RULE_KEYS
 
 __all__ = ["LEVELS", "RULE_KEYS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
 
@@ -83,29 +95,15 @@ TECHNIQUES: dict[str, Any] = {
 }
 #: Grid keys that are a number each (0: off).
 LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0), "proximal_l1": number(0.0)}
-RULE_KEYS = (
-    "activity",
-    "activity_reduction",
-    "bias",
-    "bias_constraint",
-    "kernel",
-    "kernel_constraint",
-)
+#: The keys of one rule (``rules."glob".<key>``): what :func:`reglab.attach` takes.
+RULE_KEYS = tuple(sorted(_ATTACH_RULE_KEYS))
 
 
 def parse_model(raw: Any, path: str, origins: Mapping[str, str] | None = None) -> ModelConfig:
     """``[model]``: its ``kind`` picks the table; keys of other kinds are refused."""
     raw = dict(raw or {})
-    allowed = model_keys()
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        where = (origins or {}).get(unknown[0], path)
-        raise fail(
-            f"{where}.{unknown[0]}",
-            f"unknown key; allowed: {', '.join(allowed)}",
-            raw[unknown[0]],
-        )
     origins = origins or {}
+    check_keys(key_path(path, origins), raw, model_keys())
     tables = model_kinds()
     kind = choice(*tables)(f"{origins.get('kind', path)}.kind", raw.pop("kind", "mlp"))
     cls = tables[kind]
@@ -135,17 +133,11 @@ def _rules(path: str, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
         rpath = f'{path}."{pattern}"'
         if not isinstance(rule, Mapping):
             raise fail(rpath, "expected a table", rule)
-        unknown = sorted(set(rule) - set(RULE_KEYS))
-        if unknown:
-            raise fail(
-                f"{rpath}.{unknown[0]}",
-                f"unknown key; allowed: {', '.join(RULE_KEYS)}",
-                rule[unknown[0]],
-            )
+        check_keys(key_path(rpath), rule, RULE_KEYS)
         for kind, spec_ in rule.items():
             try:
                 if kind == "activity_reduction":
-                    choice("batch", "sum", "mean")(f"{rpath}.{kind}", spec_)
+                    choice(*REDUCTIONS)(f"{rpath}.{kind}", spec_)
                 elif kind.endswith("constraint"):
                     constraints.get(spec_)
                 else:
@@ -197,13 +189,13 @@ class TrialConfig:
         sections = {s: origins.get(s, {}) for s in ("data", "model", "train")}
         values: dict[str, Any] = {
             "data": DataConfig.parse(
-                raw.get("data"), _base(sections["data"], path, "data"), sections["data"]
+                raw.get("data"), section_base(sections["data"], path, "data"), sections["data"]
             ),
             "model": parse_model(
-                raw.get("model"), _base(sections["model"], path, "model"), sections["model"]
+                raw.get("model"), section_base(sections["model"], path, "model"), sections["model"]
             ),
             "train": TrainConfig.parse(
-                raw.get("train"), _base(sections["train"], path, "train"), sections["train"]
+                raw.get("train"), section_base(sections["train"], path, "train"), sections["train"]
             ),
         }
         if "rules" in raw:
@@ -226,8 +218,8 @@ class TrialConfig:
 
     def _check(self, path: str, sections: Mapping[str, Mapping[str, str]]) -> None:
         """Checks across tables, before anything is trained."""
-        data_key = _key_path(sections["data"], path, "data")
-        model_key = _key_path(sections["model"], path, "model")
+        data_key = section_path(sections["data"], path, "data")
+        model_key = section_path(sections["model"], path, "model")
         family = self.model_kind.family
         if self.data.name == "patches" and family != "autoencoder":
             raise fail(
@@ -431,13 +423,3 @@ class TrialConfig:
             else:
                 out[f.name] = value.to_dict() if isinstance(value, Table) else value
         return out
-
-
-def _base(origins: Mapping[str, str], path: str, section: str) -> str:
-    """The path of a merged section's own table: where its keys come from by default."""
-    return origins.get("", f"{path}.{section}")
-
-
-def _key_path(origins: Mapping[str, str], path: str, section: str) -> KeyPath:
-    """A merged section's keys -> the paths of the tables they were written in."""
-    return key_path(_base(origins, path, section), origins)

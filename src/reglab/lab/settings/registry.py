@@ -46,7 +46,7 @@ class Kind:
     ``family`` one of :data:`FAMILIES` (the classifier family takes every classifier
     technique); ``network(config)`` builds the module the rules are matched against (built on
     the meta device at parse time unless ``user_code``); ``run(config, seed, context)`` trains
-    and returns a :class:`~reglab.lab.trials.training.TrialOutcome`. ``user_code``: the builder
+    and returns a :class:`~reglab.lab.work.training.TrialOutcome`. ``user_code``: the builder
     runs code named in the study (its rules are checked when the trial starts); ``stackable``:
     several grid points of this kind can train as one vmapped stack; ``order``: its place in
     listings.

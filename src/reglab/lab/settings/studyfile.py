@@ -23,7 +23,7 @@ from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
 from reglab.lab.settings.data import DATASETS
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
-from reglab.lab.settings.schema import StudyError, choice, fail
+from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
 
 __all__ = [
     "DATASETS",
@@ -97,13 +97,7 @@ def _table(path: str, value: Any) -> dict[str, Any]:
 
 
 def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise fail(
-            f"{path}.{unknown[0]}",
-            f"unknown key; allowed: {', '.join(sorted(allowed))}",
-            table[unknown[0]],
-        )
+    check_keys(key_path(path), table, allowed)
 
 
 def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:

@@ -1,6 +1,6 @@
 """The grid's technique tables (``label_smoothing``, ``augment``, ``mix``, ``early_stopping``,
 ``ensemble``, ``pretrain``, ``semi_supervised``, ``multitask``, ``post_hoc_stopping``): parsed
-and validated here; the trials (:mod:`reglab.lab.trials`) train with them."""
+and validated here; the trials (:mod:`reglab.lab.work`) train with them."""
 
 from __future__ import annotations
 

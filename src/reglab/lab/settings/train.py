@@ -1,5 +1,5 @@
 """The ``[train]`` table, ``norm_bound`` and ``schedules = [...]``: settings every trial kind
-shares (parsed and validated here; :mod:`reglab.lab.trials.training` trains with them)."""
+shares (parsed and validated here; :mod:`reglab.lab.work.training` trains with them)."""
 
 from __future__ import annotations
 

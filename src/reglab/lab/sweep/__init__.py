@@ -1,5 +1,5 @@
 """How trials are queued, run and stored: an Optuna study in the run directory. Knows no
-model; receives parsed studies and hands grid points to :func:`reglab.lab.trials.runner.run_trial`.
+model; receives parsed studies and hands grid points to :func:`reglab.lab.work.runner.run_trial`.
 
 * :mod:`~reglab.lab.sweep.storage`: storage URLs checked, the Optuna storage opened, the
   study's name

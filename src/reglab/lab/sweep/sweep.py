@@ -56,9 +56,9 @@ from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.storage import open_storage, optuna_study_name
-from reglab.lab.trials.runner import run_trial
-from reglab.lab.trials.stacking import run_stacked, stack_key
-from reglab.lab.trials.training import TrialContext, TrialOutcome, tensor_shapes
+from reglab.lab.work.runner import run_trial
+from reglab.lab.work.stacking import run_stacked, stack_key
+from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
 from reglab.training import Diverged
 
 __all__ = ["MAX_STACK", "NoResults", "Sweep"]

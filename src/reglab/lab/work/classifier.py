@@ -13,9 +13,9 @@ from torch.nn import functional as F
 from reglab.autoencoders import pretrain_layerwise
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.trials.bagging import run_bagging
-from reglab.lab.trials.posthoc import post_hoc_stopping
-from reglab.lab.trials.training import (
+from reglab.lab.work.bagging import run_bagging
+from reglab.lab.work.posthoc import post_hoc_stopping
+from reglab.lab.work.training import (
     TrialContext,
     TrialOutcome,
     grid_regularizers,
@@ -86,7 +86,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
 def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A classifier, optionally pre-trained layer-wise, shared with a decoder
     (semi-supervised) or with a parity head (multi-task); a bagged ensemble of it when the point
-    has ``ensemble`` (:func:`~reglab.lab.trials.bagging.run_bagging`)."""
+    has ``ensemble`` (:func:`~reglab.lab.work.bagging.run_bagging`)."""
     if config.ensemble is not None:
         return run_bagging(config, seed, context)
     (train, test), val = load_data(config.data)

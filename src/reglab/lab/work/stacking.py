@@ -35,8 +35,8 @@ from reglab import constraints
 from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.trials.classifier import classifier_metrics, criterion
-from reglab.lab.trials.training import TrialContext, TrialOutcome, train_model
+from reglab.lab.work.classifier import classifier_metrics, criterion
+from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import Bindings, resolve
@@ -197,7 +197,7 @@ def run_stacked(
     """Train ``(config, seed)`` members that share a :func:`stack_key` as one stack; return
     each member's outcome, as :func:`~reglab.lab.run_trial` would have.
 
-    The stack trains through the lone trials' loop (:func:`~reglab.lab.trials.training.
+    The stack trains through the lone trials' loop (:func:`~reglab.lab.work.training.
     train_model`, i.e. :func:`reglab.fit`) with the trial's criterion applied per member: the
     loss ``fit`` minimises is the sum of the members' losses (each member's gradient is the
     one it gets alone), and the per-member losses and accuracies are logged as ``(K,)``

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from reglab.ensembles import Bagging, error_decomposition
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.trials.training import TrialContext, TrialOutcome, kernel_stats
+from reglab.lab.work.training import TrialContext, TrialOutcome, kernel_stats
 from reglab.losses import (
     expected_calibration_error,
     reliability_diagram,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.trials.training import TrialContext, TrialOutcome
+from reglab.lab.work.training import TrialContext, TrialOutcome
 
 __all__ = ["TrialOutcome", "load_data", "run_trial"]
 
