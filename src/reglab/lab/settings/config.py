@@ -315,28 +315,26 @@ class TrialConfig:
 
         if self.kind != "classifier":
             raise fail(path, "schedules apply to classifier trials", entry.target)
-        if entry.target == "proximal_l1":
+        target = entry.resolved
+        if target is not None and target.what == "proximal_l1":
             return
-        if entry.target == "norm_bound":
+        if target is not None and target.what == "norm_bound":
             if self.norm_bound is None:
                 raise fail(f"{path}.target", "this grid point has no norm_bound", entry.target)
             return
-        prefix, _, rest = entry.target.partition(".")
-        glob, _, kind = rest.rpartition(".")
         rules = dict(self.rules)
-        if prefix != "rules" or glob not in rules or kind not in ("kernel", "bias", "activity"):
+        if target is None or target.glob not in rules:
             raise fail(
                 f"{path}.target",
                 "expected 'norm_bound', 'proximal_l1' or 'rules.<glob>.<kind>' naming one of "
                 f"this point's rules ({', '.join(rules) or 'none'}) and kernel, bias or activity",
                 entry.target,
             )
+        glob, kind = target.glob, target.slot
         if kind not in rules[glob]:
             raise fail(f"{path}.target", f"rule {glob!r} has no {kind} penalty", entry.target)
         try:
-            coefficient_attribute(
-                penalties.get(copy.deepcopy(rules[glob][kind])), entry.attribute or None
-            )
+            coefficient_attribute(self.build_rules()[glob][kind], entry.attribute or None)
         except InvalidParameterError as err:
             raise fail(f"{path}.attribute", str(err).rstrip("."), entry.attribute) from None
 
@@ -374,8 +372,22 @@ class TrialConfig:
         return self.model_kind.network(self)
 
     def rules_mapping(self) -> dict[str, dict[str, Any]]:
-        """``rules`` as :func:`reglab.attach` takes them."""
+        """``rules`` as :func:`reglab.attach` takes them (identifiers)."""
         return {pattern: copy.deepcopy(rule) for pattern, rule in self.rules}
+
+    def build_rules(self) -> dict[str, dict[str, Any]]:
+        """``rules`` with new penalty and constraint objects (one trial's: schedules change
+        their coefficients), for :func:`reglab.attach`."""
+
+        def build(key: str, value: Any) -> Any:
+            if key == "activity_reduction":
+                return value
+            return constraints.get(value) if key.endswith("constraint") else penalties.get(value)
+
+        return {
+            pattern: {key: build(key, value) for key, value in rule.items()}
+            for pattern, rule in self.rules_mapping().items()
+        }
 
     @property
     def stochastic(self) -> bool:

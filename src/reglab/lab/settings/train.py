@@ -11,7 +11,7 @@ import torch
 
 from reglab.lab.settings.schema import Table, choice, fail, integer, number, spec, string
 
-__all__ = ["NormBoundConfig", "ScheduleConfig", "TrainConfig"]
+__all__ = ["NormBoundConfig", "ScheduleConfig", "ScheduleTarget", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,39 @@ def _schedule(path: str, value: Any) -> Any:
     return dict(value)
 
 
+#: The penalties of a rule a schedule may target (``rules.<glob>.<slot>``).
+SCHEDULED_SLOTS = ("kernel", "bias", "activity")
+
+
+@dataclass(frozen=True)
+class ScheduleTarget:
+    """What a schedule's ``target`` names, parsed once: ``what`` is ``"norm_bound"``,
+    ``"proximal_l1"`` or ``"rule"`` (then ``glob`` and ``slot``: the rule's pattern and its
+    ``kernel``, ``bias`` or ``activity`` penalty). A trial finds the object by this key among
+    the ones it built (:func:`reglab.lab.work.training.grid_regularizers`).
+
+    >>> ScheduleTarget.parse('rules.fc*.kernel')
+    ScheduleTarget(what='rule', glob='fc*', slot='kernel')
+    >>> ScheduleTarget.parse('rules.fc*') is None
+    True
+    """
+
+    what: str
+    glob: str = ""
+    slot: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> ScheduleTarget | None:
+        """The target ``text`` names, or ``None`` when it is not of a target's form."""
+        if text in ("norm_bound", "proximal_l1"):
+            return cls(text)
+        prefix, _, rest = text.partition(".")
+        glob, _, slot = rest.rpartition(".")
+        if prefix != "rules" or not glob or slot not in SCHEDULED_SLOTS:
+            return None
+        return cls("rule", glob, slot)
+
+
 @dataclass(frozen=True)
 class ScheduleConfig(Table):
     """One entry of a grid point's ``schedules = [...]``: ``target`` is ``"rules.<glob>.<kind>"``
@@ -65,6 +98,11 @@ class ScheduleConfig(Table):
     schedule: dict[str, Any] = spec(check=_schedule)
     attribute: str = spec("", string())
     per: str = spec("step", choice("step", "epoch"))
+
+    @property
+    def resolved(self) -> ScheduleTarget | None:
+        """:attr:`target` parsed (checked against the grid point by ``TrialConfig``)."""
+        return ScheduleTarget.parse(self.target)
 
     def build(self, target: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
         from reglab.schedules import registry, schedule

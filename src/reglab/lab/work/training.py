@@ -17,11 +17,17 @@ from torch import nn
 import reglab
 from reglab.constraints import NormBound
 from reglab.lab.settings.config import TrialConfig
-from reglab.lab.settings.train import TrainConfig
+from reglab.lab.settings.train import (
+    SCHEDULED_SLOTS,
+    ScheduleConfig,
+    ScheduleTarget,
+    TrainConfig,
+)
 from reglab.layouts import named_kernels, unit_layout
 from reglab.training import Callback, Diverged, History, fit
 
 __all__ = [
+    "GridRegularizers",
     "TrialContext",
     "TrialOutcome",
     "grid_regularizers",
@@ -84,15 +90,30 @@ def kernels(model: nn.Module) -> list[torch.Tensor]:
     return [p for _, _, _, p in named_kernels(model)]
 
 
-def grid_regularizers(config: TrialConfig, module: nn.Module) -> list[Any]:
+class GridRegularizers(list):  # type: ignore[type-arg]
+    """The grid point's regularizers (a list, as :func:`reglab.fit` takes them) and
+    ``targets``: the object each possible schedule target names (:class:`ScheduleTarget` ->
+    the penalty or the ``NormBound``), built together with them."""
+
+    targets: dict[ScheduleTarget, Any]
+
+
+def grid_regularizers(config: TrialConfig, module: nn.Module) -> GridRegularizers:
     """The grid point's ``rules`` attached to ``module`` and its ``norm_bound`` (over all of
     ``module``'s kernels together)."""
-    regularizers: list[Any] = []
+    regularizers = GridRegularizers()
+    regularizers.targets = {}
     if config.rules:
-        regularizers.append(reglab.attach(module, config.rules_mapping()))
+        rules = config.build_rules()
+        regularizers.append(reglab.attach(module, rules))
+        regularizers.targets.update(
+            {ScheduleTarget("rule", glob, slot): rule[slot] for glob, rule in rules.items()
+             for slot in SCHEDULED_SLOTS if slot in rule}
+        )  # fmt: skip
     if config.norm_bound is not None:
         bound = config.norm_bound
         regularizers.append(NormBound(kernels(module), bound.max_norm, lr_dual=bound.lr_dual))
+        regularizers.targets[ScheduleTarget("norm_bound")] = regularizers[-1]
     return regularizers
 
 
@@ -172,29 +193,22 @@ def optimizer_side(
         proximal = reglab.proximal_l1(optimizer, model, config.proximal_l1)
         handles.append(proximal)
     schedules = [
-        entry.build(_schedule_target(entry.target, regularizers, proximal), optimizer,
+        entry.build(_schedule_target(entry, regularizers, proximal), optimizer,
                     steps_per_epoch)
         for entry in config.schedules
     ]  # fmt: skip
     return [*handles, *schedules], schedules
 
 
-def _schedule_target(target: str, regularizers: Sequence[Any], proximal: Any) -> Any:
-    """The object a schedule's ``target`` names (checked at parse time)."""
-    if target == "proximal_l1":
+def _schedule_target(entry: ScheduleConfig, regularizers: Sequence[Any], proximal: Any) -> Any:
+    """The object a schedule's target names (the target was checked at parse time)."""
+    target = entry.resolved
+    if target == ScheduleTarget("proximal_l1"):
         return proximal
-    if target == "norm_bound":
-        return next(r for r in regularizers if isinstance(r, NormBound))
-    glob, _, kind = target.removeprefix("rules.").rpartition(".")
-    for reg in regularizers:
-        bindings = getattr(reg, "bindings", None)
-        if bindings is None:
-            continue
-        found = bindings.activities if kind == "activity" else bindings.weights
-        for b in found:
-            if b.rule == repr(glob) and (kind == "activity" or b.term.endswith(f".{kind}")):
-                return b.penalty
-    raise LookupError(f"no penalty bound by rule {glob!r} ({kind}) for schedule {target!r}")
+    found = getattr(regularizers, "targets", {}).get(target)
+    if found is None:
+        raise LookupError(f"no object for schedule target {entry.target!r}")
+    return found
 
 
 def tensor_shapes(model: nn.Module) -> dict[str, list[int]]:
