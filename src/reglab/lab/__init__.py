@@ -6,6 +6,7 @@ from reglab._optional import require
 
 require("optuna", "reglab.lab")
 
+from reglab.lab import _moved
 from reglab.lab.catalog import builtin_studies, expand, find_study, trials
 from reglab.lab.kinds.language import LSTMLanguageModel
 from reglab.lab.kinds.mlp import mlp
@@ -19,6 +20,8 @@ from reglab.lab.sweep import Sweep
 from reglab.lab.trust import Trust, UntrustedCode
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.training import TrialOutcome
+
+_moved.install()  # the old module paths (reglab.lab.config, ...) keep importing
 
 __all__ = [
     "GridPoint",

@@ -98,7 +98,7 @@ def ridge_metrics(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, floa
 def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A linear model ``fc0: Linear(d, 1, bias=False)`` trained from zero on the teacher's
     mean squared error, with the grid's penalties, constraints or norm bound; compared with
-    the closed forms of ``reglab.lab.regression``. Zero initialisation keeps gradient
+    the closed forms of ``reglab.lab.kinds.linear``. Zero initialisation keeps gradient
     descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
     (train, test), _ = load_data(config.data, seed)
     (x, y), (xt, yt) = train, test

@@ -1,8 +1,8 @@
 """One grid point's settings, parsed once: :class:`TrialConfig`.
 
 A trial config is built from a *concrete* table — study defaults merged with one grid entry,
-sweep axes already replaced by values (:mod:`reglab.lab.grid`). Every value is validated here,
-each table by the class that owns it and sits next to the code that uses it:
+sweep axes already replaced by values (:mod:`reglab.lab.settings.grid`). Every value is
+validated here, each table by the class that owns it:
 
 * ``[data]``: :class:`~reglab.lab.settings.data.DataConfig`
 * ``[model]``: the table class of the kind it names, asked of the kind registry

@@ -3,7 +3,7 @@
 An axis is ``{values = [...]}`` or ``{log = [low, high], num = n}`` in place of any value of
 a grid entry (merged over the study-level tables). Each entry's axes are crossed (default) or
 zipped; each combination is one :class:`GridPoint`, parsed into a
-:class:`~reglab.lab.config.TrialConfig`; each point times each seed is one :class:`Trial`.
+:class:`~reglab.lab.settings.config.TrialConfig`; each point times each seed is one :class:`Trial`.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def expand_entry(
     origins: Mapping[str, Mapping[str, str]],
 ) -> list[GridPoint]:
     """The grid points of one entry: its axes crossed (``mode = "cross"``) or zipped, every
-    combination parsed into a :class:`~reglab.lab.config.TrialConfig`."""
+    combination parsed into a :class:`~reglab.lab.settings.config.TrialConfig`."""
     axes = list(_axes(merged))
     names = [".".join(p for p in path if p != "config") for path, _ in axes]
     values = [axis_values(value_path(path, entry_path, origins), a) for path, a in axes]

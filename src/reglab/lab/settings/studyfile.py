@@ -4,8 +4,8 @@
 A study file is study-level ``[data]``, ``[model]`` and ``[train]`` tables, ``seeds``, and
 ``[[grid]]`` entries that override ``model`` / ``train`` and add techniques (``rules``,
 ``label_smoothing``, ...). :func:`parse_study` merges each entry over the study tables,
-expands its sweep axes (:mod:`reglab.lab.grid`) and validates every resulting point
-(:class:`~reglab.lab.config.TrialConfig`) — so every mistake is reported with its key path
+expands its sweep axes (:mod:`reglab.lab.settings.grid`) and validates every resulting point
+(:class:`~reglab.lab.settings.config.TrialConfig`) — so every mistake is reported with its key path
 before a run directory or a trial exists::
 
     study.grid[1].rules."fc*".kernel: The 'l2' parameter of L2 must be a finite number >= 0...

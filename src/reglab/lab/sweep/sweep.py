@@ -6,7 +6,7 @@
   that mark. :meth:`Sweep.open` only reads: it creates and enqueues nothing (``reglab
   report``).
 * A worker pops a *batch*: one waiting trial, and the waiting trials after it that share its
-  stack key (:mod:`reglab.lab.stacking`), each popped atomically by ``study.ask`` (a row lock
+  stack key (:mod:`reglab.lab.work.stacking`), each popped atomically by ``study.ask`` (a row lock
   on PostgreSQL), so each trial still goes to exactly one worker. A batch of several trains as
   one model stack; a batch of one as before.
 * Heartbeats mark a worker's trials stale when the worker dies; ``fail_stale_trials`` (run by
