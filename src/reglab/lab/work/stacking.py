@@ -181,9 +181,27 @@ class _PerMember(nn.Module):
 
 def _member_losses(loss: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(K,)``: the trial's criterion on each member's output ``(K, b, C)`` and targets
-    (``(b, K)`` per member, or ``(b,)`` shared)."""
+    (``(b, K)`` per member, or ``(b,)`` shared), in one vmapped call."""
     targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
-    return torch.stack([loss(o, t) for o, t in zip(out, targets, strict=True)])
+    return torch.func.vmap(loss)(out, targets)
+
+
+class _MemberLoss:
+    """What ``fit`` minimises for a stack: the sum of the members' losses. ``logged`` gives
+    the ``(K,)`` vector of the batch just computed (``fit`` logs its metrics right after the
+    loss of the same batch), so the criterion runs once per batch."""
+
+    def __init__(self, loss: Any) -> None:
+        self.loss = loss
+        self.last = torch.zeros(())
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.last = _member_losses(self.loss, out, y)
+        return self.last.sum()
+
+    def logged(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        del out, y
+        return self.last.detach()
 
 
 def _member_accuracies(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -220,7 +238,7 @@ def run_stacked(
     stack = ModelStack(models)
     rules = _rules(configs)
     reg = reglab.attach(stack, rules) if rules else None
-    loss = criterion(first)
+    loss = _MemberLoss(criterion(first))
     context = TrialContext(progress=(context or TrialContext()).progress)
     try:
         history, seconds = train_model(
@@ -232,11 +250,8 @@ def run_stacked(
             context,
             regularizers=[reg] if reg is not None else [],
             optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
-            loss=lambda out, target: _member_losses(loss, out, target).sum(),
-            metrics={
-                "member_loss": lambda out, target: _member_losses(loss, out, target),
-                "member_acc": _member_accuracies,
-            },
+            loss=loss,
+            metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
         )
     except Diverged as err:  # the Sweep trains each member alone, to say which diverged
         raise Diverged(f"{err} of a stack of {k}") from None
