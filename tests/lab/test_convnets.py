@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from reglab.lab import StudyError, expand, parse_study, run_trial
-from reglab.lab.convnets import PreActBlock, cnn, resnet
+from reglab.lab.kinds.convnets import PreActBlock, cnn, resnet
 from reglab.stochastic import DropBlock, DropPath
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from reglab.cli import main
-from reglab.lab.config import LEVELS, TECHNIQUES
-from reglab.lab.datasets import DataConfig
-from reglab.lab.models import MLPModel
-from reglab.lab.trial import TrainConfig
+from reglab.lab.kinds.mlp import MLPModel
+from reglab.lab.settings.config import LEVELS, TECHNIQUES
+from reglab.lab.settings.data import DataConfig
+from reglab.lab.settings.train import TrainConfig
 
 VALID = {
     "data": {"name": '"digits"', "subset": "100"},

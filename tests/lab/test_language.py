@@ -6,7 +6,7 @@ import torch
 
 import reglab
 from reglab.data import tokenize
-from reglab.lab.language import LSTMLanguageModel, sequence_loss, windows
+from reglab.lab.kinds.language import LSTMLanguageModel, sequence_loss, windows
 from reglab.penalties import L2, TemporalDifference
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reglab.lab import StudyError, expand, parse_study, run_trial
-from reglab.lab.trial import make_optimizer
+from reglab.lab.work.training import make_optimizer
 
 BASE = {
     "name": "s",

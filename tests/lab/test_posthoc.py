@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reglab.lab.posthoc import post_hoc_stopping, stopping_criteria
+from reglab.lab.work.posthoc import post_hoc_stopping, stopping_criteria
 
 # Validation loss falls to 1.0 at epoch 4, then rises; test accuracy peaks at epoch 5.
 VAL = [3.0, 2.0, 1.5, 1.2, 1.0, 1.01, 1.03, 1.06, 1.1, 1.2, 1.3, 1.4]

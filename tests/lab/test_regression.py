@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from reglab.data import teacher_student
-from reglab.lab.regression import equivalent_l2, ridge, ridge_metrics
+from reglab.lab.kinds.linear import equivalent_l2, ridge, ridge_metrics
 
 
 def _problem() -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 from reglab.cli import main
-from reglab.lab.storage import StorageError, check_file, check_url
 from reglab.lab.sweep import open_storage
+from reglab.lab.sweep.storage import StorageError, check_file, check_url
 from tests.lab.conftest import write_one_epoch
 
 N_QUEUED = 120

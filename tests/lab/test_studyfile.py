@@ -6,7 +6,7 @@ import pytest
 import tomllib
 
 from reglab.lab import StudyError, builtin_studies, expand, find_study, parse_study, trials
-from reglab.lab.studyfile import axis_values
+from reglab.lab.settings.studyfile import axis_values
 
 BASE = {"name": "s", "grid": [{"name": "none"}]}
 

@@ -154,7 +154,7 @@ def test_label_smoothing_form_alone_trains_with_the_default_eps() -> None:
     config = study.points[0].config
     assert config.label_smoothing.eps == 0.1
     assert config.label_smoothing.form == "others"
-    from reglab.lab.classifier import criterion
+    from reglab.lab.work.classifier import criterion
     from reglab.losses import LabelSmoothingCrossEntropy
 
     loss = criterion(config)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from reglab.lab import RunDir, Sweep
 from reglab.lab.report import write_report
-from reglab.lab.storage import check_file, check_url
+from reglab.lab.sweep.storage import check_file, check_url
 
 NAME = "report"
 HELP = "write RUN_DIR/report.html, summary.md and PNGs from the run's results"

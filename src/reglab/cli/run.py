@@ -28,9 +28,9 @@ from reglab.cli.options import (
 from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summarize
 from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
-from reglab.lab.storage import check_file, check_url
 from reglab.lab.sweep import DirectoryLock
-from reglab.lab.trial import TrialContext
+from reglab.lab.sweep.storage import check_file, check_url
+from reglab.lab.work.training import TrialContext
 
 NAME = "run"
 HELP = "run a study (built-in name or TOML file; default: the embedded digits study)"

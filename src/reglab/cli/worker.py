@@ -10,9 +10,9 @@ from rich.console import Console
 from reglab.cli.options import OptionError, add_worker_options, positive_int, writable_directory
 from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
-from reglab.lab.storage import check_url
 from reglab.lab.sweep import optuna_study_name
-from reglab.lab.trial import TrialContext
+from reglab.lab.sweep.storage import check_url
+from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
 HELP = "run trials of a study from a shared Optuna storage (e.g. PostgreSQL) until none remain"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
-from reglab.lab.studyfile import Overrides, Study, StudyError, parse_study, read_toml
+from reglab.lab.settings.studyfile import Overrides, Study, StudyError, parse_study, read_toml
 
 __all__ = ["builtin_studies", "expand", "find_study", "trials"]
 

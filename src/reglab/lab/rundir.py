@@ -20,15 +20,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from reglab._io import atomic_write, atomic_write_json, atomic_write_text
-
-if TYPE_CHECKING:
-    from reglab.lab.studyfile import Study
-    from reglab.lab.trial import TrialOutcome
+from reglab.lab.settings.studyfile import Study, parse_study
+from reglab.lab.work.training import TrialOutcome
 
 __all__ = ["CheckpointError", "RunDir"]
 
@@ -96,8 +94,6 @@ class RunDir:
 
     def study(self) -> Study:
         """The study this directory ran, parsed from ``study.json``."""
-        from reglab.lab.studyfile import parse_study
-
         if not self.is_run():
             raise FileNotFoundError(f"{self.path} is not a reglab run directory (no study.json)")
         raw = json.loads(self.study_json.read_text())

@@ -25,12 +25,9 @@ import contextvars
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from reglab._validation import InvalidParameterError
-
-if TYPE_CHECKING:
-    from reglab.lab.studyfile import Study
+from reglab.lab.settings.studyfile import Study
 
 __all__ = ["ENVIRONMENT", "Trust", "UntrustedCode"]
 
@@ -81,12 +78,12 @@ class Trust:
     def check(self, study: Study) -> None:
         """Every factory of ``study``'s grid points is trusted (else :class:`UntrustedCode`
         naming the first point that is not)."""
-        from reglab.lab.models import FactoryModel
-
         for point in study.points:
-            model = point.config.model
-            if isinstance(model, FactoryModel):
-                self.require(model.factory, f"{study.name}: grid point {point.label!r}")
+            if point.config.model_kind.user_code:
+                self.require(
+                    point.config.model.factory,  # type: ignore[attr-defined]
+                    f"{study.name}: grid point {point.label!r}",
+                )
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Trust]:

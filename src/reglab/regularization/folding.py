@@ -15,13 +15,13 @@ Two ways to add ``∇penalty(w)`` to ``p.grad`` inside ``optimizer.step()``:
 
 from __future__ import annotations
 
-import inspect
 import types
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from reglab._internals.torch import unwrapped_step
 from reglab._validation import InvalidParameterError
 from reglab.regularization.weights import WeightPenalties
 
@@ -87,7 +87,7 @@ class FoldHandle:
                 )
         # The update itself, without torch's wrappers (hooks, grad mode, and a graph break
         # that would put the penalty's gradient in a graph of its own).
-        update = inspect.unwrap(type(optimizer).step)
+        update = unwrapped_step(type(optimizer))
 
         def penalised_update(opt: torch.optim.Optimizer) -> Any:
             weights.add_gradients_(1.0)

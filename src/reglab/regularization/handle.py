@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from reglab._internals.torch import current_autograd_node
 from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.constraints._base import Constraint, beyond_rounding
 from reglab.regularization.activity import (
@@ -109,7 +110,7 @@ class Regularization:
                 f"mapping whose first item is one). Got {type(output).__name__}."
             )
         if not _compiling():
-            node = torch._C._current_autograd_node()
+            node = current_autograd_node()
             if node is not None:  # a forward inside backward: checkpoint recomputation
                 return self._recomputed(binding, output, h, node.name())
             if not torch.is_grad_enabled():

@@ -20,6 +20,7 @@ PENALTY_KINDS = ("kernel", "bias", "activity")
 CONSTRAINT_KINDS = ("kernel_constraint", "bias_constraint")
 REDUCTIONS = ("batch", "sum", "mean")
 _RULE_KEYS = (*PENALTY_KINDS, *CONSTRAINT_KINDS, "activity_reduction")
+RULE_KEYS = _RULE_KEYS  # what a rule may contain (the lab's study files ask here too)
 
 RuleKey = str | type[nn.Module] | tuple[type[nn.Module], ...]
 

@@ -105,8 +105,13 @@ class _Means:
         self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.counts[key] = self.counts.get(key, 0) + n
 
-    def result(self, prefix: str = "") -> dict[str, float]:
-        return {prefix + k: float(v) / self.counts[k] for k, v in self.sums.items()}
+    def result(self, prefix: str = "") -> dict[str, Any]:
+        # A scalar's mean is a float; a vector-valued metric's (one value per member of a
+        # model stack) a list of floats.
+        return {
+            prefix + k: float(v) / self.counts[k] if v.ndim == 0 else (v / self.counts[k]).tolist()
+            for k, v in self.sums.items()
+        }
 
 
 @torch.no_grad()

@@ -4,29 +4,18 @@ multi-task), with the grid's regularizers."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reglab._validation import InvalidParameterError
 from reglab.autoencoders import pretrain_layerwise
-from reglab.lab.datasets import load_data
-from reglab.lab.posthoc import post_hoc_stopping
-from reglab.lab.schema import (
-    Table,
-    boolean,
-    choice,
-    fail,
-    integer,
-    number,
-    sequence_of,
-    spec,
-    string,
-)
-from reglab.lab.trial import (
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.data import load_data
+from reglab.lab.work.bagging import run_bagging
+from reglab.lab.work.posthoc import post_hoc_stopping
+from reglab.lab.work.training import (
     TrialContext,
     TrialOutcome,
     grid_regularizers,
@@ -42,151 +31,9 @@ from reglab.losses import (
 )
 from reglab.sharing import MultiTask, SemiSupervised
 from reglab.stochastic import CutMix, GaussianNoise, MixUp, RandomAffine, WeightNoise
-from reglab.training import Callback, EarlyStopping, accuracy
+from reglab.training import Callback, accuracy
 
-if TYPE_CHECKING:
-    from reglab.lab.config import TrialConfig
-
-__all__ = [
-    "AugmentConfig",
-    "EarlyStoppingConfig",
-    "LabelSmoothingConfig",
-    "MixConfig",
-    "MultiTaskConfig",
-    "PostHocConfig",
-    "PretrainConfig",
-    "SemiSupervisedConfig",
-    "build_network",
-    "run_classifier",
-]
-
-
-@dataclass(frozen=True)
-class LabelSmoothingConfig(Table):
-    """``label_smoothing = { eps, form }`` (a number is shorthand for ``eps``)."""
-
-    eps: float = spec(0.1, number(0.0, below=1.0))
-    form: str = spec("uniform", choice("uniform", "others"))
-
-    @classmethod
-    def parse(cls, raw: Any, path: str, origins: Any = None) -> LabelSmoothingConfig:
-        if not isinstance(raw, dict):  # the shorthand
-            raw = {"eps": raw}
-        return super().parse(raw, path, origins)
-
-
-@dataclass(frozen=True)
-class MixConfig(Table):
-    """``mix = { kind, alpha }``: mixup or CutMix of every training batch, labels mixed into
-    class probabilities (:mod:`reglab.stochastic.mixing`; label smoothing, if any, is applied
-    to the labels before mixing)."""
-
-    kind: str = spec(check=choice("mixup", "cutmix"))
-    #: λ ~ Beta(α, α); 1.0 as in both papers' CIFAR runs
-    alpha: float = spec(1.0, number(above=0.0))
-
-
-def _scale_range(path: str, value: Any) -> tuple[float, float]:
-    low, high = sequence_of(number(above=0.0), length=2, what="[low, high] zoom factors")(
-        path, value
-    )
-    if low > high:
-        raise fail(path, "expected [low, high] with low <= high", value)
-    return low, high
-
-
-@dataclass(frozen=True)
-class AugmentConfig(Table):
-    """``augment = { degrees, translate, scale }``: random affine transforms of the training
-    images (:class:`~reglab.stochastic.RandomAffine`)."""
-
-    degrees: float = spec(10.0, number(0.0))
-    translate: float = spec(0.1, number(0.0, 1.0))
-    scale: tuple[float, float] = spec((0.9, 1.1), _scale_range)
-
-
-def _optional_number(**bounds: Any) -> Any:
-    inner = number(**bounds)
-    return lambda path, value: None if value is None else inner(path, value)
-
-
-def _optional_int(minimum: int) -> Any:
-    inner = integer(minimum)
-    return lambda path, value: None if value is None else inner(path, value)
-
-
-@dataclass(frozen=True)
-class EarlyStoppingConfig(Table):
-    """``early_stopping = {...}``: the arguments of
-    :class:`~reglab.training.EarlyStopping` (validated by building one)."""
-
-    monitor: str = spec("val_loss", string())
-    patience: int = spec(0, integer(0))
-    min_delta: float = spec(0.0, number())
-    restore_best_weights: bool = spec(False, boolean())
-    criterion: str = spec("patience", choice("patience", "gl", "pq", "up"))
-    alpha: float | None = spec(None, _optional_number(minimum=0.0))
-    strip_length: int = spec(5, integer(1))
-    successive_strips: int | None = spec(None, _optional_int(1))
-    start_from_epoch: int = spec(0, integer(0))
-
-    @classmethod
-    def parse(cls, raw: Any, path: str, origins: Any = None) -> EarlyStoppingConfig:
-        config = super().parse(raw, path, origins)
-        try:
-            config.build()
-        except InvalidParameterError as err:
-            raise fail(path, str(err).rstrip("."), raw) from None
-        return config
-
-    def build(self) -> EarlyStopping:
-        return EarlyStopping(**self.to_dict())
-
-
-@dataclass(frozen=True)
-class PretrainConfig(Table):
-    """``pretrain = { kind, epochs, level }``: greedy layer-wise (denoising) autoencoder
-    pre-training of the MLP on every training row."""
-
-    kind: str = spec("denoising", choice("autoencoder", "denoising"))
-    epochs: int = spec(10, integer(1))
-    level: float = spec(0.25, number(0.0, below=1.0))
-
-
-@dataclass(frozen=True)
-class SemiSupervisedConfig(Table):
-    """``semi_supervised = { recon_weight }``: the trunk shared with a decoder."""
-
-    recon_weight: float = spec(1.0, number(0.0))
-
-
-@dataclass(frozen=True)
-class MultiTaskConfig(Table):
-    """``multitask = { parity_weight }``: the trunk shared with a digit-parity head."""
-
-    parity_weight: float = spec(1.0, number(0.0))
-
-
-def _thresholds(path: str, value: Any) -> tuple[float, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value
-    ):
-        raise fail(path, "expected a list of thresholds > 0", value)
-    return tuple(float(v) for v in value)
-
-
-@dataclass(frozen=True)
-class PostHocConfig(Table):
-    """``post_hoc_stopping = { patience, gl, pq, up }``: thresholds of each criterion,
-    replayed over the logged curves."""
-
-    patience: tuple[float, ...] = spec((), _thresholds)
-    gl: tuple[float, ...] = spec((), _thresholds)
-    pq: tuple[float, ...] = spec((), _thresholds)
-    up: tuple[float, ...] = spec((), _thresholds)
-
-    def settings(self) -> dict[str, list[float]]:
-        return {k: list(v) for k, v in self.to_dict().items() if v}
+__all__ = ["build_network", "classifier_metrics", "criterion", "run_classifier"]
 
 
 def build_network(config: TrialConfig) -> nn.Module:
@@ -238,7 +85,10 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
 
 def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A classifier, optionally pre-trained layer-wise, shared with a decoder
-    (semi-supervised) or with a parity head (multi-task)."""
+    (semi-supervised) or with a parity head (multi-task); a bagged ensemble of it when the point
+    has ``ensemble`` (:func:`~reglab.lab.work.bagging.run_bagging`)."""
+    if config.ensemble is not None:
+        return run_bagging(config, seed, context)
     (train, test), val = load_data(config.data)
     torch.manual_seed(seed)
     net = config.model.build(config.data)

@@ -31,11 +31,14 @@ __all__ = [
     "StudyError",
     "Table",
     "boolean",
+    "check_keys",
     "choice",
     "fail",
     "integer",
     "key_path",
     "number",
+    "section_base",
+    "section_path",
     "spec",
     "string",
 ]
@@ -61,9 +64,39 @@ KeyPath = Callable[[str], str]
 
 def key_path(path: str, origins: Mapping[str, str] | None = None) -> KeyPath:
     """The :data:`KeyPath` of a table at ``path`` whose keys may come from other tables
-    (``origins[key]``: the path of the table a merged key was written in)."""
+    (``origins[key]``: the path of the table a merged key was written in; ``origins[""]``:
+    where the merged table's own keys come from by default)."""
     written = origins or {}
-    return lambda key: f"{written.get(key, path)}.{key}"
+    return lambda key: f"{written.get(key, written.get('', path))}.{key}"
+
+
+def section_path(origins: Mapping[str, str], path: str, section: str) -> KeyPath:
+    """The :data:`KeyPath` of a merged section (``data``, ``model``, ``train``) of the grid
+    entry at ``path``: ``s.grid[1].model.sizes`` when the entry wrote ``sizes``,
+    ``s.model.sizes`` when the study-level table did.
+
+    >>> at = section_path({"": "s.model", "sizes": "s.grid[1].model"}, "s.grid[1]", "model")
+    >>> at("sizes"), at("activation")
+    ('s.grid[1].model.sizes', 's.model.activation')
+    """
+    return key_path(section_base(origins, path, section), origins)
+
+
+def section_base(origins: Mapping[str, str], path: str, section: str) -> str:
+    """The path of a merged section's own table: where its keys come from by default."""
+    return origins.get("", f"{path}.{section}")
+
+
+def check_keys(at: KeyPath, table: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """The unknown-key check of every study table: the first key of ``table`` (in sorted
+    order) not in ``allowed`` fails at its path ``at(key)``, listing the allowed keys."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise fail(
+            at(unknown[0]),
+            f"unknown key; allowed: {', '.join(sorted(allowed))}",
+            table[unknown[0]],
+        )
 
 
 T = TypeVar("T", bound="Table")
@@ -95,15 +128,8 @@ class Table:
             raw = {}
         if not isinstance(raw, Mapping):
             raise fail(path, "expected a table", raw)
-        allowed = cls.keys()
-        unknown = sorted(set(raw) - set(allowed))
         at = key_path(path, origins)
-        if unknown:
-            raise fail(
-                at(unknown[0]),
-                f"unknown key; allowed: {', '.join(sorted(allowed))}",
-                raw[unknown[0]],
-            )
+        check_keys(at, raw, cls.keys())
         values = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             where = at(f.name)

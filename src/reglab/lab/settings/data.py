@@ -8,7 +8,7 @@ from functools import lru_cache
 import torch
 
 from reglab.data import digits, fashion_mnist, image_patches, mnist, teacher_student
-from reglab.lab.schema import Table, boolean, choice, integer, number, spec
+from reglab.lab.settings.schema import Table, boolean, choice, integer, number, spec
 
 __all__ = ["DATASETS", "IMAGE_SHAPES", "DataConfig", "Dataset", "Split", "load_data"]
 

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from reglab._validation import check_choice, check_probability
-from reglab.lab.datasets import DataConfig
-from reglab.lab.models import ACTIVATIONS
-from reglab.lab.schema import (
+from reglab.lab.kinds.mlp import ACTIVATIONS
+from reglab.lab.settings.data import DataConfig
+from reglab.lab.settings.registry import Kind, register
+from reglab.lab.settings.schema import (
     KeyPath,
     Table,
     boolean,
@@ -39,9 +40,10 @@ from reglab.lab.schema import (
     sequence_of,
     spec,
 )
+from reglab.lab.work.classifier import build_network, run_classifier
 from reglab.stochastic import DropBlock, DropPath
 
-__all__ = ["CNNModel", "PreActBlock", "ResNetModel", "cnn", "resnet"]
+__all__ = ["CNN_KIND", "RESNET_KIND", "CNNModel", "PreActBlock", "ResNetModel", "cnn", "resnet"]
 
 
 def _image(data: DataConfig, where: KeyPath) -> tuple[int, int, int]:
@@ -256,3 +258,11 @@ class ResNetModel(Table):
     def build(self, data: DataConfig) -> nn.Sequential:
         options: dict[str, Any] = {k: getattr(self, k) for k in self.keys()}
         return resnet(_image(data, "model"), data.dataset.classes, **options)  # type: ignore[arg-type]
+
+
+CNN_KIND = register(
+    Kind("cnn", CNNModel, "classifier", network=build_network, run=run_classifier, order=1)
+)
+RESNET_KIND = register(
+    Kind("resnet", ResNetModel, "classifier", network=build_network, run=run_classifier, order=2)
+)

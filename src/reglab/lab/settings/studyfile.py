@@ -4,8 +4,8 @@
 A study file is study-level ``[data]``, ``[model]`` and ``[train]`` tables, ``seeds``, and
 ``[[grid]]`` entries that override ``model`` / ``train`` and add techniques (``rules``,
 ``label_smoothing``, ...). :func:`parse_study` merges each entry over the study tables,
-expands its sweep axes (:mod:`reglab.lab.grid`) and validates every resulting point
-(:class:`~reglab.lab.config.TrialConfig`) — so every mistake is reported with its key path
+expands its sweep axes (:mod:`reglab.lab.settings.grid`) and validates every resulting point
+(:class:`~reglab.lab.settings.config.TrialConfig`) — so every mistake is reported with its key path
 before a run directory or a trial exists::
 
     study.grid[1].rules."fc*".kernel: The 'l2' parameter of L2 must be a finite number >= 0...
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
-from reglab.lab.config import LEVELS, TECHNIQUES
-from reglab.lab.datasets import DATASETS
-from reglab.lab.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
-from reglab.lab.schema import StudyError, choice, fail
+from reglab.lab.settings.config import LEVELS, TECHNIQUES
+from reglab.lab.settings.data import DATASETS
+from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
+from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
 
 __all__ = [
     "DATASETS",
@@ -97,13 +97,7 @@ def _table(path: str, value: Any) -> dict[str, Any]:
 
 
 def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise fail(
-            f"{path}.{unknown[0]}",
-            f"unknown key; allowed: {', '.join(sorted(allowed))}",
-            table[unknown[0]],
-        )
+    check_keys(key_path(path), table, allowed)
 
 
 def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:

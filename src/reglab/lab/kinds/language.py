@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -13,9 +13,11 @@ from torch.nn import functional as F
 
 from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.data import gutenberg
-from reglab.lab.datasets import DataConfig
-from reglab.lab.schema import KeyPath, Table, boolean, fail, integer, number, spec, table
-from reglab.lab.trial import (
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.data import DataConfig
+from reglab.lab.settings.registry import Kind, register
+from reglab.lab.settings.schema import KeyPath, Table, boolean, fail, integer, number, spec, table
+from reglab.lab.work.training import (
     TrialContext,
     TrialOutcome,
     grid_regularizers,
@@ -25,10 +27,8 @@ from reglab.lab.trial import (
 from reglab.sharing import tie_weights
 from reglab.stochastic import EmbeddingDropout, LockedDropout, WeightDrop
 
-if TYPE_CHECKING:
-    from reglab.lab.config import TrialConfig
-
 __all__ = [
+    "KIND",
     "LSTMLanguageModel",
     "LanguageModel",
     "LanguageOptions",
@@ -238,3 +238,13 @@ def run_language_model(config: TrialConfig, seed: int, context: TrialContext) ->
         "seconds": seconds,
     }
     return TrialOutcome(metrics, history_rows(history), model, None)
+
+
+def _network(config: TrialConfig) -> nn.Module:
+    """The LSTM body (what the rules attach to; the embedding and head are tied around it)."""
+    return config.model.build(config.data).body  # type: ignore[union-attr,call-arg]
+
+
+KIND = register(
+    Kind("lstm-lm", LanguageModel, "language", network=_network, run=run_language_model, order=6)
+)

@@ -1,5 +1,5 @@
-"""The results store's health: storage URLs checked before anything is created, and SQLite
-files recognised as empty or damaged instead of silently replaced.
+"""The results store: storage URLs checked before anything is created, SQLite files recognised
+as empty or damaged instead of silently replaced, and the Optuna storage opened.
 
 Every message names what it is about (``--storage``, or the file) and what to do, in one
 line; passwords in URLs are never printed.
@@ -7,10 +7,19 @@ line; passwords in URLs are never printed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
+import warnings
 from pathlib import Path
+from typing import Any
 
-__all__ = ["StorageError", "check_file", "check_url", "shown"]
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from reglab.lab.settings.studyfile import Study
+
+__all__ = ["StorageError", "check_file", "check_url", "open_storage", "optuna_study_name", "shown"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: Databases Optuna's RDB storage supports.
@@ -122,3 +131,58 @@ def _problem(path: Path) -> str | None:
     if "studies" not in tables:
         return "holds no Optuna storage"
     return None
+
+
+def optuna_study_name(study: Study) -> str:
+    """The study's name plus a fingerprint of its resolved contents: editing a study file
+    starts a new Optuna study instead of mixing results."""
+    digest = hashlib.sha256(json.dumps(study.source, sort_keys=True, default=str).encode())
+    return f"{study.name}-{digest.hexdigest()[:10]}"
+
+
+def open_storage(
+    url: str, heartbeat: int = 10, grace: int = 30, read_only: bool = False
+) -> RDBStorage:
+    """An Optuna RDB storage with heartbeats and automatic retry of stale trials
+    (``read_only``: no table creation, no heartbeat machinery)."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 60}  # several local processes share the file
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: we rely on them
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if read_only:
+            return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
+        storage = RDBStorage(
+            url,
+            engine_kwargs=kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+    if url.startswith("sqlite"):
+        _serialize_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialize_sqlite_transactions(engine: Any) -> None:
+    """Make every transaction on ``engine`` ``BEGIN IMMEDIATE`` (SQLAlchemy's recipe for
+    pysqlite).
+
+    Optuna moves a trial between states with a read, a check and a write in one transaction
+    (WAITING -> RUNNING when a worker pops the queue, RUNNING -> FAIL for a stale trial).
+    PostgreSQL locks the row (``SELECT ... FOR UPDATE``); SQLite ignores that, and pysqlite
+    starts the transaction only at the write, so two processes can both read WAITING and
+    both pop the same trial (measured: 15-20 double pops in 200 with 4 processes). Taking
+    SQLite's write lock at BEGIN makes the check and the write one atomic step."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        del record
+        dbapi_connection.isolation_level = None  # pysqlite must not emit its own BEGIN
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed are not reused

@@ -4,10 +4,11 @@ linear probes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from reglab.autoencoders import (
     Autoencoder,
@@ -17,8 +18,10 @@ from reglab.autoencoders import (
     dictionary_metrics,
     principal_angles,
 )
-from reglab.lab.datasets import DataConfig, load_data
-from reglab.lab.schema import (
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.data import DataConfig, load_data
+from reglab.lab.settings.registry import Kind, register
+from reglab.lab.settings.schema import (
     KeyPath,
     Table,
     boolean,
@@ -29,12 +32,15 @@ from reglab.lab.schema import (
     sequence_of,
     spec,
 )
-from reglab.lab.trial import TrialContext, TrialOutcome, history_rows, kernel_stats, train_model
+from reglab.lab.work.training import (
+    TrialContext,
+    TrialOutcome,
+    history_rows,
+    kernel_stats,
+    train_model,
+)
 
-if TYPE_CHECKING:
-    from reglab.lab.config import TrialConfig
-
-__all__ = ["AutoencoderModel", "run_autoencoder"]
+__all__ = ["KIND", "AutoencoderModel", "run_autoencoder"]
 
 
 def _two_sizes(path: str, value: Any) -> tuple[int, int]:
@@ -173,3 +179,19 @@ def _pca_comparison(ae: Any, x: torch.Tensor, xt: torch.Tensor) -> dict[str, flo
         "mean_angle": float(angles.mean()),
         "pca_recon": float(((reconstruction - test) ** 2).sum(1).mean()),
     }
+
+
+def _network(config: TrialConfig) -> nn.Module:
+    return config.model.build(config.data)  # type: ignore[union-attr]
+
+
+KIND = register(
+    Kind(
+        "autoencoder",
+        AutoencoderModel,
+        "autoencoder",
+        network=_network,
+        run=run_autoencoder,
+        order=4,
+    )
+)

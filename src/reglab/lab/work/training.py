@@ -1,5 +1,5 @@
-"""What every kind of trial shares: the ``[train]`` table, the grid's regularizers, the
-training run, weight statistics and the outcome."""
+"""What every kind of trial shares: the grid's regularizers, the training run, weight
+statistics and the outcome (the ``[train]`` table is :mod:`reglab.lab.settings.train`)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,27 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 import reglab
 from reglab.constraints import NormBound
-from reglab.lab.schema import Table, choice, fail, integer, number, spec, string
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.train import (
+    SCHEDULED_SLOTS,
+    ScheduleConfig,
+    ScheduleTarget,
+    TrainConfig,
+)
 from reglab.layouts import named_kernels, unit_layout
 from reglab.training import Callback, Diverged, History, fit
 
-if TYPE_CHECKING:
-    from reglab.lab.config import TrialConfig
-
 __all__ = [
-    "NormBoundConfig",
-    "ScheduleConfig",
-    "TrainConfig",
+    "GridRegularizers",
     "TrialContext",
     "TrialOutcome",
     "grid_regularizers",
@@ -38,72 +39,6 @@ __all__ = [
     "tensor_shapes",
     "train_model",
 ]
-
-
-@dataclass(frozen=True)
-class TrainConfig(Table):
-    """The ``[train]`` table."""
-
-    optimizer: str = spec("adam", choice("adam", "adamw", "sgd"))
-    lr: float = spec(1e-3, number(above=0.0))
-    #: SGD's momentum
-    momentum: float = spec(0.9, number(0.0, below=1.0))
-    #: The optimizer's own weight decay, on kernels only (:func:`reglab.param_groups`):
-    #: coupled for ``sgd`` (the same as an ``L2(weight_decay / 2)`` rule) and ``adam``,
-    #: decoupled for ``adamw``.
-    weight_decay: float = spec(0.0, number(0.0))
-    epochs: int = spec(30, integer(1))
-    batch_size: int = spec(64, integer(1))
-
-
-@dataclass(frozen=True)
-class NormBoundConfig(Table):
-    """``norm_bound = { max_norm, lr_dual }``: a :class:`~reglab.constraints.NormBound` over
-    all kernels of the model together."""
-
-    max_norm: float = spec(check=number(0.0, what="a number (the bound k)"))
-    lr_dual: float = spec(0.1, number(above=0.0))
-
-
-def _schedule(path: str, value: Any) -> Any:
-    """A ``reglab.schedules`` registry identifier (kept as written; built on use)."""
-    from reglab.schedules import registry
-
-    if isinstance(value, str) or not isinstance(value, Mapping):
-        raise fail(path, "expected a table like { class_name = 'warmup', config = {...} }", value)
-    try:
-        registry.get(dict(value))
-    except (ValueError, TypeError) as err:
-        raise fail(path, str(err).rstrip("."), value) from None
-    return dict(value)
-
-
-@dataclass(frozen=True)
-class ScheduleConfig(Table):
-    """One entry of a grid point's ``schedules = [...]``: ``target`` is ``"rules.<glob>.<kind>"``
-    (the penalty of that rule: ``kernel``, ``bias`` or ``activity``), ``"norm_bound"`` (its
-    bound) or ``"proximal_l1"``; ``schedule`` a :mod:`reglab.schedules` identifier, e.g.
-    ``{ class_name = "warmup", config = { value = 1e-3, steps = 500 } }``; ``attribute`` the
-    coefficient when the target has several (``L1L2``: ``"l1"`` or ``"l2"``); ``per`` whether
-    ``t`` counts optimizer steps or epochs."""
-
-    target: str = spec(check=string())
-    schedule: dict[str, Any] = spec(check=_schedule)
-    attribute: str = spec("", string())
-    per: str = spec("step", choice("step", "epoch"))
-
-    def build(self, target: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-        from reglab.schedules import registry, schedule
-
-        return schedule(
-            target,
-            registry.get(dict(self.schedule)),
-            optimizer,
-            attribute=self.attribute or None,
-            per=self.per,
-            steps_per_epoch=steps_per_epoch if self.per == "epoch" else None,
-            name=self.target + (f".{self.attribute}" if self.attribute else ""),
-        )
 
 
 @dataclass
@@ -155,15 +90,30 @@ def kernels(model: nn.Module) -> list[torch.Tensor]:
     return [p for _, _, _, p in named_kernels(model)]
 
 
-def grid_regularizers(config: TrialConfig, module: nn.Module) -> list[Any]:
+class GridRegularizers(list):  # type: ignore[type-arg]
+    """The grid point's regularizers (a list, as :func:`reglab.fit` takes them) and
+    ``targets``: the object each possible schedule target names (:class:`ScheduleTarget` ->
+    the penalty or the ``NormBound``), built together with them."""
+
+    targets: dict[ScheduleTarget, Any]
+
+
+def grid_regularizers(config: TrialConfig, module: nn.Module) -> GridRegularizers:
     """The grid point's ``rules`` attached to ``module`` and its ``norm_bound`` (over all of
     ``module``'s kernels together)."""
-    regularizers: list[Any] = []
+    regularizers = GridRegularizers()
+    regularizers.targets = {}
     if config.rules:
-        regularizers.append(reglab.attach(module, config.rules_mapping()))
+        rules = config.build_rules()
+        regularizers.append(reglab.attach(module, rules))
+        regularizers.targets.update(
+            {ScheduleTarget("rule", glob, slot): rule[slot] for glob, rule in rules.items()
+             for slot in SCHEDULED_SLOTS if slot in rule}
+        )  # fmt: skip
     if config.norm_bound is not None:
         bound = config.norm_bound
         regularizers.append(NormBound(kernels(module), bound.max_norm, lr_dual=bound.lr_dual))
+        regularizers.targets[ScheduleTarget("norm_bound")] = regularizers[-1]
     return regularizers
 
 
@@ -177,16 +127,17 @@ def train_model(
     *,
     regularizers: Sequence[Any] | None = None,
     callbacks: Sequence[Callback] = (),
+    optimizer_maker: Callable[..., Any] | None = None,
     **fit_kwargs: Any,
 ) -> tuple[History, float]:
     """:func:`~reglab.training.fit` with the point's ``[train]`` settings and ``seed``, the
     grid's regularizers (unless given) and the context's progress and TensorBoard callbacks;
     returns the history and the training seconds. Hooks are removed afterwards, so evaluation
     records no activity. Raises :class:`Diverged` when training stopped on a non-finite
-    value."""
+    value. ``optimizer_maker`` builds the optimizer (:func:`make_optimizer`'s ``make``)."""
     if regularizers is None:
         regularizers = grid_regularizers(config, model)
-    optimizer = make_optimizer(model, config.train)
+    optimizer = make_optimizer(model, config.train, optimizer_maker)
     steps = _steps_per_epoch(train, config.train.batch_size)
     handles, schedules = optimizer_side(config, model, optimizer, regularizers, steps)
     callbacks = [*schedules, *callbacks]  # schedules log their values before other loggers
@@ -242,29 +193,22 @@ def optimizer_side(
         proximal = reglab.proximal_l1(optimizer, model, config.proximal_l1)
         handles.append(proximal)
     schedules = [
-        entry.build(_schedule_target(entry.target, regularizers, proximal), optimizer,
+        entry.build(_schedule_target(entry, regularizers, proximal), optimizer,
                     steps_per_epoch)
         for entry in config.schedules
     ]  # fmt: skip
     return [*handles, *schedules], schedules
 
 
-def _schedule_target(target: str, regularizers: Sequence[Any], proximal: Any) -> Any:
-    """The object a schedule's ``target`` names (checked at parse time)."""
-    if target == "proximal_l1":
+def _schedule_target(entry: ScheduleConfig, regularizers: Sequence[Any], proximal: Any) -> Any:
+    """The object a schedule's target names (the target was checked at parse time)."""
+    target = entry.resolved
+    if target == ScheduleTarget("proximal_l1"):
         return proximal
-    if target == "norm_bound":
-        return next(r for r in regularizers if isinstance(r, NormBound))
-    glob, _, kind = target.removeprefix("rules.").rpartition(".")
-    for reg in regularizers:
-        bindings = getattr(reg, "bindings", None)
-        if bindings is None:
-            continue
-        found = bindings.activities if kind == "activity" else bindings.weights
-        for b in found:
-            if b.rule == repr(glob) and (kind == "activity" or b.term.endswith(f".{kind}")):
-                return b.penalty
-    raise LookupError(f"no penalty bound by rule {glob!r} ({kind}) for schedule {target!r}")
+    found = getattr(regularizers, "targets", {}).get(target)
+    if found is None:
+        raise LookupError(f"no object for schedule target {entry.target!r}")
+    return found
 
 
 def tensor_shapes(model: nn.Module) -> dict[str, list[int]]:

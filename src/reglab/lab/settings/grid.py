@@ -3,7 +3,7 @@
 An axis is ``{values = [...]}`` or ``{log = [low, high], num = n}`` in place of any value of
 a grid entry (merged over the study-level tables). Each entry's axes are crossed (default) or
 zipped; each combination is one :class:`GridPoint`, parsed into a
-:class:`~reglab.lab.config.TrialConfig`; each point times each seed is one :class:`Trial`.
+:class:`~reglab.lab.settings.config.TrialConfig`; each point times each seed is one :class:`Trial`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.lab.config import TrialConfig
-from reglab.lab.schema import StudyError, fail
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.schema import StudyError, fail, section_path
 
 __all__ = ["GridPoint", "Trial", "axis_values", "expand_entry", "is_axis"]
 
@@ -96,17 +96,14 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def key_path(
+def value_path(
     keys: tuple[str, ...], entry_path: str, origins: Mapping[str, Mapping[str, str]]
 ) -> str:
     """The study-file path of a value of the merged table: ``s.train.lr`` for a study-level
     value, ``s.grid[1].rules."fc*".kernel.config.l2`` for one of an entry."""
     head, rest = keys[0], keys[1:]
     if head in ("data", "model", "train") and rest:
-        base = origins.get(head, {}).get(
-            rest[0], origins.get(head, {}).get("", f"{entry_path}.{head}")
-        )
-        return ".".join([base, *rest])
+        return ".".join([section_path(origins.get(head, {}), entry_path, head)(rest[0]), *rest[1:]])
     if head == "rules" and rest:
         return ".".join([f'{entry_path}.rules."{rest[0]}"', *rest[1:]])
     return ".".join([entry_path, *keys])
@@ -120,10 +117,10 @@ def expand_entry(
     origins: Mapping[str, Mapping[str, str]],
 ) -> list[GridPoint]:
     """The grid points of one entry: its axes crossed (``mode = "cross"``) or zipped, every
-    combination parsed into a :class:`~reglab.lab.config.TrialConfig`."""
+    combination parsed into a :class:`~reglab.lab.settings.config.TrialConfig`."""
     axes = list(_axes(merged))
     names = [".".join(p for p in path if p != "config") for path, _ in axes]
-    values = [axis_values(key_path(path, entry_path, origins), a) for path, a in axes]
+    values = [axis_values(value_path(path, entry_path, origins), a) for path, a in axes]
     if mode == "zip":
         if len({len(v) for v in values}) > 1:
             raise StudyError(

@@ -1,16 +1,15 @@
 """One grid point's settings, parsed once: :class:`TrialConfig`.
 
 A trial config is built from a *concrete* table — study defaults merged with one grid entry,
-sweep axes already replaced by values (:mod:`reglab.lab.grid`). Every value is validated here,
-each table by the class that owns it and sits next to the code that uses it:
+sweep axes already replaced by values (:mod:`reglab.lab.settings.grid`). Every value is
+validated here, each table by the class that owns it:
 
-* ``[data]``: :class:`~reglab.lab.datasets.DataConfig`
-* ``[model]``: one class per ``kind`` — :class:`~reglab.lab.models.MLPModel`,
-  :class:`~reglab.lab.models.FactoryModel`, :class:`~reglab.lab.autoencoding.AutoencoderModel`,
-  :class:`~reglab.lab.regression.LinearModel`, :class:`~reglab.lab.language.LanguageModel`
-* ``[train]`` and ``norm_bound``: :mod:`reglab.lab.trial`
-* the classifier techniques: :mod:`reglab.lab.classifier`; ``ensemble``:
-  :mod:`reglab.lab.ensemble`
+* ``[data]``: :class:`~reglab.lab.settings.data.DataConfig`
+* ``[model]``: the table class of the kind it names, asked of the kind registry
+  (:mod:`reglab.lab.settings.registry`; the kinds live in :mod:`reglab.lab.kinds`, one
+  module each, and this module imports none of them)
+* ``[train]``, ``norm_bound`` and ``schedules``: :mod:`reglab.lab.settings.train`
+* the techniques (``label_smoothing``, ..., ``ensemble``): :mod:`reglab.lab.settings.techniques`
 * ``rules``: :class:`Rules`, checked against the model's module names (built on the meta
   device, so no memory is used) before any trial exists.
 """
@@ -27,46 +26,59 @@ import torch
 
 from reglab import constraints, penalties
 from reglab._validation import InvalidParameterError
-from reglab.lab.autoencoding import AutoencoderModel
-from reglab.lab.classifier import (
+from reglab.lab.settings import registry
+from reglab.lab.settings.data import DataConfig
+from reglab.lab.settings.schema import (
+    StudyError,
+    Table,
+    check_keys,
+    choice,
+    fail,
+    key_path,
+    number,
+    section_base,
+    section_path,
+)
+from reglab.lab.settings.techniques import (
     AugmentConfig,
     EarlyStoppingConfig,
+    EnsembleConfig,
     LabelSmoothingConfig,
     MixConfig,
     MultiTaskConfig,
     PostHocConfig,
     PretrainConfig,
     SemiSupervisedConfig,
-    build_network,
 )
-from reglab.lab.convnets import CNNModel, ResNetModel
-from reglab.lab.datasets import DataConfig
-from reglab.lab.ensemble import EnsembleConfig
-from reglab.lab.language import LanguageModel
-from reglab.lab.models import FactoryModel, MLPModel
-from reglab.lab.regression import LinearModel
-from reglab.lab.schema import KeyPath, StudyError, Table, choice, fail, key_path, number
-from reglab.lab.trial import NormBoundConfig, ScheduleConfig, TrainConfig
+from reglab.lab.settings.train import NormBoundConfig, ScheduleConfig, TrainConfig
+from reglab.regularization.rules import REDUCTIONS
+from reglab.regularization.rules import RULE_KEYS as _ATTACH_RULE_KEYS
 
-__all__ = ["MODEL_KINDS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
+__all__ = ["LEVELS", "RULE_KEYS", "TECHNIQUES", "ModelConfig", "TrialConfig", "parse_model"]
 
-ModelConfig = (
-    MLPModel
-    | CNNModel
-    | ResNetModel
-    | FactoryModel
-    | AutoencoderModel
-    | LinearModel
-    | LanguageModel
-)
-#: The classifier model kinds (every classifier technique applies to them).
-CLASSIFIERS = (MLPModel, CNNModel, ResNetModel, FactoryModel)
-MODEL_KINDS: dict[str, type[Table]] = {
-    cls.kind: cls  # type: ignore[attr-defined]
-    for cls in (*CLASSIFIERS, AutoencoderModel, LinearModel, LanguageModel)
-}
-#: Every key some model kind takes (what ``[model]`` may contain).
-MODEL_KEYS = sorted({"kind", *(key for cls in MODEL_KINDS.values() for key in cls.keys())})  # noqa: SIM118
+#: A ``[model]`` table: an instance of some registered kind's table class
+#: (:mod:`reglab.lab.settings.registry`).
+ModelConfig = Table
+
+
+def model_kinds() -> dict[str, type[Table]]:
+    """Every registered kind's ``[model]`` table class, by ``kind`` name."""
+    return {name: kind.model for name, kind in registry.kinds().items()}
+
+
+def model_keys() -> list[str]:
+    """Every key some model kind takes (what ``[model]`` may contain)."""
+    return sorted({"kind", *(key for cls in model_kinds().values() for key in cls.keys())})  # noqa: SIM118
+
+
+def __getattr__(name: str) -> Any:
+    # MODEL_KINDS / MODEL_KEYS were module constants; the registry is filled on first use.
+    if name == "MODEL_KINDS":
+        return model_kinds()
+    if name == "MODEL_KEYS":
+        return model_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Grid keys that configure one technique each, and the table that parses them.
 TECHNIQUES: dict[str, Any] = {
@@ -83,30 +95,18 @@ TECHNIQUES: dict[str, Any] = {
 }
 #: Grid keys that are a number each (0: off).
 LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0), "proximal_l1": number(0.0)}
-RULE_KEYS = (
-    "activity",
-    "activity_reduction",
-    "bias",
-    "bias_constraint",
-    "kernel",
-    "kernel_constraint",
-)
+#: The keys of one rule (``rules."glob".<key>``): what :func:`reglab.attach` takes.
+RULE_KEYS = tuple(sorted(_ATTACH_RULE_KEYS))
 
 
 def parse_model(raw: Any, path: str, origins: Mapping[str, str] | None = None) -> ModelConfig:
     """``[model]``: its ``kind`` picks the table; keys of other kinds are refused."""
     raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(MODEL_KEYS))
-    if unknown:
-        where = (origins or {}).get(unknown[0], path)
-        raise fail(
-            f"{where}.{unknown[0]}",
-            f"unknown key; allowed: {', '.join(MODEL_KEYS)}",
-            raw[unknown[0]],
-        )
     origins = origins or {}
-    kind = choice(*MODEL_KINDS)(f"{origins.get('kind', path)}.kind", raw.pop("kind", "mlp"))
-    cls = MODEL_KINDS[kind]
+    check_keys(key_path(path, origins), raw, model_keys())
+    tables = model_kinds()
+    kind = choice(*tables)(f"{origins.get('kind', path)}.kind", raw.pop("kind", "mlp"))
+    cls = tables[kind]
     for key in sorted(set(raw) - set(cls.keys())):
         if "kind" in origins and key not in origins:
             # The entry switched kind: the study-level settings of the other kind stay there.
@@ -133,17 +133,11 @@ def _rules(path: str, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
         rpath = f'{path}."{pattern}"'
         if not isinstance(rule, Mapping):
             raise fail(rpath, "expected a table", rule)
-        unknown = sorted(set(rule) - set(RULE_KEYS))
-        if unknown:
-            raise fail(
-                f"{rpath}.{unknown[0]}",
-                f"unknown key; allowed: {', '.join(RULE_KEYS)}",
-                rule[unknown[0]],
-            )
+        check_keys(key_path(rpath), rule, RULE_KEYS)
         for kind, spec_ in rule.items():
             try:
                 if kind == "activity_reduction":
-                    choice("batch", "sum", "mean")(f"{rpath}.{kind}", spec_)
+                    choice(*REDUCTIONS)(f"{rpath}.{kind}", spec_)
                 elif kind.endswith("constraint"):
                     constraints.get(spec_)
                 else:
@@ -195,13 +189,13 @@ class TrialConfig:
         sections = {s: origins.get(s, {}) for s in ("data", "model", "train")}
         values: dict[str, Any] = {
             "data": DataConfig.parse(
-                raw.get("data"), _base(sections["data"], path, "data"), sections["data"]
+                raw.get("data"), section_base(sections["data"], path, "data"), sections["data"]
             ),
             "model": parse_model(
-                raw.get("model"), _base(sections["model"], path, "model"), sections["model"]
+                raw.get("model"), section_base(sections["model"], path, "model"), sections["model"]
             ),
             "train": TrainConfig.parse(
-                raw.get("train"), _base(sections["train"], path, "train"), sections["train"]
+                raw.get("train"), section_base(sections["train"], path, "train"), sections["train"]
             ),
         }
         if "rules" in raw:
@@ -224,17 +218,16 @@ class TrialConfig:
 
     def _check(self, path: str, sections: Mapping[str, Mapping[str, str]]) -> None:
         """Checks across tables, before anything is trained."""
-        data_key = _key_path(sections["data"], path, "data")
-        model_key = _key_path(sections["model"], path, "model")
-        if self.data.name == "patches" and not isinstance(self.model, AutoencoderModel):
+        data_key = section_path(sections["data"], path, "data")
+        model_key = section_path(sections["model"], path, "model")
+        family = self.model_kind.family
+        if self.data.name == "patches" and family != "autoencoder":
             raise fail(
                 data_key("name"),
                 "'patches' has no labels: use model.kind = 'autoencoder'",
                 "patches",
             )
-        if self.data.name in ("teacher", "gutenberg") and not isinstance(
-            self.model, (LinearModel, LanguageModel)
-        ):
+        if self.data.name in ("teacher", "gutenberg") and family not in ("regression", "language"):
             partner = "linear" if self.data.name == "teacher" else "lstm-lm"
             raise fail(
                 model_key("kind"),
@@ -277,7 +270,7 @@ class TrialConfig:
                     "plain Adam)",
                     self.raw["ensemble"],
                 )
-        if self.kind == "classifier" and not isinstance(self.model, CLASSIFIERS):
+        if self.kind == "classifier" and family != "classifier":
             raise fail(
                 model_key("kind"),
                 "classifier techniques need an MLP, a CNN, a ResNet or a factory",
@@ -285,9 +278,7 @@ class TrialConfig:
             )  # type: ignore[union-attr]
         if self.mix is not None:
             self._check_mix(path)
-        if (self.pretrain or self.semi_supervised or self.multitask) and not isinstance(
-            self.model, MLPModel
-        ):
+        if (self.pretrain or self.semi_supervised or self.multitask) and self.model.kind != "mlp":  # type: ignore[attr-defined]
             raise fail(
                 model_key("kind"),
                 "pretrain, semi_supervised and multitask need kind = 'mlp'",
@@ -324,28 +315,26 @@ class TrialConfig:
 
         if self.kind != "classifier":
             raise fail(path, "schedules apply to classifier trials", entry.target)
-        if entry.target == "proximal_l1":
+        target = entry.resolved
+        if target is not None and target.what == "proximal_l1":
             return
-        if entry.target == "norm_bound":
+        if target is not None and target.what == "norm_bound":
             if self.norm_bound is None:
                 raise fail(f"{path}.target", "this grid point has no norm_bound", entry.target)
             return
-        prefix, _, rest = entry.target.partition(".")
-        glob, _, kind = rest.rpartition(".")
         rules = dict(self.rules)
-        if prefix != "rules" or glob not in rules or kind not in ("kernel", "bias", "activity"):
+        if target is None or target.glob not in rules:
             raise fail(
                 f"{path}.target",
                 "expected 'norm_bound', 'proximal_l1' or 'rules.<glob>.<kind>' naming one of "
                 f"this point's rules ({', '.join(rules) or 'none'}) and kernel, bias or activity",
                 entry.target,
             )
+        glob, kind = target.glob, target.slot
         if kind not in rules[glob]:
             raise fail(f"{path}.target", f"rule {glob!r} has no {kind} penalty", entry.target)
         try:
-            coefficient_attribute(
-                penalties.get(copy.deepcopy(rules[glob][kind])), entry.attribute or None
-            )
+            coefficient_attribute(self.build_rules()[glob][kind], entry.attribute or None)
         except InvalidParameterError as err:
             raise fail(f"{path}.attribute", str(err).rstrip("."), entry.attribute) from None
 
@@ -353,7 +342,7 @@ class TrialConfig:
         """Resolve the rules against the model's modules now (on the meta device), so a glob
         that matches nothing fails before any trial runs. User factories are not built here:
         their rules are checked when the trial starts."""
-        if isinstance(self.model, FactoryModel):
+        if self.model_kind.user_code:
             return
         from reglab.regularization.rules import resolve
 
@@ -366,28 +355,39 @@ class TrialConfig:
 
     # -- what the runners ask ------------------------------------------------------------
     @property
+    def model_kind(self) -> registry.Kind:
+        """The registered kind ``[model] kind`` names: its table, builder and runner."""
+        return registry.get(self.model.kind)  # type: ignore[attr-defined]
+
+    @property
     def kind(self) -> str:
-        """``"ensemble"``, ``"autoencoder"``, ``"regression"``, ``"language"`` or
-        ``"classifier"``: which runner trains this point."""
+        """``"ensemble"`` (a classifier bagged), or the kind's family: ``"classifier"``,
+        ``"autoencoder"``, ``"regression"`` or ``"language"``."""
         if self.ensemble is not None:
             return "ensemble"
-        return {
-            "autoencoder": "autoencoder",
-            "linear": "regression",
-            "lstm-lm": "language",
-        }.get(self.model.kind, "classifier")  # type: ignore[union-attr]
+        return self.model_kind.family
 
     def network(self) -> torch.nn.Module:
-        """The module the rules are attached to."""
-        if self.kind == "language":
-            return self.model.build(self.data).body  # type: ignore[union-attr,call-arg]
-        if self.kind == "classifier":
-            return build_network(self)
-        return self.model.build(self.data)  # type: ignore[union-attr]
+        """The module the rules are attached to (the kind's builder)."""
+        return self.model_kind.network(self)
 
     def rules_mapping(self) -> dict[str, dict[str, Any]]:
-        """``rules`` as :func:`reglab.attach` takes them."""
+        """``rules`` as :func:`reglab.attach` takes them (identifiers)."""
         return {pattern: copy.deepcopy(rule) for pattern, rule in self.rules}
+
+    def build_rules(self) -> dict[str, dict[str, Any]]:
+        """``rules`` with new penalty and constraint objects (one trial's: schedules change
+        their coefficients), for :func:`reglab.attach`."""
+
+        def build(key: str, value: Any) -> Any:
+            if key == "activity_reduction":
+                return value
+            return constraints.get(value) if key.endswith("constraint") else penalties.get(value)
+
+        return {
+            pattern: {key: build(key, value) for key, value in rule.items()}
+            for pattern, rule in self.rules_mapping().items()
+        }
 
     @property
     def stochastic(self) -> bool:
@@ -435,13 +435,3 @@ class TrialConfig:
             else:
                 out[f.name] = value.to_dict() if isinstance(value, Table) else value
         return out
-
-
-def _base(origins: Mapping[str, str], path: str, section: str) -> str:
-    """The path of a merged section's own table: where its keys come from by default."""
-    return origins.get("", f"{path}.{section}")
-
-
-def _key_path(origins: Mapping[str, str], path: str, section: str) -> KeyPath:
-    """A merged section's keys -> the paths of the tables they were written in."""
-    return key_path(_base(origins, path, section), origins)

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch.nn import functional as F
 
 from reglab.ensembles import Bagging, error_decomposition
-from reglab.lab.datasets import load_data
-from reglab.lab.schema import Table, boolean, integer, spec
-from reglab.lab.trial import TrialContext, TrialOutcome, kernel_stats
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.data import load_data
+from reglab.lab.work.training import TrialContext, TrialOutcome, kernel_stats
 from reglab.losses import (
     expected_calibration_error,
     reliability_diagram,
 )
 
-if TYPE_CHECKING:
-    from reglab.lab.config import TrialConfig
-
-__all__ = ["EnsembleConfig", "run_bagging"]
-
-
-@dataclass(frozen=True)
-class EnsembleConfig(Table):
-    """``ensemble = { members, bootstrap }``: a :class:`~reglab.ensembles.Bagging` of the
-    study's model (Adam at the study's ``lr``, ``epochs`` and ``batch_size``)."""
-
-    members: int = spec(check=integer(1))
-    bootstrap: bool = spec(True, boolean())
+__all__ = ["run_bagging"]
 
 
 def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reglab.lab.datasets import DataConfig, load_data
-from reglab.lab.schema import KeyPath, Table, fail
-from reglab.lab.trial import TrialContext, TrialOutcome, history_rows, train_model
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.data import DataConfig, load_data
+from reglab.lab.settings.registry import Kind, register
+from reglab.lab.settings.schema import KeyPath, Table, fail
+from reglab.lab.work.training import TrialContext, TrialOutcome, history_rows, train_model
 
-if TYPE_CHECKING:
-    from reglab.lab.config import TrialConfig
-
-__all__ = ["LinearModel", "equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
+__all__ = ["KIND", "LinearModel", "equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def ridge_metrics(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, floa
 def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A linear model ``fc0: Linear(d, 1, bias=False)`` trained from zero on the teacher's
     mean squared error, with the grid's penalties, constraints or norm bound; compared with
-    the closed forms of ``reglab.lab.regression``. Zero initialisation keeps gradient
+    the closed forms of ``reglab.lab.kinds.linear``. Zero initialisation keeps gradient
     descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
     (train, test), _ = load_data(config.data, seed)
     (x, y), (xt, yt) = train, test
@@ -129,3 +128,12 @@ def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> Tri
             "seconds": seconds,
         }
     return TrialOutcome(metrics, history_rows(history), net, None)
+
+
+def _network(config: TrialConfig) -> nn.Module:
+    return config.model.build(config.data)  # type: ignore[union-attr]
+
+
+KIND = register(
+    Kind("linear", LinearModel, "regression", network=_network, run=run_regression, order=5)
+)

@@ -24,27 +24,23 @@ turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are tr
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import reglab
 from reglab import constraints
 from reglab.ensembles import ModelStack, fused_optimizer
-from reglab.lab.classifier import classifier_metrics
-from reglab.lab.config import TrialConfig
-from reglab.lab.datasets import load_data
-from reglab.lab.models import MLPModel
-from reglab.lab.trial import TrialContext, TrialOutcome, make_optimizer
-from reglab.losses import smooth_targets
+from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.data import load_data
+from reglab.lab.work.classifier import classifier_metrics, criterion
+from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import Bindings, resolve
-from reglab.training.divergence import Diverged, FiniteWatch, all_finite
+from reglab.training import Diverged
 
 __all__ = ["run_stacked", "stack_key"]
 
@@ -74,7 +70,7 @@ def _bindings(config: TrialConfig) -> Bindings:
 def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tuple]] | None:
     """(what must be equal to stack, this point's coefficients by (module, kind)), or None
     when the point cannot be stacked."""
-    if config.kind != "classifier" or not isinstance(config.model, MLPModel):
+    if config.kind != "classifier" or not config.model_kind.stackable:
         return None
     if config.stochastic or any(getattr(config, k) for k in _ALONE):
         return None
@@ -148,29 +144,82 @@ def _literal(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def _per_sample_loss(config: TrialConfig) -> Any:
-    """The trial's loss per row: cross-entropy, label-smoothed when the point says so."""
-    smoothing = config.label_smoothing
-    if smoothing is None or smoothing.eps == 0:
-        return lambda logits, y: F.cross_entropy(logits, y, reduction="none")
+class _MemberBatches:
+    """Each member's batches of in-memory ``(x, y)``, member ``k`` in its own order (the
+    permutation ``fit`` draws from seed ``k``): yields ``x`` of shape ``(b, K, F)`` and ``y``
+    of shape ``(b, K)`` (batch first, so ``fit`` counts ``b`` rows). Iterated once per epoch."""
 
-    def smoothed(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        targets = smooth_targets(y, logits.shape[-1], smoothing.eps, smoothing.form)
-        return -(targets * logits.log_softmax(-1)).sum(-1)
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int], batch_size: int
+    ) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
 
-    return smoothed
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Any:
+        n = len(self.x)
+        orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])  # (K, n)
+        for rows in orders.split(self.batch_size, dim=1):  # (K, b)
+            yield self.x[rows].transpose(0, 1), self.y[rows].transpose(0, 1)
 
 
-def _optimizer(stack: ModelStack, config: TrialConfig) -> torch.optim.Optimizer:
-    # The stack mirrors its members' parameter names: the same kernels get the decay.
-    return make_optimizer(stack, config.train, fused_optimizer)
+class _PerMember(nn.Module):
+    """The stack as ``fit`` sees it: ``(b, K, F)`` training batches go to member ``k`` each,
+    shared ``(b, F)`` held-out batches to every member; the output is ``(K, b, C)``."""
+
+    def __init__(self, stack: ModelStack) -> None:
+        super().__init__()
+        self.stack = stack
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 3:  # (b, K, F): one batch per member
+            return self.stack(x.transpose(0, 1), per_member=True)
+        return self.stack(x)  # (b, F): the same rows for every member
+
+
+def _member_losses(loss: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(K,)``: the trial's criterion on each member's output ``(K, b, C)`` and targets
+    (``(b, K)`` per member, or ``(b,)`` shared), in one vmapped call."""
+    targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
+    return torch.func.vmap(loss)(out, targets)
+
+
+class _MemberLoss:
+    """What ``fit`` minimises for a stack: the sum of the members' losses. ``logged`` gives
+    the ``(K,)`` vector of the batch just computed (``fit`` logs its metrics right after the
+    loss of the same batch), so the criterion runs once per batch."""
+
+    def __init__(self, loss: Any) -> None:
+        self.loss = loss
+        self.last = torch.zeros(())
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.last = _member_losses(self.loss, out, y)
+        return self.last.sum()
+
+    def logged(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        del out, y
+        return self.last.detach()
+
+
+def _member_accuracies(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
+    return (out.argmax(-1) == targets).float().mean(1)
 
 
 def run_stacked(
     members: Sequence[tuple[TrialConfig, int]], context: TrialContext | None = None
 ) -> list[TrialOutcome]:
     """Train ``(config, seed)`` members that share a :func:`stack_key` as one stack; return
-    each member's outcome, as :func:`~reglab.lab.run_trial` would have."""
+    each member's outcome, as :func:`~reglab.lab.run_trial` would have.
+
+    The stack trains through the lone trials' loop (:func:`~reglab.lab.work.training.
+    train_model`, i.e. :func:`reglab.fit`) with the trial's criterion applied per member: the
+    loss ``fit`` minimises is the sum of the members' losses (each member's gradient is the
+    one it gets alone), and the per-member losses and accuracies are logged as ``(K,)``
+    vectors, training and held-out, then split into one history per member."""
     configs = [c for c, _ in members]
     seeds = [s for _, s in members]
     keys = {stack_key(c) for c in configs}
@@ -185,86 +234,61 @@ def run_stacked(
     for config, seed in members:
         torch.manual_seed(seed)
         models.append(config.network())
-    k, n, batch = len(models), len(x), first.train.batch_size
+    k = len(models)
     stack = ModelStack(models)
     rules = _rules(configs)
     reg = reglab.attach(stack, rules) if rules else None
-    optimizer = _optimizer(stack, first)
-    loss_of = _per_sample_loss(first)
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
-    watch, step = FiniteWatch(torch.device("cpu")), 0
-    start = time.perf_counter()
-    for epoch in range(first.train.epochs):
-        stack.train()
-        epoch_start = time.perf_counter()
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, n)
-        loss_sum = torch.zeros(k, dtype=torch.float64)
-        acc_sum = torch.zeros(k, dtype=torch.float64)
-        steps = 0
-        for begin in range(0, n, batch):
-            rows = orders[:, begin : begin + batch]  # (K, b)
-            out = stack(x[rows], per_member=True)  # (K, b, C)
-            per_member = loss_of(out.flatten(0, 1), y[rows].flatten()).view(k, -1).mean(1)
-            total = per_member.sum() + (reg.penalty() if reg is not None else 0.0)
-            step += 1
-            found = watch.add(step, {"loss": total})
-            if found is not None:  # the Sweep trains each member alone, to say which diverged
-                raise Diverged(f"{found} (epoch {epoch + 1}) of a stack of {k}")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            if reg is not None:
-                reg.after_step()
-            b = rows.shape[1]
-            with torch.no_grad():
-                loss_sum += per_member.detach().double() * b
-                acc_sum += (out.argmax(-1) == y[rows]).double().mean(1) * b
-            steps += 1
-        if not all_finite(stack):
-            raise Diverged(f"a parameter is non-finite after epoch {epoch + 1} of a stack of {k}")
-        logs = {"loss": (loss_sum / n).tolist(), "acc": (acc_sum / n).tolist()}
-        logs.update(_held_out(stack, monitor, loss_of, batch))
-        step_time = (time.perf_counter() - epoch_start) / steps
-        for i in range(k):
-            histories[i].append(
-                {
-                    **{key: values[i] for key, values in logs.items()},
-                    "step_time": step_time,
-                    "epoch_time": time.perf_counter() - epoch_start,
-                    "epoch": float(epoch),
-                }
-            )
-        if context is not None and context.progress is not None:
-            context.progress(epoch + 1, first.train.epochs)
-    seconds = (time.perf_counter() - start) / k
-    if reg is not None:
-        reg.remove()
+    loss = _MemberLoss(criterion(first))
+    context = TrialContext(progress=(context or TrialContext()).progress)
+    try:
+        history, seconds = train_model(
+            _PerMember(stack),
+            _MemberBatches(x, y, seeds, first.train.batch_size),
+            monitor,
+            first,
+            seeds[0],
+            context,
+            regularizers=[reg] if reg is not None else [],
+            optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
+            loss=loss,
+            metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
+        )
+    except Diverged as err:  # the Sweep trains each member alone, to say which diverged
+        raise Diverged(f"{err} of a stack of {k}") from None
+    histories = _split(history.epochs, k)
+    seconds /= k
     outcomes = []
-    for net, config, seed, history in zip(stack.unstack(), configs, seeds, histories, strict=True):
+    for net, config, seed, rows in zip(stack.unstack(), configs, seeds, histories, strict=True):
         net.eval()
         metrics = classifier_metrics(net, train, val, test, seed)
         reliability = metrics.pop("reliability")
         metrics.update(epochs_run=float(config.train.epochs), seconds=seconds)
-        outcomes.append(TrialOutcome(metrics, history, net, reliability, {"stacked": k}))
+        outcomes.append(TrialOutcome(metrics, rows, net, reliability, {"stacked": k}))
     return outcomes
 
 
-@torch.no_grad()
-def _held_out(
-    stack: nn.Module, data: tuple[torch.Tensor, torch.Tensor], loss_of: Any, batch: int
-) -> dict[str, list[float]]:
-    """``val_loss`` and ``val_acc`` of every member, in eval mode (``fit``'s batching)."""
-    stack.eval()
-    x, y = data
-    loss_sum = acc_sum = None
-    for begin in range(0, len(x), batch):
-        out = stack(x[begin : begin + batch])  # (K, b, C)
-        yb = y[begin : begin + batch]
-        losses = loss_of(out.flatten(0, 1), yb.repeat(out.shape[0])).view(out.shape[0], -1)
-        part_loss = losses.mean(1).double() * len(yb)
-        part_acc = (out.argmax(-1) == yb).double().mean(1) * len(yb)
-        loss_sum = part_loss if loss_sum is None else loss_sum + part_loss
-        acc_sum = part_acc if acc_sum is None else acc_sum + part_acc
-    stack.train()
-    return {"val_loss": (loss_sum / len(x)).tolist(), "val_acc": (acc_sum / len(x)).tolist()}
+#: The stack's logs -> each member's history column (the summed ``loss`` is dropped).
+_COLUMNS = {
+    "member_loss": "loss",
+    "member_acc": "acc",
+    "val_member_loss": "val_loss",
+    "val_member_acc": "val_acc",
+    "step_time": "step_time",
+    "epoch_time": "epoch_time",
+    "epoch": "epoch",
+}
+
+
+def _split(epochs: Sequence[dict[str, Any]], k: int) -> list[list[dict[str, float]]]:
+    """One history per member from the stack's per-epoch logs (``(K,)`` lists per member)."""
+    return [
+        [
+            {
+                column: float(logs[key][i] if isinstance(logs[key], list) else logs[key])
+                for key, column in _COLUMNS.items()
+                if key in logs
+            }
+            for logs in epochs
+        ]
+        for i in range(k)
+    ]

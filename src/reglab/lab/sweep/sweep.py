@@ -6,7 +6,7 @@
   that mark. :meth:`Sweep.open` only reads: it creates and enqueues nothing (``reglab
   report``).
 * A worker pops a *batch*: one waiting trial, and the waiting trials after it that share its
-  stack key (:mod:`reglab.lab.stacking`), each popped atomically by ``study.ask`` (a row lock
+  stack key (:mod:`reglab.lab.work.stacking`), each popped atomically by ``study.ask`` (a row lock
   on PostgreSQL), so each trial still goes to exactly one worker. A batch of several trains as
   one model stack; a batch of one as before.
 * Heartbeats mark a worker's trials stale when the worker dies; ``fail_stale_trials`` (run by
@@ -35,11 +35,7 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
 import json
-import os
-import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Mapping
@@ -48,32 +44,24 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from reglab._internals.optuna import rdb_models, study_id
 from reglab._io import json_safe
-from reglab.lab.grid import Trial
 from reglab.lab.interrupts import deferred
 from reglab.lab.metrics import objective, strict_metrics
 from reglab.lab.rundir import RunDir
-from reglab.lab.runner import run_trial
-from reglab.lab.stacking import run_stacked, stack_key
-from reglab.lab.studyfile import Study
-from reglab.lab.trial import TrialContext, TrialOutcome, tensor_shapes
+from reglab.lab.settings.grid import Trial
+from reglab.lab.settings.studyfile import Study
+from reglab.lab.sweep.heartbeat import Heartbeat
+from reglab.lab.sweep.storage import open_storage, optuna_study_name
+from reglab.lab.work.runner import run_trial
+from reglab.lab.work.stacking import run_stacked, stack_key
+from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
 from reglab.training import Diverged
 
-__all__ = [
-    "DirectoryLock",
-    "NoResults",
-    "RunDirBusy",
-    "Sweep",
-    "open_storage",
-    "optuna_study_name",
-]
-
-
-class RunDirBusy(RuntimeError):
-    """Another reglab process holds the run directory."""
+__all__ = ["MAX_STACK", "NoResults", "Sweep"]
 
 
 class NoResults(FileNotFoundError):
@@ -89,61 +77,6 @@ _KEY = "trial_key"
 MAX_STACK = 32
 
 
-def optuna_study_name(study: Study) -> str:
-    """The study's name plus a fingerprint of its resolved contents: editing a study file
-    starts a new Optuna study instead of mixing results."""
-    digest = hashlib.sha256(json.dumps(study.source, sort_keys=True, default=str).encode())
-    return f"{study.name}-{digest.hexdigest()[:10]}"
-
-
-def open_storage(
-    url: str, heartbeat: int = 10, grace: int = 30, read_only: bool = False
-) -> RDBStorage:
-    """An Optuna RDB storage with heartbeats and automatic retry of stale trials
-    (``read_only``: no table creation, no heartbeat machinery)."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 60}  # several local processes share the file
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: we rely on them
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if read_only:
-            return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
-        storage = RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
-    if url.startswith("sqlite"):
-        _serialize_sqlite_transactions(storage.engine)
-    return storage
-
-
-def _serialize_sqlite_transactions(engine: Any) -> None:
-    """Make every transaction on ``engine`` ``BEGIN IMMEDIATE`` (SQLAlchemy's recipe for
-    pysqlite).
-
-    Optuna moves a trial between states with a read, a check and a write in one transaction
-    (WAITING -> RUNNING when a worker pops the queue, RUNNING -> FAIL for a stale trial).
-    PostgreSQL locks the row (``SELECT ... FOR UPDATE``); SQLite ignores that, and pysqlite
-    starts the transaction only at the write, so two processes can both read WAITING and
-    both pop the same trial (measured: 15-20 double pops in 200 with 4 processes). Taking
-    SQLite's write lock at BEGIN makes the check and the write one atomic step."""
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
-        del record
-        dbapi_connection.isolation_level = None  # pysqlite must not emit its own BEGIN
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()  # connections made before the listeners existed are not reused
-
-
 def _attrs(trial: Trial) -> dict[str, Any]:
     """What a trial's Optuna record says about it (its grid point and seed)."""
     return {
@@ -153,30 +86,6 @@ def _attrs(trial: Trial) -> dict[str, Any]:
         "seed": trial.seed,
         "params": json.dumps(trial.point.params, default=str),
     }
-
-
-class _Heartbeat:
-    """Records a heartbeat for each running trial of a batch every ``interval`` seconds."""
-
-    def __init__(self, storage: RDBStorage, trial_ids: list[int], interval: float) -> None:
-        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
-        while True:
-            for trial_id in self.trial_ids:
-                self.storage.record_heartbeat(trial_id)
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Sweep:
@@ -355,14 +264,14 @@ class Sweep:
     def _running_without_heartbeat(self) -> set[int]:
         """RUNNING trials of this study that never got a heartbeat (Optuna's public API does
         not say; its heartbeat table does)."""
-        from optuna.storages._rdb import models
         from sqlalchemy import orm, select
 
+        models = rdb_models()
         trial, beat = models.TrialModel, models.TrialHeartbeatModel
         query = (
             select(trial.trial_id)
             .outerjoin(beat, beat.trial_id == trial.trial_id)
-            .where(trial.study_id == self.optuna._study_id)
+            .where(trial.study_id == study_id(self.optuna))
             .where(trial.state == TrialState.RUNNING)
             .where(beat.trial_heartbeat_id.is_(None))
         )
@@ -484,7 +393,7 @@ class Sweep:
         if on_trial is not None:
             on_trial(specs, "start")
         interval = self.storage.get_heartbeat_interval() or 10
-        with _Heartbeat(self.storage, ids, interval):
+        with Heartbeat(self.storage, ids, interval):
             try:
                 outcomes = self._train(specs, context)
             except Exception:
@@ -581,29 +490,3 @@ class Sweep:
             "seed": spec.seed,
             "params": spec.point.params,
         }
-
-
-class DirectoryLock:
-    """An exclusive ``flock`` on ``RUN_DIR/.lock``: one coordinator per run directory.
-
-    The lock belongs to the open file, so worker processes that inherit ``fd`` hold it too:
-    it is free only when the coordinator *and* its workers have ended (however they ended),
-    which is what makes re-queueing RUNNING trials on resume safe. ``wait`` seconds are
-    allowed for processes that are ending to let go."""
-
-    def __init__(self, folder: Path, wait: float = 0.0) -> None:
-        self.fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(self.fd)
-                    raise RunDirBusy(f"another reglab process is running in {folder}") from None
-                time.sleep(0.1)
-
-    def release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)

@@ -1,0 +1,3 @@
+"""The private torch and Optuna internals reglab relies on, each reached from one small module
+(:mod:`reglab._internals.torch`, :mod:`reglab._internals.optuna`), with a test per internal
+(tests/test_internals.py) so that an upgrade that moves one fails there, loudly, in one place."""
