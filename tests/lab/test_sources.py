@@ -14,7 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from reglab.lab.schema import StudyError
+from reglab.lab.settings.schema import StudyError
 from reglab.lab.sources import FORMATS, describe, infer_format, load_source, parse_source
 
 

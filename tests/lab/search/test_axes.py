@@ -7,8 +7,8 @@ import re
 import optuna
 import pytest
 
-from reglab.lab.schema import StudyError
 from reglab.lab.search import concrete, find_axes, suggest
+from reglab.lab.settings.schema import StudyError
 
 ENTRY = {
     "name": "mixed",

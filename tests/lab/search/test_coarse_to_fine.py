@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from reglab.lab.schema import StudyError
 from reglab.lab.search import decade_values, evidence, find_axes, first_stage, next_stage, refine
+from reglab.lab.settings.schema import StudyError
 
 OPTIMUM = 3e-4
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from reglab.lab.schema import StudyError
 from reglab.lab.search import METHODS, get_method, make_pruner, method_names, parse_search
+from reglab.lab.settings.schema import StudyError
 
 
 def test_defaults_are_todays_grid():

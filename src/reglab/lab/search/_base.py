@@ -18,8 +18,8 @@ from typing import ClassVar
 
 import optuna
 
-from reglab.lab.schema import fail
 from reglab.lab.search.settings import SearchSettings
+from reglab.lab.settings.schema import fail
 
 __all__ = ["SearchMethod", "get_method", "method_names", "register"]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import optuna
 
-from reglab.lab.schema import fail
+from reglab.lab.settings.schema import fail
 
 __all__ = [
     "Axis",

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import StudyError
 from reglab.lab.search._base import SearchMethod, register
 from reglab.lab.search.axes import SearchSpace
+from reglab.lab.settings.schema import StudyError
 
 __all__ = ["PBT", "initial_population"]
 

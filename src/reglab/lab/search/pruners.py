@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import optuna
 
-from reglab.lab.schema import fail
+from reglab.lab.settings.schema import fail
 
 __all__ = ["PRUNER_FACTORIES", "make_pruner"]
 

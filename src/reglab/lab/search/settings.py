@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.lab.schema import (
+from reglab.lab.settings.schema import (
     Table,
     choice,
     fail,

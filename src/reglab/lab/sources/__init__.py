@@ -3,7 +3,7 @@
 A format is a registered frozen table (:data:`FORMATS`) that reads its files into arrays;
 checking, label encoding, the seeded stratified test split and the typed result are common.
 Two calls take a ``[data]`` table to tensors, both raising
-:class:`~reglab.lab.schema.StudyError` with the key path of the culprit::
+:class:`~reglab.lab.settings.schema.StudyError` with the key path of the culprit::
 
     source = parse_source(raw_data, "mystudy.data", root=study_folder, ignore=lab_keys)
     data = load_source(source, "mystudy.data")  # SourceData: x_train, y_train, x_test, ...

@@ -4,7 +4,7 @@ A format is a frozen :class:`Source` table (one subclass per format, registered 
 :data:`FORMATS`) with one method, :meth:`Source.read`, which returns the raw arrays of the
 file(s) as :class:`Arrays`. Everything after reading is common and lives here: feature and
 label checks, the class space, the seeded stratified test split, and the typed result
-:class:`SourceData`. Every error is a :class:`~reglab.lab.schema.StudyError` whose message
+:class:`SourceData`. Every error is a :class:`~reglab.lab.settings.schema.StudyError` whose message
 starts with the key path of the ``[data]`` key it is about.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from reglab._optional import require
-from reglab.lab.schema import KeyPath, Table, fail, integer, number, spec, string
+from reglab.lab.settings.schema import KeyPath, Table, fail, integer, number, spec, string
 
 __all__ = ["FORMATS", "Arrays", "Source", "SourceData", "register"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import KeyPath, fail
+from reglab.lab.settings.schema import KeyPath, fail
 
 __all__ = ["label_values", "pick"]
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from reglab.lab.schema import KeyPath, fail, key_path
+from reglab.lab.settings.schema import KeyPath, fail, key_path
 from reglab.lab.sources._base import FORMATS, Source, SourceData, finish
 
 __all__ = ["load_source", "parse_source"]
@@ -26,14 +26,15 @@ def parse_source(
     resolved against ``root`` (the study file's folder) and checked to exist.
 
     ``path`` is the table's key path (``"mystudy.data"``) and ``origins`` the merged keys'
-    paths (see :func:`reglab.lab.schema.key_path`); keys in ``ignore`` belong to the lab's own
-    ``[data]`` table (``validation``, ``subset``, ...) and are passed over. Only keys, types and
-    the files' existence are checked here; :func:`load_source` reads the data and checks it.
+    paths (see :func:`reglab.lab.settings.schema.key_path`); keys in ``ignore`` belong to the
+    lab's own ``[data]`` table (``validation``, ``subset``, ...) and are passed over. Only keys,
+    types and the files' existence are checked here; :func:`load_source` reads and checks
+    the data.
 
     >>> parse_source({"format": "npz", "path": "missing.npz"}, "s.data")
     Traceback (most recent call last):
     ...
-    reglab.lab.schema.StudyError: s.data.path: no such file: ...missing.npz (got 'missing.npz')
+    reglab.lab.settings.schema.StudyError: s.data.path: no such file: ...missing.npz (got ...)
     """
     at = key_path(path, origins)
     if not isinstance(raw, Mapping):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import StudyError, fail
+from reglab.lab.settings.schema import StudyError, fail
 
 __all__ = ["load_npy", "load_npz"]
 
@@ -17,8 +17,8 @@ _PICKLED = "holds Python objects (pickled data); reglab reads arrays as data onl
 
 
 def load_npy(file: Path, where: str, value: Any) -> np.ndarray:
-    """The array in ``file``; :func:`~reglab.lab.schema.fail` at ``where`` if it is missing,
-    unreadable, not an ``.npy`` file, or an object array."""
+    """The array in ``file``; :func:`~reglab.lab.settings.schema.fail` at ``where`` if it is
+    missing, unreadable, not an ``.npy`` file, or an object array."""
     if not file.is_file():
         raise fail(where, f"no such file: {file}", value)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from reglab.lab.schema import KeyPath, choice, fail, integer, spec, string
+from reglab.lab.settings.schema import KeyPath, choice, fail, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, names, register, shape
 from reglab.lab.sources._columns import label_values, pick
 from reglab.lab.sources._optional import require_extra

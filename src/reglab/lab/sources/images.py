@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from reglab._optional import require
-from reglab.lab.schema import KeyPath, choice, fail, spec
+from reglab.lab.settings.schema import KeyPath, choice, fail, spec
 from reglab.lab.sources._base import Arrays, Source, register, shape
 
 __all__ = ["EXTENSIONS", "ImageSource", "to_array"]

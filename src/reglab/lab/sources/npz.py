@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reglab.lab.schema import KeyPath, choice, integer, spec, string
+from reglab.lab.settings.schema import KeyPath, choice, integer, spec, string
 from reglab.lab.sources._base import Arrays, Source, register, shape
 from reglab.lab.sources._numpy import load_npz
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
-from reglab.lab.schema import StudyError, fail
+from reglab.lab.settings.schema import StudyError, fail
 from reglab.lab.sources._base import FORMATS, Source, SourceData
 from reglab.lab.sources._load import load_source, parse_source
 
@@ -103,7 +103,7 @@ def describe(
     :func:`infer_format`). ``keys`` add or replace ``[data]`` keys (``label="species"``).
     For a study, ``ignore`` lists the lab's own ``[data]`` keys (default: every key the
     format does not know) and ``validation`` defaults to its ``[data] validation``.
-    Raises :class:`~reglab.lab.schema.StudyError` as the lab would.
+    Raises :class:`~reglab.lab.settings.schema.StudyError` as the lab would.
     """
     if isinstance(target, Source):
         return Summary(target, load_source(target), validation or 0.0)
