@@ -55,7 +55,8 @@ class ProximalL1:
         if self.l1 == 0:
             return
         for group in self._optimizer.param_groups:
-            ws = [p for p in group["params"] if id(p) in self._ours]
+            # A parameter frozen since (requires_grad_(False)) is left where it is.
+            ws = [p for p in group["params"] if id(p) in self._ours and p.requires_grad]
             if not ws:
                 continue
             threshold = float(group["lr"]) * self.l1

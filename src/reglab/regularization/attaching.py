@@ -40,7 +40,8 @@ def attach(
             * ``activity_reduction``: overrides the call's ``activity_reduction`` for this rule.
 
             Penalties and constraints are objects, registry names (``"l2"``, ``"max_norm"``),
-            config dicts, or any callable. Frozen parameters are skipped.
+            config dicts, or any callable. Frozen parameters are skipped: those frozen at
+            ``attach`` are never bound; those frozen later are left out while frozen.
         activity_reduction: how an activity penalty's value is normalised per recorded call:
             ``"batch"`` (Keras: divided by ``output.shape[0]``, the batch size of batch-first
             outputs), ``"sum"`` (as is) or ``"mean"`` (divided by ``output.numel()``, AWD-LSTM's

@@ -346,12 +346,13 @@ class _ShardedElementwise(_Elementwise):
 
 class _Plan:
     """The groups of one set of parameter tensors. ``order`` lists the closed-form bindings
-    in the order their values come out (group by group)."""
+    in the order their values come out (group by group), ``terms`` their names."""
 
-    def __init__(self, groups: list[Any], n: int) -> None:
+    def __init__(self, groups: list[Any], n: int, terms: list[str]) -> None:
         self.groups = groups
         self.n = n
         self.order = [i for g in groups for i in g.index]
+        self.terms = [terms[i] for i in self.order]
 
     def refresh(self) -> None:
         for g in self.groups:
@@ -432,21 +433,26 @@ class WeightPenalties:
         _LIVE.add(self)
 
     def _current(self) -> tuple[list[torch.Tensor], _Plan | None]:
-        """The closed-form bindings' parameters now, and their (cached) plan, whose
+        """The closed-form bindings' trainable parameters now, and their (cached) plan, whose
         coefficients are refreshed from the penalties (in eager mode; compiled code reads
-        them as they were last refreshed: see :func:`refresh_coefficients`)."""
-        params = [b.param for b in self.closed]
+        them as they were last refreshed: see :func:`refresh_coefficients`).
+
+        A parameter frozen after ``attach`` (``requires_grad_(False)``) is left out while it
+        is frozen — no value, no gradient on any path — as Keras penalises only trainable
+        weights; unfreezing it brings it back."""
+        live = [b for b in self.closed if b.param.requires_grad]
+        params = [b.param for b in live]
         tensors = tuple((id(p), p.dtype, p.device) for p in params)
         if torch.compiler.is_compiling():
             # Never read the coefficients here: dynamo would guard on (or fail over) every
             # value. The plan was built in eager mode; its coefficient tensors are inputs.
             if self._key is None or tensors != self._key[0]:
-                self._plan = self._build(params) if params else None
+                self._plan = self._build(live, params) if params else None
                 self._key = (tensors, None)
             return params, self._plan
-        key = (tensors, tuple(_nonzero(b.penalty) for b in self.closed))  # + which terms exist
+        key = (tensors, tuple(_nonzero(b.penalty) for b in live))  # + which terms exist
         if key != self._key:
-            self._plan = self._build(params) if params else None
+            self._plan = self._build(live, params) if params else None
             self._key = key
         if self._plan is not None:
             self._plan.refresh()
@@ -457,11 +463,11 @@ class WeightPenalties:
         into its tensors (what compiled code reads)."""
         self._current()
 
-    def _build(self, params: Sequence[torch.Tensor]) -> _Plan:
+    def _build(self, bindings: Sequence[WeightBinding], params: Sequence[torch.Tensor]) -> _Plan:
         elementwise: dict[tuple[Any, ...], list[int]] = {}
         meshes: dict[int, Any] = {}
         per_tensor: list[int] = []
-        for i, (b, p) in enumerate(zip(self.closed, params, strict=True)):
+        for i, (b, p) in enumerate(zip(bindings, params, strict=True)):
             if number_coefficients(b.penalty) is None:
                 if _is_sharded(p):
                     raise InvalidParameterError(
@@ -487,18 +493,15 @@ class WeightPenalties:
         groups: list[Any] = []
         for (_penalty, _dtype, _device, mesh_id, blocked), index in elementwise.items():
             mesh = meshes[mesh_id]
-            penalty = self.closed[index[0]].penalty
+            penalty = bindings[index[0]].penalty
             like = _local(params[index[0]].detach())
             if mesh is not None:
                 groups.append(_ShardedElementwise.of(index, penalty, like, mesh=mesh))
             else:
                 groups.append((_Blocked if blocked else _Elementwise).of(index, penalty, like))
         if per_tensor:
-            groups.append(_PerTensor(tuple(per_tensor), tuple(self.closed[i] for i in per_tensor)))
-        return _Plan(groups, len(params))
-
-    def _terms(self, plan: _Plan) -> list[str]:
-        return [self.closed[i].term for i in plan.order]
+            groups.append(_PerTensor(tuple(per_tensor), tuple(bindings[i] for i in per_tensor)))
+        return _Plan(groups, len(params), [b.term for b in bindings])
 
     # -- the loss path -----------------------------------------------------------------------
     def loss_term(
@@ -511,11 +514,14 @@ class WeightPenalties:
         values: list[tuple[str, torch.Tensor]] = []
         if include_closed and self.closed:
             params, plan = self._current()
-            node_total, node_values = _Node.apply(plan, *[_local(p) for p in params])
-            total = node_total
-            values += zip(self._terms(plan), node_values.unbind(), strict=True)
+            if plan is not None:
+                node_total, node_values = _Node.apply(plan, *[_local(p) for p in params])
+                total = node_total
+                values += zip(plan.terms, node_values.unbind(), strict=True)
         for b in self.autograd:
             w = b.param
+            if not w.requires_grad:  # frozen after attach: not penalised while frozen
+                continue
             value = checked_value(b, b.penalty(b.layout.to_units(w) if _per_unit(b.penalty) else w))
             total = value if total is None else total + value
             values.append((b.term, value.detach()))
@@ -528,18 +534,21 @@ class WeightPenalties:
         if not self.closed:
             return []
         params, plan = self._current()
-        assert plan is not None
+        if plan is None:  # every penalised parameter is frozen
+            return []
         vector = plan.values([_local(p) for p in params])
-        return list(zip(self._terms(plan), vector.unbind(), strict=True))
+        return list(zip(plan.terms, vector.unbind(), strict=True))
 
     @torch.no_grad()
     def add_gradients_(self, factor: Any = 1.0) -> None:
         """``p.grad += factor · ∇penalty(p)`` for every closed-form binding (a missing
-        ``.grad`` becomes the penalty's gradient, as backward would make it)."""
+        ``.grad`` becomes the penalty's gradient, as backward would make it). Frozen
+        parameters get none (see :meth:`_current`)."""
         if not self.closed:
             return
         params, plan = self._current()
-        assert plan is not None
+        if plan is None:
+            return
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)

@@ -1,0 +1,98 @@
+"""Attach follows the model after ``attach`` (issue 24): parameters frozen later, modules
+replaced, added or removed later, and several handles on one parameter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import reglab
+from reglab.optim import proximal_l1
+from reglab.penalties import L1, L2
+
+LR, C = 0.1, 0.05
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+def _step(path: str, freeze: bool) -> tuple[nn.Sequential, dict[str, torch.Tensor], float]:
+    """One SGD step with an L2 kernel penalty on both Linear layers, ``0.weight`` frozen
+    after attach (or not); returns the model, the weights before, and the penalty value."""
+    model = _net()
+    reg = reglab.attach(model, {nn.Linear: dict(kernel=L2(C))})
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    if path != "loss":
+        reg.fold_into(optimizer, compile=path == "compiled fold")
+    if freeze:
+        model[0].weight.requires_grad_(False)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    x = torch.randn(16, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    penalty = reg.penalty()
+    value = sum(t.item() for t in reg.terms().values())  # folded: evaluated now, before the step
+    loss = model(x).square().mean() + penalty
+    loss.backward()
+    optimizer.step()
+    return model, before, value
+
+
+PATHS = ["loss", "fold", pytest.param("compiled fold", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_parameter_frozen_after_attach_is_not_decayed(path: str) -> None:
+    # Issue 24, case 4: fold_into kept decaying a weight frozen after attach (moved by 0.0096).
+    model, before, value = _step(path, freeze=True)
+    assert torch.equal(model[0].weight, before["0.weight"])
+    # The trainable kernel takes its data gradient plus 2·C·w: the same step as without any
+    # frozen parameter (a reference run with the data gradient computed separately).
+    reference = _net()
+    reference[0].weight.requires_grad_(False)
+    x = torch.randn(16, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    reference(x).square().mean().backward()
+    w = before["2.weight"]
+    expected = w - LR * (reference[2].weight.grad + 2 * C * w)
+    torch.testing.assert_close(model[2].weight.detach(), expected, rtol=1e-12, atol=1e-14)
+    # ... and only the trainable kernel is penalised (Keras penalises trainable weights only).
+    assert value == pytest.approx(C * w.square().sum().item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("path", ["loss", "fold"])
+def test_an_unfrozen_parameter_is_penalised_again(path: str) -> None:
+    model = _net()
+    reg = reglab.attach(model, {nn.Linear: dict(kernel=L2(C))})
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    if path == "fold":
+        reg.fold_into(optimizer)
+    model[0].weight.requires_grad_(False)
+    reg.penalty()
+    assert sorted(reg.terms()) == ["2.kernel"]
+    model[0].weight.requires_grad_(True)
+    value = reg.penalty()
+    expected = C * sum(m.weight.detach().square().sum() for m in (model[0], model[2]))
+    total = value if path == "loss" else sum(reg.terms().values())
+    assert sorted(reg.terms()) == ["0.kernel", "2.kernel"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_proximal_l1_leaves_a_frozen_parameter_alone() -> None:
+    model = _net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    proximal_l1(optimizer, model, l1=100.0)  # a threshold of 10: every trainable kernel to 0
+    model[0].weight.requires_grad_(False)
+    before = model[0].weight.detach().clone()
+    model(torch.randn(2, 4, dtype=torch.float64)).sum().backward()
+    optimizer.step()
+    assert torch.equal(model[0].weight, before)
+    assert bool((model[2].weight == 0).all())
+
+
+def test_every_penalised_parameter_frozen_gives_a_zero_penalty() -> None:
+    model = _net()
+    reg = reglab.attach(model, {nn.Linear: dict(kernel=L1(C))})
+    model.requires_grad_(False)
+    assert reg.penalty().item() == 0.0
+    assert reg.terms() == {}
