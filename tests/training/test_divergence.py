@@ -209,3 +209,38 @@ def test_losses_and_penalties_that_are_not_scalars_are_named() -> None:
             regularization=Vector(),
             progress=False,
         )
+
+
+class _Constant:
+    """A regularizer whose penalty is a fixed (finite) number, in a given dtype."""
+
+    def __init__(self, value: float, dtype: torch.dtype) -> None:
+        self.value, self.dtype = value, dtype
+
+    def penalty(self) -> torch.Tensor:
+        return torch.tensor(self.value, dtype=self.dtype)
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [(3.37e37, torch.float32), (1e39, torch.float64)],
+    ids=["float32-near-max", "float64-beyond-float32"],
+)
+def test_a_large_finite_penalty_is_logged_finite(value: float, dtype: torch.dtype) -> None:
+    # Issue 24, case 8: a finite penalty of 3.37e37 was logged as inf (the epoch's sum of
+    # value · batch size overflowed float32), and a float64 one beyond float32's range
+    # was taken for a divergence.
+    model = _mlp()
+    history = fit(
+        model,
+        _data(),
+        loss=F.cross_entropy,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=1,
+        regularization=_Constant(value, dtype),
+        batch_size=16,
+        progress=False,
+    )
+    assert history.diverged is None
+    logged = history.epochs[0]["penalty"]
+    assert logged == pytest.approx(float(torch.tensor(value, dtype=dtype)), rel=1e-6)

@@ -94,19 +94,26 @@ def _loss(
 
 
 class _Means:
-    """Running means of logged scalars, weighted by batch size (no device syncs until read)."""
+    """Running means of logged scalars, weighted by batch size (no device syncs until read).
+
+    Updated as ``mean += (value - mean) · n / count`` rather than as a sum of ``value · n``:
+    a finite value near the dtype's largest (a penalty of 3.37e37 in float32) stays finite in
+    the mean, where the sum overflowed to inf. Half precision is read as float32, float64 kept.
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
+        self.means: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
     def add(self, key: str, value: torch.Tensor, n: int) -> None:
-        value = value.detach().float() * n
-        self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.counts[key] = self.counts.get(key, 0) + n
+        value = value.detach()
+        value = value.to(torch.promote_types(value.dtype, torch.float32))
+        count = self.counts[key] = self.counts.get(key, 0) + n
+        mean = self.means.get(key)
+        self.means[key] = value if mean is None else mean + (value - mean) * (n / count)
 
     def result(self, prefix: str = "") -> dict[str, float]:
-        return {prefix + k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        return {prefix + k: float(v) for k, v in self.means.items()}
 
 
 @torch.no_grad()
