@@ -244,3 +244,28 @@ def test_a_large_finite_penalty_is_logged_finite(value: float, dtype: torch.dtyp
     assert history.diverged is None
     logged = history.epochs[0]["penalty"]
     assert logged == pytest.approx(float(torch.tensor(value, dtype=dtype)), rel=1e-6)
+
+
+def test_empty_data_is_an_error_not_a_divergence() -> None:
+    # Issue 24, case 14: fit on empty tensors reported "diverged: loss is nan at step 1".
+    model = _mlp()
+    empty = (torch.empty(0, 4), torch.empty(0, dtype=torch.long))
+    kwargs = dict(loss=F.cross_entropy, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"^The 'train' parameter of fit must be \(x, y\) with at least one sample\. Got '0 inputs' instead\.$",
+    ):
+        fit(model, empty, epochs=1, progress=False, **kwargs)
+    with pytest.raises(
+        InvalidParameterError, match=r"^The 'val' parameter of fit .* Got '0 inputs'"
+    ):
+        fit(model, _data(), empty, epochs=1, progress=False, **kwargs)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*empty), batch_size=4)
+    batches = [(torch.empty(0, 4), torch.empty(0, dtype=torch.long))]  # an empty batch
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"^The 'train' data of fit yielded an empty batch \(inputs of shape \(0, 4\)\)",
+    ):
+        fit(model, batches, epochs=1, progress=False, **kwargs)
+    with pytest.raises(InvalidParameterError, match=r"^The 'train' data of fit yielded no batch"):
+        fit(model, loader, epochs=1, progress=False, **kwargs)

@@ -66,13 +66,21 @@ def _batches(
                 "(x, y) with as many targets as inputs",
                 f"{n} inputs, {_length(y)} targets",
             )
+        if n == 0:  # one empty batch: a loss of nan, reported as a divergence
+            raise invalid(name, "fit", "(x, y) with at least one sample", "0 inputs")
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for idx in order.split(batch_size):
             yield x[idx], _index(y, idx)
         return
     if not isinstance(data, Iterable):
         raise invalid(name, "fit", "a DataLoader or an (x, y) pair of tensors", type(data).__name__)
-    yield from data
+    for x, y in data:
+        if isinstance(x, torch.Tensor) and x.ndim > 0 and x.shape[0] == 0:
+            raise InvalidParameterError(
+                f"The {name!r} data of fit yielded an empty batch (inputs of shape "
+                f"{tuple(x.shape)}); every batch needs at least one sample."
+            )
+        yield x, y
 
 
 def _loss(
