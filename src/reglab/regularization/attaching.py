@@ -9,6 +9,7 @@ from torch import nn
 
 from reglab.regularization.handle import Regularization
 from reglab.regularization.rules import RuleKey, resolve
+from reglab.regularization.tracking import Structure, resolver, warn_overlaps
 
 __all__ = ["attach"]
 
@@ -71,4 +72,8 @@ def attach(
     ['0.kernel', '1.activity', '2.kernel']
     >>> reg.remove()
     """
-    return Regularization(model, resolve(model, rules, activity_reduction), max_pending)
+    bindings = resolve(model, rules, activity_reduction)
+    structure = Structure(model, bindings, resolver(model, rules, activity_reduction))
+    reg = Regularization(model, bindings, max_pending, structure)
+    warn_overlaps(reg)
+    return reg

@@ -40,8 +40,10 @@ class FoldHandle:
         optimizer: torch.optim.Optimizer,
         compile: bool,
         on_remove: Callable[[], None],
+        check: Callable[[], None] = lambda: None,
     ) -> None:
         self.optimizer = optimizer
+        self._check = check  # raises if the model changed since attach
         self._weights = weights
         self._on_remove: Callable[[], None] | None = on_remove
         self._fusing = False  # the compiled update adds the gradients itself
@@ -53,6 +55,7 @@ class FoldHandle:
             self._compile_step()
 
     def _add(self) -> None:
+        self._check()
         scale = getattr(self.optimizer, "grad_scale", None)  # a fused optimizer divides it out
         self._weights.add_gradients_(1.0 if scale is None else scale)
 
@@ -107,6 +110,7 @@ class FoldHandle:
         def step(opt: torch.optim.Optimizer, closure: Any = None) -> Any:
             if closure is not None or not fold._active:
                 return eager(closure)
+            fold._check()
             opt._opt_called = True  # type: ignore[attr-defined]  # what LR schedulers check
             weights.refresh()  # coefficients into the tensors the compiled update reads
             fold._fusing = True
