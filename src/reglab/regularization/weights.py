@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from reglab._compat import foreach_norm
 from reglab._validation import InvalidParameterError
 from reglab.penalties import Penalty
 from reglab.penalties.norms import number_coefficients
@@ -120,12 +121,12 @@ class _Elementwise:
             return torch.zeros(len(ws), dtype=acc, device=ws[0].device)
         value: Any = 0.0
         if self.has_l2:
-            value = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square() * self.l2_t
+            value = torch.stack(foreach_norm(ws, 2, acc)).square() * self.l2_t
         if self.has_l1:
             if ws[0].device.type == "cpu":  # CPU's norm(ord=1) kernel is not vectorised
                 l1s = torch.stack([a.sum(dtype=acc) for a in torch._foreach_abs(ws)])
             else:
-                l1s = torch.stack(torch._foreach_norm(ws, 1, dtype=acc))
+                l1s = torch.stack(foreach_norm(ws, 1, acc))
             value = value + l1s * self.l1_t
         return value
 
@@ -427,7 +428,11 @@ class WeightPenalties:
         self.bindings = tuple(bindings)
         self.closed = [b for b in self.bindings if _closed(b.penalty)]
         self.autograd = [b for b in self.bindings if not _closed(b.penalty)]
-        self._key: tuple[Any, ...] | None = None
+        # What the plan was built for: each parameter (held, compared with ``is``: dynamo
+        # before torch 2.5 cannot trace ``id`` of a tensor) with its dtype and device, and
+        # which coefficients were non-zero (None: built under compile, rebuilt in eager).
+        self._built_for: list[tuple[torch.Tensor, torch.dtype, torch.device]] | None = None
+        self._nonzero: tuple[Any, ...] | None = None
         self._plan: _Plan | None = None
         self._current()  # built eagerly: compiled code then reads the groups' coefficients
         _LIVE.add(self)
@@ -442,18 +447,20 @@ class WeightPenalties:
         weights; unfreezing it brings it back."""
         live = [b for b in self.closed if b.param.requires_grad]
         params = [b.param for b in live]
-        tensors = tuple((id(p), p.dtype, p.device) for p in params)
+        same = self._built_for is not None and _same_tensors(params, self._built_for)
         if torch.compiler.is_compiling():
             # Never read the coefficients here: dynamo would guard on (or fail over) every
             # value. The plan was built in eager mode; its coefficient tensors are inputs.
-            if self._key is None or tensors != self._key[0]:
+            if not same:
                 self._plan = self._build(live, params) if params else None
-                self._key = (tensors, None)
+                self._built_for = [(p, p.dtype, p.device) for p in params]
+                self._nonzero = None
             return params, self._plan
-        key = (tensors, tuple(_nonzero(b.penalty) for b in live))  # + which terms exist
-        if key != self._key:
+        nonzero = tuple(_nonzero(b.penalty) for b in live)  # which terms exist
+        if not same or nonzero != self._nonzero:
             self._plan = self._build(live, params) if params else None
-            self._key = key
+            self._built_for = [(p, p.dtype, p.device) for p in params]
+            self._nonzero = nonzero
         if self._plan is not None:
             self._plan.refresh()
         return params, self._plan
@@ -574,6 +581,16 @@ def refresh_coefficients() -> None:
     when the loss is computed by a ``torch.compile``'d function (schedules call it for you)."""
     for weights in list(_LIVE):
         weights.refresh()
+
+
+def _same_tensors(
+    params: Sequence[torch.Tensor], built_for: Sequence[tuple[torch.Tensor, Any, Any]]
+) -> bool:
+    """Whether ``params`` are the very tensors (same objects, dtypes, devices) of ``built_for``."""
+    return len(params) == len(built_for) and all(
+        p is q and p.dtype == dtype and p.device == device
+        for p, (q, dtype, device) in zip(params, built_for, strict=True)
+    )
 
 
 def _nonzero(penalty: Any) -> tuple[bool, bool] | None:
