@@ -1,14 +1,18 @@
 """The one door to torch internals that changed between the torch versions reglab supports.
 
-Each function here hides one difference between the declared floor (see ``pyproject.toml``)
-and the newest torch, so that an upgrade (or a downgrade) fails in this module alone; each has
-a test in ``tests/test_compat.py``.
+Each function here hides one difference between torch 2.3 (the former floor; the declared
+one is in ``pyproject.toml``) and the newest torch, so that an upgrade (or a downgrade) fails
+in this module alone; each has a test in ``tests/test_compat.py``.
 
 * ``torch._foreach_norm(..., dtype=)``: the ``dtype`` argument came after torch 2.3.
 * ``DTensor`` and its placements: ``torch.distributed.tensor`` since torch 2.5 (before:
   ``torch.distributed._tensor``).
 * FSDP2's ``fully_shard``: ``torch.distributed.fsdp`` since torch 2.6 (before:
   ``torch.distributed._composable.fsdp``).
+* ``fold_into(compile=True)``: the optimizer's unwrapped update compiled together with the
+  penalty's gradient is verified on torch 2.13; on torch 2.3.1 dynamo's trace of it trains
+  differently from the third step on (even with ``backend="eager"``), so older torches take
+  the eager fold (:data:`COMPILED_FOLD`).
 """
 
 from __future__ import annotations
@@ -21,12 +25,18 @@ from typing import Any
 import torch
 
 __all__ = [
+    "COMPILED_FOLD",
     "dtensor_module",
     "foreach_norm",
     "fully_shard",
     "fully_shard_function",
     "placement_types",
 ]
+
+
+#: Whether ``fold_into(compile=True)`` compiles the update on this torch (the lowest torch it
+#: was verified on is 2.13.0; 2.3.1 trains wrongly).
+COMPILED_FOLD = torch.torch_version.TorchVersion(torch.__version__) >= "2.13"
 
 
 def _foreach_norm_takes_dtype() -> bool:
