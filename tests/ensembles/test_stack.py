@@ -169,8 +169,19 @@ def test_errors() -> None:
         InvalidParameterError, match=r"'k' parameter of ModelStack must be an int >= 1\. Got 0"
     ):
         ModelStack(lambda: nn.Linear(2, 2), k=0)
-    with pytest.raises(InvalidParameterError, match=r"member 1 differs from member 0"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"member 1 differs from member 0 \(Linear vs Linear; first differences: "
+        r"'bias': \(2,\) float32 vs \(3,\) float32; 'weight': \(2, 2\) float32 vs \(3, 2\) float32\)",
+    ):
         ModelStack([nn.Linear(2, 2), nn.Linear(2, 3)])
+    # Issue 24, case 14: a dtype difference raised TypeError while building this message.
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"member 1 differs .* 'fc0\.bias': \(8,\) float32 vs \(8,\) float64; "
+        r"'fc0\.weight': \(8, 4\) float32 vs \(8, 4\) float64; 'fc1\.bias'",
+    ):
+        ModelStack([mlp([4, 8, 2]), mlp([4, 8, 2]).double()])
     with pytest.raises(
         InvalidParameterError, match=r"cannot stack BatchNorm1d '1': its running statistics"
     ):

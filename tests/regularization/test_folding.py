@@ -145,6 +145,20 @@ def test_fold_into_errors() -> None:
         reg.fold_into(torch.optim.SGD(model.parameters(), lr=0.1))
 
 
+def _cpu_fused() -> bool:
+    try:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
+    except RuntimeError:  # fused optimizers on the CPU came in torch 2.4
+        return False
+    return True
+
+
+CPU_FUSED = _cpu_fused()
+FUSED = pytest.param(
+    True, marks=pytest.mark.skipif(not CPU_FUSED, reason="fused CPU optimizers need torch >= 2.4")
+)
+
+
 def _amp_train(folded: bool, fused: bool, inf_step: int | None, compile: bool = False):
     model = net(torch.float32)
     reg = reglab.attach(model, {nn.Linear: dict(kernel=L1L2(1e-3, 1e-2))})
@@ -165,7 +179,7 @@ def _amp_train(folded: bool, fused: bool, inf_step: int | None, compile: bool = 
     return [p.detach().clone() for p in model.parameters()], scaler.get_scale()
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+@pytest.mark.parametrize("fused", [False, FUSED], ids=["foreach", "fused"])
 @pytest.mark.parametrize("inf_step", [None, 2], ids=["finite", "inf-step"])
 def test_grad_scaler_neither_scales_twice_nor_applies_on_an_inf_step(fused, inf_step) -> None:
     expected, expected_scale = _amp_train(folded=False, fused=fused, inf_step=inf_step)
@@ -352,9 +366,23 @@ def _lbfgs(compile: bool) -> torch.Tensor:
 def test_compiled_fold_errors() -> None:
     model = net(torch.float32)
     reg = reglab.attach(model, {"0": dict(kernel=L2(0.1))})
-    fused = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
-    with pytest.raises(reglab.InvalidParameterError, match=r"fused=True cannot be compiled"):
+    flag = "fused" if CPU_FUSED else "differentiable"
+    fused = torch.optim.Adam(model.parameters(), lr=0.1, **{flag: True})
+    with pytest.raises(reglab.InvalidParameterError, match=rf"{flag}=True cannot be compiled"):
         reg.fold_into(fused, compile=True)
     with pytest.raises(reglab.InvalidParameterError, match=r"'compile' .* True or False"):
         reg.fold_into(fused, compile="yes")  # type: ignore[arg-type]
     reg.fold_into(fused)  # the eager fold still takes it
+
+
+def test_a_refused_compiled_fold_leaves_no_hook_behind() -> None:
+    # A fold_into(compile=True) refused for a differentiable optimizer registered its step
+    # hook before raising: a later fold added the penalty twice.
+    model = net()
+    reg = reglab.attach(model, {"0": dict(kernel=L2(0.1))})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, differentiable=True)
+    with pytest.raises(reglab.InvalidParameterError, match=r"differentiable=True cannot be"):
+        reg.fold_into(optimizer, compile=True)
+    assert not optimizer._optimizer_step_pre_hooks
+    reg.fold_into(optimizer)
+    assert len(optimizer._optimizer_step_pre_hooks) == 1  # one penalty add per step

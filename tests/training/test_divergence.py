@@ -209,3 +209,63 @@ def test_losses_and_penalties_that_are_not_scalars_are_named() -> None:
             regularization=Vector(),
             progress=False,
         )
+
+
+class _Constant:
+    """A regularizer whose penalty is a fixed (finite) number, in a given dtype."""
+
+    def __init__(self, value: float, dtype: torch.dtype) -> None:
+        self.value, self.dtype = value, dtype
+
+    def penalty(self) -> torch.Tensor:
+        return torch.tensor(self.value, dtype=self.dtype)
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [(3.37e37, torch.float32), (1e39, torch.float64)],
+    ids=["float32-near-max", "float64-beyond-float32"],
+)
+def test_a_large_finite_penalty_is_logged_finite(value: float, dtype: torch.dtype) -> None:
+    # Issue 24, case 8: a finite penalty of 3.37e37 was logged as inf (the epoch's sum of
+    # value · batch size overflowed float32), and a float64 one beyond float32's range
+    # was taken for a divergence.
+    model = _mlp()
+    history = fit(
+        model,
+        _data(),
+        loss=F.cross_entropy,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=1,
+        regularization=_Constant(value, dtype),
+        batch_size=16,
+        progress=False,
+    )
+    assert history.diverged is None
+    logged = history.epochs[0]["penalty"]
+    assert logged == pytest.approx(float(torch.tensor(value, dtype=dtype)), rel=1e-6)
+
+
+def test_empty_data_is_an_error_not_a_divergence() -> None:
+    # Issue 24, case 14: fit on empty tensors reported "diverged: loss is nan at step 1".
+    model = _mlp()
+    empty = (torch.empty(0, 4), torch.empty(0, dtype=torch.long))
+    kwargs = dict(loss=F.cross_entropy, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"^The 'train' parameter of fit must be \(x, y\) with at least one sample\. Got '0 inputs' instead\.$",
+    ):
+        fit(model, empty, epochs=1, progress=False, **kwargs)
+    with pytest.raises(
+        InvalidParameterError, match=r"^The 'val' parameter of fit .* Got '0 inputs'"
+    ):
+        fit(model, _data(), empty, epochs=1, progress=False, **kwargs)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*empty), batch_size=4)
+    batches = [(torch.empty(0, 4), torch.empty(0, dtype=torch.long))]  # an empty batch
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"^The 'train' data of fit yielded an empty batch \(inputs of shape \(0, 4\)\)",
+    ):
+        fit(model, batches, epochs=1, progress=False, **kwargs)
+    with pytest.raises(InvalidParameterError, match=r"^The 'train' data of fit yielded no batch"):
+        fit(model, loader, epochs=1, progress=False, **kwargs)

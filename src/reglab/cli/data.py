@@ -38,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
                 raise invalid("NAME", "reglab data get", f"one of {', '.join(_GETTERS)}", name)
         for name in args.names:
             with console.status(f"getting {name} ..."):
-                folder = _GETTERS[name](args.root)
-            console.print(f"{name}: verified files in {folder}")
+                folder = _GETTERS[name](
+                    args.root, report=lambda m, n=name: console.print(f"{n}: {escape(m)}")
+                )
+            console.print(f"{name}: files in {escape(str(folder))}")
         return 0
 
     table = Table(title="reglab datasets")

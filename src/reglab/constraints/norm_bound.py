@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_choice, check_coefficient, invalid
+from reglab._validation import Checked, check_choice, check_coefficient, invalid
 
 __all__ = ["NormBound"]
 
@@ -42,6 +42,8 @@ class NormBound:
     >>> bound.penalty()
     tensor(8., grad_fn=<MulBackward0>)
     """
+
+    max_norm = Checked(check_coefficient)
 
     def __init__(
         self,

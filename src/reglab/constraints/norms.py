@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_coefficient, invalid
+from reglab._validation import Checked, check_coefficient, invalid
 from reglab.constraints._base import (
     EPSILON,
     Constraint,
@@ -38,6 +38,8 @@ class MaxNorm(Constraint):
     >>> MaxNorm(1.0)(torch.tensor([[3.0, 4.0]]))
     tensor([[0.6000, 0.8000]])
     """
+
+    max_value = Checked(check_coefficient)
 
     def __init__(self, max_value: float = 2.0, axis: int | tuple[int, ...] | None = None) -> None:
         self.max_value = check_coefficient(max_value, "max_value", "MaxNorm")
@@ -75,6 +77,10 @@ class MinMaxNorm(Constraint):
             ``ConvTranspose`` or ``transformers`` ``Conv1D`` kernel; see
             ``reglab.layouts``).
     """
+
+    min_value = Checked(check_coefficient)
+    max_value = Checked(check_coefficient)
+    rate = Checked(check_coefficient)
 
     def __init__(
         self,

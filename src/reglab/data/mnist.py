@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from reglab._io import atomic_write_bytes
 from reglab.data._store import DatasetNotFoundError, data_dir, md5, save_npy
 from reglab.data.idx import read_idx
 
@@ -64,13 +67,21 @@ FASHION_MNIST = IdxDataset(
 )
 
 
-def _decode(spec: IdxDataset, folder: Path, role: str) -> np.ndarray:
-    path = folder / spec.files[role]
-    if spec.md5 is not None and md5(path) != spec.md5[role]:
+#: Beside the cached arrays: for each role, the MD5 of the source file the cache was decoded
+#: from and the MD5 of the cache itself. A cache is used only when both still match.
+MANIFEST = "cache.json"
+
+
+def _check_source(spec: IdxDataset, path: Path, role: str, source_md5: str) -> None:
+    if spec.md5 is not None and source_md5 != spec.md5[role]:
         raise ValueError(
             f"{path} does not have the canonical MD5 {spec.md5[role]}: the file is corrupt or "
             f"not the original. Delete it and run: {spec.how_to_get}"
         )
+
+
+def _decode(spec: IdxDataset, folder: Path, role: str) -> np.ndarray:
+    path = folder / spec.files[role]
     array = read_idx(path)
     if array.shape != spec.shapes[role] or array.dtype != np.uint8:
         raise ValueError(
@@ -87,8 +98,14 @@ def load_idx_dataset(
     *,
     as_float: bool = True,
     flatten: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> Split:
-    """Load, verify and cache one IDX dataset (see ``mnist``)."""
+    """Load, verify and cache one IDX dataset (see ``mnist``).
+
+    Every load checks each source file's MD5 (against the canonical sum where there is one)
+    and each cached ``.npy`` against the sums recorded when it was written (``cache.json``);
+    a cache that does not match its source (edited, truncated, or from other files) is decoded
+    again from the verified source, and ``report`` (if given) is told so."""
     folder = data_dir(root) / spec.folder
     missing = [name for name in spec.files.values() if not (folder / name).is_file()]
     if missing:
@@ -97,15 +114,7 @@ def load_idx_dataset(
             f"{spec.how_to_get} — or pass root= / set $REGLAB_DATA to a folder holding the "
             "four IDX .gz files."
         )
-    arrays = {}
-    for role in spec.files:
-        cache = folder / f"{role}.npy"
-        source = folder / spec.files[role]
-        if cache.is_file() and cache.stat().st_mtime >= source.stat().st_mtime:
-            arrays[role] = np.load(cache, allow_pickle=False)
-        else:
-            arrays[role] = _decode(spec, folder, role)
-            save_npy(cache, arrays[role])
+    arrays = {role: _cached(spec, folder, role, report) for role in spec.files}
 
     def images(array: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(array)
@@ -122,6 +131,37 @@ def load_idx_dataset(
     )
 
 
+def _cached(
+    spec: IdxDataset, folder: Path, role: str, report: Callable[[str], None] | None
+) -> np.ndarray:
+    """One role's array: the cache if it provably came from the (verified) source file."""
+    source = folder / spec.files[role]
+    cache = folder / f"{role}.npy"
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    source_md5 = md5(source)
+    _check_source(spec, source, role, source_md5)
+    entry = manifest.get(role)
+    if (
+        cache.is_file()
+        and isinstance(entry, dict)
+        and entry.get("source") == source_md5
+        and entry.get("cache") == md5(cache)
+    ):
+        return np.load(cache, allow_pickle=False)
+    if cache.is_file() and report is not None:
+        report(f"{cache.name} does not match {source.name}: decoding it again")
+    array = _decode(spec, folder, role)
+    save_npy(cache, array)
+    manifest[role] = {"source": source_md5, "cache": md5(cache)}
+    atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
+    return array
+
+
 def mnist(
     root: str | os.PathLike[str] | None = None, *, as_float: bool = True, flatten: bool = True
 ) -> Split:
@@ -129,8 +169,10 @@ def mnist(
 
     Reads the four original IDX ``.gz`` files from ``root/mnist/``, ``$REGLAB_DATA/mnist/`` or
     the user cache dir, checks their canonical MD5 sums, shapes and labels, and caches the
-    decoded arrays as ``.npy`` beside them. Never touches the network: when the files are
-    missing, ``DatasetNotFoundError`` says to run ``reglab data get mnist``.
+    decoded arrays as ``.npy`` beside them (each load checks a cache against the sums recorded
+    with it, and decodes again from the verified files when it does not match). Never touches
+    the network: when the files are missing, ``DatasetNotFoundError`` says to run
+    ``reglab data get mnist``.
 
     Returns:
         ``((x_train, y_train), (x_test, y_test))``: ``x`` float32 in [0, 1] (``as_float``) or

@@ -102,16 +102,32 @@ def _materialize(models_or_factory: Any, k: int | None) -> list[nn.Module]:
     return models
 
 
+def _describe(entry: tuple[tuple[int, ...], torch.dtype] | None) -> str:
+    if entry is None:
+        return "missing"
+    shape, dtype = entry
+    return f"{shape} {str(dtype).removeprefix('torch.')}"
+
+
+def _differences(reference: dict[str, Any], other: dict[str, Any]) -> str:
+    """The first three state entries whose shape or dtype differ, by name (names sort;
+    dtypes do not)."""
+    names = sorted(n for n in reference.keys() | other.keys() if reference.get(n) != other.get(n))
+    parts = [
+        f"{n!r}: {_describe(reference.get(n))} vs {_describe(other.get(n))}" for n in names[:3]
+    ]
+    return "; ".join(parts) or "none in shapes or dtypes"
+
+
 def _check_stackable(models: list[nn.Module]) -> None:
     reference = {n: (tuple(t.shape), t.dtype) for n, t in models[0].state_dict().items()}
     for i, model in enumerate(models[1:], start=1):
         other = {n: (tuple(t.shape), t.dtype) for n, t in model.state_dict().items()}
         if other != reference or type(model) is not type(models[0]):
-            diff = sorted(set(reference.items()) ^ set(other.items()))[:3]
             raise InvalidParameterError(
                 f"ModelStack members must share one architecture; member {i} differs from "
                 f"member 0 ({type(model).__name__} vs {type(models[0]).__name__}; first "
-                f"differences: {diff})."
+                f"differences: {_differences(reference, other)})."
             )
     for name, module in models[0].named_modules():
         if getattr(module, "track_running_stats", False):
@@ -221,8 +237,11 @@ class ModelStack(nn.Module):
         allocate fresh intermediates of that size every step, which costs page faults on CPU,
         while the fused kernels have none (see the README's performance section).
 
+        Fused CPU optimizers need torch >= 2.4; on an older torch the CPU default is foreach.
+
         >>> stack = ModelStack(lambda: nn.Linear(3, 2), k=4)
-        >>> stack.optimizer(torch.optim.Adam, lr=1e-3).defaults["fused"]
+        >>> optimizer = stack.optimizer(torch.optim.Adam, lr=1e-3)
+        >>> bool(optimizer.defaults["fused"]) == (torch.__version__ >= "2.4")
         True
         """
         return fused_optimizer(cls, self.parameters(), **kwargs)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from reglab._validation import InvalidParameterError, check_coefficient, invalid
+from reglab._validation import Checked, InvalidParameterError, check_coefficient, invalid
 from reglab.layouts import named_kernels
 
 __all__ = ["ProximalL1", "proximal_l1"]
@@ -29,10 +29,12 @@ class ProximalL1:
     ``reglab.schedules`` schedule), ``params``, ``value()`` (``l1 · Σ|w|`` now, detached, for
     logging), ``zero_fraction()``, and ``remove()``."""
 
+    l1 = Checked(check_coefficient, owner="proximal_l1")
+
     def __init__(
         self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], l1: float
     ) -> None:
-        self.l1 = check_coefficient(l1, "l1", "proximal_l1")
+        self.l1 = l1
         self.params = params
         ours = {id(p) for p in params}
         known = {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -53,7 +55,8 @@ class ProximalL1:
         if self.l1 == 0:
             return
         for group in self._optimizer.param_groups:
-            ws = [p for p in group["params"] if id(p) in self._ours]
+            # A parameter frozen since (requires_grad_(False)) is left where it is.
+            ws = [p for p in group["params"] if id(p) in self._ours and p.requires_grad]
             if not ws:
                 continue
             threshold = float(group["lr"]) * self.l1

@@ -7,12 +7,19 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_coefficient, invalid
+from reglab._validation import Checked, check_coefficient, invalid
 from reglab.penalties._base import Penalty, registry
 
 __all__ = ["KLSparsity", "TemporalDifference"]
 
 _CLAMP = 1e-7  # keeps log(rho_hat) finite for a unit that is exactly 0 or 1 over the batch
+
+
+def _check_target(value: Any, name: str, owner: str) -> float:
+    target = check_coefficient(value, name, owner)
+    if not 0.0 < target < 1.0:
+        raise invalid(name, owner, "a number in (0, 1)", value)
+    return target
 
 
 @registry.register("kl_sparsity")
@@ -40,13 +47,12 @@ class KLSparsity(Penalty):
     """
 
     batch_normalized = True
+    target = Checked(_check_target)
+    coefficient = Checked(check_coefficient)
 
     def __init__(self, target: float = 0.05, coefficient: float = 1.0) -> None:
-        target = check_coefficient(target, "target", "KLSparsity")
-        if not 0.0 < target < 1.0:
-            raise invalid("target", "KLSparsity", "a number in (0, 1)", target)
         self.target = target
-        self.coefficient = check_coefficient(coefficient, "coefficient", "KLSparsity")
+        self.coefficient = coefficient
 
     def _rho_hat(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 0:
@@ -103,9 +109,10 @@ class TemporalDifference(Penalty):
     """
 
     batch_normalized = True
+    coefficient = Checked(check_coefficient)
 
     def __init__(self, coefficient: float = 1.0, time_dim: int = 0) -> None:
-        self.coefficient = check_coefficient(coefficient, "coefficient", "TemporalDifference")
+        self.coefficient = coefficient
         if isinstance(time_dim, bool) or not isinstance(time_dim, int):
             raise invalid("time_dim", "TemporalDifference", "an int", time_dim)
         self.time_dim = time_dim

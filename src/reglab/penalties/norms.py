@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_coefficients
+from reglab._validation import Checked, check_coefficients
 from reglab.penalties._base import Penalty, registry
 from reglab.penalties.members import (
     Coefficient,
@@ -69,8 +69,10 @@ class L1(Penalty):
     tensor(1.5000)
     """
 
+    l1 = Checked(check_coefficients)
+
     def __init__(self, l1: Coefficient = 0.01) -> None:
-        self.l1 = check_coefficients(l1, "l1", "L1")
+        self.l1 = l1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l1, torch.Tensor):
@@ -113,8 +115,10 @@ class L2(Penalty):
     tensor(50.)
     """
 
+    l2 = Checked(check_coefficients)
+
     def __init__(self, l2: Coefficient = 0.01) -> None:
-        self.l2 = check_coefficients(l2, "l2", "L2")
+        self.l2 = l2
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l2, torch.Tensor):
@@ -153,9 +157,12 @@ class L1L2(Penalty):
     tensor(2.7500)
     """
 
+    l1 = Checked(check_coefficients)
+    l2 = Checked(check_coefficients)
+
     def __init__(self, l1: Coefficient = 0.0, l2: Coefficient = 0.0) -> None:
-        self.l1 = check_coefficients(l1, "l1", "L1L2")
-        self.l2 = check_coefficients(l2, "l2", "L1L2")
+        self.l1 = l1
+        self.l2 = l2
 
     def _per_member(self) -> bool:
         return isinstance(self.l1, torch.Tensor) or isinstance(self.l2, torch.Tensor)
@@ -203,8 +210,10 @@ class ExpAbs(Penalty):
     tensor(0.)
     """
 
+    coefficient = Checked(check_coefficients)
+
     def __init__(self, coefficient: Coefficient = 0.01) -> None:
-        self.coefficient = check_coefficients(coefficient, "coefficient", "ExpAbs")
+        self.coefficient = coefficient
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return _weighted_sum(self.coefficient, torch.expm1(x.abs()), "ExpAbs")

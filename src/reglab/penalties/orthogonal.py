@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_choice, check_coefficient
+from reglab._validation import Checked, check_choice, check_coefficient
 from reglab.penalties._base import Penalty, registry
 
 __all__ = ["Orthogonal"]
@@ -60,8 +60,10 @@ class Orthogonal(Penalty):
 
     per_unit = True
 
+    factor = Checked(check_coefficient)
+
     def __init__(self, factor: float = 0.01, mode: str = "rows") -> None:
-        self.factor = check_coefficient(factor, "factor", "Orthogonal")
+        self.factor = factor
         self.mode = check_choice(mode, "mode", "Orthogonal", ("rows", "columns"))
 
     def _scale(self, n: int) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from reglab._validation import check_coefficient, invalid
+from reglab._validation import Checked, check_coefficient, invalid
 from reglab.penalties._base import Penalty, registry
 
 __all__ = ["ToReference"]
@@ -35,11 +35,13 @@ class ToReference(Penalty):
     tensor(2.)
     """
 
+    l2 = Checked(check_coefficient)
+
     def __init__(self, reference: torch.Tensor, l2: float = 0.01) -> None:
         if not isinstance(reference, torch.Tensor):
             raise invalid("reference", "ToReference", "a torch.Tensor", type(reference).__name__)
         self.reference = reference
-        self.l2 = check_coefficient(l2, "l2", "ToReference")
+        self.l2 = l2
 
     def _delta(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape != self.reference.shape:

@@ -2,5 +2,6 @@
 
 from reglab.regularization.attaching import attach
 from reglab.regularization.handle import Regularization
+from reglab.regularization.tracking import ModelChangedError
 
-__all__ = ["Regularization", "attach"]
+__all__ = ["ModelChangedError", "Regularization", "attach"]

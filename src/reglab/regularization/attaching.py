@@ -9,6 +9,7 @@ from torch import nn
 
 from reglab.regularization.handle import Regularization
 from reglab.regularization.rules import RuleKey, resolve
+from reglab.regularization.tracking import Structure, resolver, warn_overlaps
 
 __all__ = ["attach"]
 
@@ -40,7 +41,8 @@ def attach(
             * ``activity_reduction``: overrides the call's ``activity_reduction`` for this rule.
 
             Penalties and constraints are objects, registry names (``"l2"``, ``"max_norm"``),
-            config dicts, or any callable. Frozen parameters are skipped.
+            config dicts, or any callable. Frozen parameters are skipped: those frozen at
+            ``attach`` are never bound; those frozen later are left out while frozen.
         activity_reduction: how an activity penalty's value is normalised per recorded call:
             ``"batch"`` (Keras: divided by ``output.shape[0]``, the batch size of batch-first
             outputs), ``"sum"`` (as is) or ``"mean"`` (divided by ``output.numel()``, AWD-LSTM's
@@ -70,4 +72,8 @@ def attach(
     ['0.kernel', '1.activity', '2.kernel']
     >>> reg.remove()
     """
-    return Regularization(model, resolve(model, rules, activity_reduction), max_pending)
+    bindings = resolve(model, rules, activity_reduction)
+    structure = Structure(model, bindings, resolver(model, rules, activity_reduction))
+    reg = Regularization(model, bindings, max_pending, structure)
+    warn_overlaps(reg)
+    return reg

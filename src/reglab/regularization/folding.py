@@ -16,11 +16,13 @@ Two ways to add ``∇penalty(w)`` to ``p.grad`` inside ``optimizer.step()``:
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from reglab._compat import COMPILED_FOLD
 from reglab._internals.torch import unwrapped_step
 from reglab._validation import InvalidParameterError
 from reglab.regularization.weights import WeightPenalties
@@ -40,8 +42,12 @@ class FoldHandle:
         optimizer: torch.optim.Optimizer,
         compile: bool,
         on_remove: Callable[[], None],
+        check: Callable[[], None] = lambda: None,
     ) -> None:
         self.optimizer = optimizer
+        if compile:  # before any hook is registered: a refused fold leaves nothing behind
+            self._check_compilable()
+        self._check = check  # raises if the model changed since attach
         self._weights = weights
         self._on_remove: Callable[[], None] | None = on_remove
         self._fusing = False  # the compiled update adds the gradients itself
@@ -49,10 +55,19 @@ class FoldHandle:
         self._hook = optimizer.register_step_pre_hook(self._pre_hook)
         self._replaced: Any = None  # the instance's own ``step`` before compile=True, if any
         self._installed: Any = None  # the ``step`` compile=True put there
-        if compile:
+        if compile and not COMPILED_FOLD:
+            warnings.warn(
+                f"reglab: fold_into(compile=True) needs torch >= 2.13 (on older torches the "
+                f"compiled update trains wrongly); torch {torch.__version__} takes the eager "
+                "fold, which trains the same, with one extra pass over the parameters.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        elif compile:
             self._compile_step()
 
     def _add(self) -> None:
+        self._check()
         scale = getattr(self.optimizer, "grad_scale", None)  # a fused optimizer divides it out
         self._weights.add_gradients_(1.0 if scale is None else scale)
 
@@ -76,8 +91,8 @@ class FoldHandle:
             return args, {**kwargs, "closure": closure_with_penalty}
         return (args[0], closure_with_penalty, *args[2:]), kwargs
 
-    def _compile_step(self) -> None:
-        optimizer, weights = self.optimizer, self._weights
+    def _check_compilable(self) -> None:
+        optimizer = self.optimizer
         for flag in ("fused", "differentiable"):
             if optimizer.defaults.get(flag):
                 raise InvalidParameterError(
@@ -85,6 +100,9 @@ class FoldHandle:
                     f"together with the penalty's gradient; an optimizer with {flag}=True "
                     "cannot be compiled that way. Fold it without compile=True."
                 )
+
+    def _compile_step(self) -> None:
+        optimizer, weights = self.optimizer, self._weights
         # The update itself, without torch's wrappers (hooks, grad mode, and a graph break
         # that would put the penalty's gradient in a graph of its own).
         update = unwrapped_step(type(optimizer))
@@ -107,6 +125,7 @@ class FoldHandle:
         def step(opt: torch.optim.Optimizer, closure: Any = None) -> Any:
             if closure is not None or not fold._active:
                 return eager(closure)
+            fold._check()
             opt._opt_called = True  # type: ignore[attr-defined]  # what LR schedulers check
             weights.refresh()  # coefficients into the tensors the compiled update reads
             fold._fusing = True

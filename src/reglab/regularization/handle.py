@@ -34,6 +34,7 @@ from reglab.regularization.activity import (
 from reglab.regularization.folding import FoldHandle
 from reglab.regularization.rules import ActivityBinding, Bindings
 from reglab.regularization.sharding import is_sharded, project_shard
+from reglab.regularization.tracking import Structure
 from reglab.regularization.weights import WeightPenalties
 
 __all__ = ["Regularization"]
@@ -72,10 +73,17 @@ class Regularization:
     """
 
     def __init__(
-        self, model: nn.Module, bindings: Bindings, max_pending: int | None = None
+        self,
+        model: nn.Module,
+        bindings: Bindings,
+        max_pending: int | None = None,
+        structure: Structure | None = None,
     ) -> None:
         self.model = model
         self.bindings = bindings
+        #: Checks that the model still has the modules ``attach`` bound (see ``tracking``).
+        self._structure = structure
+        self.removed = False
         if max_pending is None:
             max_pending = max(64, PENDING_FORWARDS * len(bindings.activities))
         self.max_pending = check_positive_int(max_pending, "max_pending", "attach")
@@ -197,7 +205,11 @@ class Regularization:
         Weight terms use the current parameters (none of the closed-form ones after
         ``fold_into``: the optimizer adds them); activity terms are the tokens recorded
         since the last call. Per-term values are kept for ``terms``.
+
+        Raises ``ModelChangedError`` if a module was replaced, removed or added (one that a
+        rule matches) since ``attach``.
         """
+        self._check_structure()
         records = list(self._pending)
         self._pending.clear()
         self._awaiting.clear()  # recomputations belong to the latest penalty()'s step
@@ -334,7 +346,9 @@ class Regularization:
         def unfold() -> None:
             self._folded = None
 
-        handle = FoldHandle(self._weights, optimizer, compile, on_remove=unfold)
+        handle = FoldHandle(
+            self._weights, optimizer, compile, on_remove=unfold, check=self._check_structure
+        )
         self._folded = optimizer
         self._handles.append(handle)
         return handle
@@ -346,6 +360,7 @@ class Regularization:
 
         Per-unit constraints with their default axis (``MaxNorm()``, ``UnitNorm()``, ...)
         project each output unit of the module's layout (see ``reglab.layouts``)."""
+        self._check_structure()
         for binding in self.bindings.constraints:
             before = binding.param.detach().clone() if self.monitoring else None
             _project(binding)
@@ -376,6 +391,11 @@ class Regularization:
         self._handles.clear()
         self._pending.clear()
         self._awaiting.clear()
+        self.removed = True
+
+    def _check_structure(self) -> None:
+        if self._structure is not None and not _compiling():
+            self._structure.check()
 
     def __enter__(self) -> Regularization:
         return self

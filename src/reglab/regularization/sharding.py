@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
 
+from reglab._compat import dtensor_module, placement_types
 from reglab._validation import InvalidParameterError
 
 __all__ = ["is_sharded", "local", "project_shard"]
@@ -26,8 +26,8 @@ def _dtensor_type() -> type | None:
     """``DTensor``, if anything imported it (importing it here would cost every user of
     ``attach`` ~0.4 s: it pulls in sympy). A tensor can only be a DTensor once its module
     is loaded."""
-    module = sys.modules.get("torch.distributed.tensor")
-    return getattr(module, "DTensor", None)
+    module = dtensor_module()
+    return None if module is None else module.DTensor
 
 
 def is_sharded(t: torch.Tensor) -> bool:
@@ -44,9 +44,9 @@ def local(t: torch.Tensor) -> torch.Tensor:
 def project_shard(binding: Any, project: Any) -> None:
     """Apply ``project(tensor) -> projected`` to a sharded parameter's local shard, when that
     is exact (see the module docstring); raise otherwise."""
-    from torch.distributed.tensor import Shard
-
     from reglab.constraints import NonNeg
+
+    Shard = placement_types().Shard
 
     param, constraint, layout = binding.param, binding.constraint, binding.layout
     rows_local = (

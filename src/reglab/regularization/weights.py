@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from reglab._compat import foreach_norm
 from reglab._validation import InvalidParameterError
 from reglab.penalties import Penalty
 from reglab.penalties.norms import number_coefficients
@@ -120,12 +121,12 @@ class _Elementwise:
             return torch.zeros(len(ws), dtype=acc, device=ws[0].device)
         value: Any = 0.0
         if self.has_l2:
-            value = torch.stack(torch._foreach_norm(ws, 2, dtype=acc)).square() * self.l2_t
+            value = torch.stack(foreach_norm(ws, 2, acc)).square() * self.l2_t
         if self.has_l1:
             if ws[0].device.type == "cpu":  # CPU's norm(ord=1) kernel is not vectorised
                 l1s = torch.stack([a.sum(dtype=acc) for a in torch._foreach_abs(ws)])
             else:
-                l1s = torch.stack(torch._foreach_norm(ws, 1, dtype=acc))
+                l1s = torch.stack(foreach_norm(ws, 1, acc))
             value = value + l1s * self.l1_t
         return value
 
@@ -346,12 +347,13 @@ class _ShardedElementwise(_Elementwise):
 
 class _Plan:
     """The groups of one set of parameter tensors. ``order`` lists the closed-form bindings
-    in the order their values come out (group by group)."""
+    in the order their values come out (group by group), ``terms`` their names."""
 
-    def __init__(self, groups: list[Any], n: int) -> None:
+    def __init__(self, groups: list[Any], n: int, terms: list[str]) -> None:
         self.groups = groups
         self.n = n
         self.order = [i for g in groups for i in g.index]
+        self.terms = [terms[i] for i in self.order]
 
     def refresh(self) -> None:
         for g in self.groups:
@@ -426,28 +428,39 @@ class WeightPenalties:
         self.bindings = tuple(bindings)
         self.closed = [b for b in self.bindings if _closed(b.penalty)]
         self.autograd = [b for b in self.bindings if not _closed(b.penalty)]
-        self._key: tuple[Any, ...] | None = None
+        # What the plan was built for: each parameter (held, compared with ``is``: dynamo
+        # before torch 2.5 cannot trace ``id`` of a tensor) with its dtype and device, and
+        # which coefficients were non-zero (None: built under compile, rebuilt in eager).
+        self._built_for: list[tuple[torch.Tensor, torch.dtype, torch.device]] | None = None
+        self._nonzero: tuple[Any, ...] | None = None
         self._plan: _Plan | None = None
         self._current()  # built eagerly: compiled code then reads the groups' coefficients
         _LIVE.add(self)
 
     def _current(self) -> tuple[list[torch.Tensor], _Plan | None]:
-        """The closed-form bindings' parameters now, and their (cached) plan, whose
+        """The closed-form bindings' trainable parameters now, and their (cached) plan, whose
         coefficients are refreshed from the penalties (in eager mode; compiled code reads
-        them as they were last refreshed: see :func:`refresh_coefficients`)."""
-        params = [b.param for b in self.closed]
-        tensors = tuple((id(p), p.dtype, p.device) for p in params)
+        them as they were last refreshed: see :func:`refresh_coefficients`).
+
+        A parameter frozen after ``attach`` (``requires_grad_(False)``) is left out while it
+        is frozen — no value, no gradient on any path — as Keras penalises only trainable
+        weights; unfreezing it brings it back."""
+        live = [b for b in self.closed if b.param.requires_grad]
+        params = [b.param for b in live]
+        same = self._built_for is not None and _same_tensors(params, self._built_for)
         if torch.compiler.is_compiling():
             # Never read the coefficients here: dynamo would guard on (or fail over) every
             # value. The plan was built in eager mode; its coefficient tensors are inputs.
-            if self._key is None or tensors != self._key[0]:
-                self._plan = self._build(params) if params else None
-                self._key = (tensors, None)
+            if not same:
+                self._plan = self._build(live, params) if params else None
+                self._built_for = [(p, p.dtype, p.device) for p in params]
+                self._nonzero = None
             return params, self._plan
-        key = (tensors, tuple(_nonzero(b.penalty) for b in self.closed))  # + which terms exist
-        if key != self._key:
-            self._plan = self._build(params) if params else None
-            self._key = key
+        nonzero = tuple(_nonzero(b.penalty) for b in live)  # which terms exist
+        if not same or nonzero != self._nonzero:
+            self._plan = self._build(live, params) if params else None
+            self._built_for = [(p, p.dtype, p.device) for p in params]
+            self._nonzero = nonzero
         if self._plan is not None:
             self._plan.refresh()
         return params, self._plan
@@ -457,11 +470,11 @@ class WeightPenalties:
         into its tensors (what compiled code reads)."""
         self._current()
 
-    def _build(self, params: Sequence[torch.Tensor]) -> _Plan:
+    def _build(self, bindings: Sequence[WeightBinding], params: Sequence[torch.Tensor]) -> _Plan:
         elementwise: dict[tuple[Any, ...], list[int]] = {}
         meshes: dict[int, Any] = {}
         per_tensor: list[int] = []
-        for i, (b, p) in enumerate(zip(self.closed, params, strict=True)):
+        for i, (b, p) in enumerate(zip(bindings, params, strict=True)):
             if number_coefficients(b.penalty) is None:
                 if _is_sharded(p):
                     raise InvalidParameterError(
@@ -487,18 +500,15 @@ class WeightPenalties:
         groups: list[Any] = []
         for (_penalty, _dtype, _device, mesh_id, blocked), index in elementwise.items():
             mesh = meshes[mesh_id]
-            penalty = self.closed[index[0]].penalty
+            penalty = bindings[index[0]].penalty
             like = _local(params[index[0]].detach())
             if mesh is not None:
                 groups.append(_ShardedElementwise.of(index, penalty, like, mesh=mesh))
             else:
                 groups.append((_Blocked if blocked else _Elementwise).of(index, penalty, like))
         if per_tensor:
-            groups.append(_PerTensor(tuple(per_tensor), tuple(self.closed[i] for i in per_tensor)))
-        return _Plan(groups, len(params))
-
-    def _terms(self, plan: _Plan) -> list[str]:
-        return [self.closed[i].term for i in plan.order]
+            groups.append(_PerTensor(tuple(per_tensor), tuple(bindings[i] for i in per_tensor)))
+        return _Plan(groups, len(params), [b.term for b in bindings])
 
     # -- the loss path -----------------------------------------------------------------------
     def loss_term(
@@ -511,11 +521,14 @@ class WeightPenalties:
         values: list[tuple[str, torch.Tensor]] = []
         if include_closed and self.closed:
             params, plan = self._current()
-            node_total, node_values = _Node.apply(plan, *[_local(p) for p in params])
-            total = node_total
-            values += zip(self._terms(plan), node_values.unbind(), strict=True)
+            if plan is not None:
+                node_total, node_values = _Node.apply(plan, *[_local(p) for p in params])
+                total = node_total
+                values += zip(plan.terms, node_values.unbind(), strict=True)
         for b in self.autograd:
             w = b.param
+            if not w.requires_grad:  # frozen after attach: not penalised while frozen
+                continue
             value = checked_value(b, b.penalty(b.layout.to_units(w) if _per_unit(b.penalty) else w))
             total = value if total is None else total + value
             values.append((b.term, value.detach()))
@@ -528,18 +541,21 @@ class WeightPenalties:
         if not self.closed:
             return []
         params, plan = self._current()
-        assert plan is not None
+        if plan is None:  # every penalised parameter is frozen
+            return []
         vector = plan.values([_local(p) for p in params])
-        return list(zip(self._terms(plan), vector.unbind(), strict=True))
+        return list(zip(plan.terms, vector.unbind(), strict=True))
 
     @torch.no_grad()
     def add_gradients_(self, factor: Any = 1.0) -> None:
         """``p.grad += factor · ∇penalty(p)`` for every closed-form binding (a missing
-        ``.grad`` becomes the penalty's gradient, as backward would make it)."""
+        ``.grad`` becomes the penalty's gradient, as backward would make it). Frozen
+        parameters get none (see :meth:`_current`)."""
         if not self.closed:
             return
         params, plan = self._current()
-        assert plan is not None
+        if plan is None:
+            return
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -565,6 +581,16 @@ def refresh_coefficients() -> None:
     when the loss is computed by a ``torch.compile``'d function (schedules call it for you)."""
     for weights in list(_LIVE):
         weights.refresh()
+
+
+def _same_tensors(
+    params: Sequence[torch.Tensor], built_for: Sequence[tuple[torch.Tensor, Any, Any]]
+) -> bool:
+    """Whether ``params`` are the very tensors (same objects, dtypes, devices) of ``built_for``."""
+    return len(params) == len(built_for) and all(
+        p is q and p.dtype == dtype and p.device == device
+        for p, (q, dtype, device) in zip(params, built_for, strict=True)
+    )
 
 
 def _nonzero(penalty: Any) -> tuple[bool, bool] | None:

@@ -50,7 +50,13 @@ class FiniteWatch:
     def add(self, step: int, values: Mapping[str, torch.Tensor]) -> str | None:
         """Record step ``step``'s scalars (0-dim tensors; ``loss`` first by convention)."""
         names = tuple(values)
-        stacked = torch.stack([v.detach().reshape(()).float() for v in values.values()])
+        scalars = [v.detach().reshape(()) for v in values.values()]
+        # In the widest dtype given (at least float32): a float64 value beyond float32's range
+        # is finite, not an overflow.
+        dtype = torch.float32
+        for v in scalars:
+            dtype = torch.promote_types(dtype, v.dtype)
+        stacked = torch.stack([v.to(dtype) for v in scalars])
         if not self.lazy:
             finite = torch.isfinite(stacked)
             if bool(finite.all()):
@@ -63,7 +69,7 @@ class FiniteWatch:
                 return found
             self._names = names
             self._steps = torch.full((len(names),), -1, device=stacked.device)
-            self._values = torch.zeros(len(names), device=stacked.device)
+            self._values = torch.zeros(len(names), device=stacked.device, dtype=stacked.dtype)
         new = ~torch.isfinite(stacked) & (self._steps < 0)
         self._steps = torch.where(new, step, self._steps)
         self._values = torch.where(new, stacked, self._values)

@@ -66,13 +66,21 @@ def _batches(
                 "(x, y) with as many targets as inputs",
                 f"{n} inputs, {_length(y)} targets",
             )
+        if n == 0:  # one empty batch: a loss of nan, reported as a divergence
+            raise invalid(name, "fit", "(x, y) with at least one sample", "0 inputs")
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for idx in order.split(batch_size):
             yield x[idx], _index(y, idx)
         return
     if not isinstance(data, Iterable):
         raise invalid(name, "fit", "a DataLoader or an (x, y) pair of tensors", type(data).__name__)
-    yield from data
+    for x, y in data:
+        if isinstance(x, torch.Tensor) and x.ndim > 0 and x.shape[0] == 0:
+            raise InvalidParameterError(
+                f"The {name!r} data of fit yielded an empty batch (inputs of shape "
+                f"{tuple(x.shape)}); every batch needs at least one sample."
+            )
+        yield x, y
 
 
 def _loss(
@@ -94,23 +102,29 @@ def _loss(
 
 
 class _Means:
-    """Running means of logged scalars, weighted by batch size (no device syncs until read)."""
+    """Running means of logged scalars, weighted by batch size (no device syncs until read).
+
+    Updated as ``mean += (value - mean) · n / count`` rather than as a sum of ``value · n``:
+    a finite value near the dtype's largest (a penalty of 3.37e37 in float32) stays finite in
+    the mean, where the sum overflowed to inf. Half precision is read as float32, float64 kept.
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
+        self.means: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
     def add(self, key: str, value: torch.Tensor, n: int) -> None:
-        value = value.detach().float() * n
-        self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.counts[key] = self.counts.get(key, 0) + n
+        value = value.detach()
+        value = value.to(torch.promote_types(value.dtype, torch.float32))
+        count = self.counts[key] = self.counts.get(key, 0) + n
+        mean = self.means.get(key)
+        self.means[key] = value if mean is None else mean + (value - mean) * (n / count)
 
     def result(self, prefix: str = "") -> dict[str, Any]:
         # A scalar's mean is a float; a vector-valued metric's (one value per member of a
         # model stack) a list of floats.
         return {
-            prefix + k: float(v) / self.counts[k] if v.ndim == 0 else (v / self.counts[k]).tolist()
-            for k, v in self.sums.items()
+            prefix + k: float(v) if v.ndim == 0 else v.tolist() for k, v in self.means.items()
         }
 
 
