@@ -1,5 +1,5 @@
-"""One test per torch internal that ``reglab._compat`` reaches (see its docstring): each runs
-on every supported torch, so an upgrade that moves one fails here."""
+"""One test per torch internal that ``reglab._internals.compat`` reaches (see its docstring):
+each runs on every supported torch, so an upgrade that moves one fails here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from reglab import _compat
+from reglab._internals import compat as _compat
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -27,7 +27,7 @@ def test_foreach_norm_accumulates_in_the_given_dtype(dtype: torch.dtype, ord: in
 
 def test_dtensor_module_is_found_only_once_imported() -> None:
     code = (
-        "from reglab import _compat\n"
+        "from reglab._internals import compat as _compat\n"
         "assert _compat.dtensor_module() is None\n"
         "types = _compat.placement_types()\n"  # imports it
         "module = _compat.dtensor_module()\n"

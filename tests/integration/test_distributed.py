@@ -103,7 +103,7 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
 
 
 def _fsdp_worker(rank: int, port: int, out: str) -> None:
-    from reglab._compat import fully_shard  # its home moved in torch 2.6
+    from reglab._internals.compat import fully_shard  # its home moved in torch 2.6
 
     _init(rank, port)
     results = {}

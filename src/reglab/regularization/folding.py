@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from reglab._compat import COMPILED_FOLD
+from reglab._internals.compat import COMPILED_FOLD
 from reglab._internals.torch import unwrapped_step
 from reglab._validation import InvalidParameterError
 from reglab.regularization.weights import WeightPenalties

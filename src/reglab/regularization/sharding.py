@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from reglab._compat import dtensor_module, placement_types
+from reglab._internals.compat import dtensor_module, placement_types
 from reglab._validation import InvalidParameterError
 
 __all__ = ["is_sharded", "local", "project_shard"]

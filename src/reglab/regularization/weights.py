@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from reglab._compat import foreach_norm
+from reglab._internals.compat import foreach_norm
 from reglab._validation import InvalidParameterError
 from reglab.penalties import Penalty
 from reglab.penalties.norms import number_coefficients

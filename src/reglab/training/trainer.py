@@ -123,9 +123,7 @@ class _Means:
     def result(self, prefix: str = "") -> dict[str, Any]:
         # A scalar's mean is a float; a vector-valued metric's (one value per member of a
         # model stack) a list of floats.
-        return {
-            prefix + k: float(v) if v.ndim == 0 else v.tolist() for k, v in self.means.items()
-        }
+        return {prefix + k: float(v) if v.ndim == 0 else v.tolist() for k, v in self.means.items()}
 
 
 @torch.no_grad()
