@@ -9,6 +9,7 @@ these in one place, and :func:`classify` says why each parameter landed where it
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,10 +37,22 @@ NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
 #: Third-party normalization classes by name: ``LlamaRMSNorm``, ``T5LayerNorm``,
 #: ``LayerNorm2d``, ``BertLayerNorm``, ``ScaleNorm``, ...
 _NORM_CLASS = re.compile(r"norm", re.IGNORECASE)
-#: Normalization layers by the attribute name they are stored under: ``ln_f``, ``ln_1``,
-#: ``layernorm``, ``layer_norm``, ``final_norm``, ``norm1``, ``rms_norm``, ...
-_NORM_NAME = re.compile(r"(^|\.)(ln(_\w+)?|\w*norm\w*)(\.|$)", re.IGNORECASE)
+#: Normalization layers by the attribute name they are stored under (the module's own name,
+#: the last segment of its path): ``ln_f``, ``ln_1``, ``ln_pre``, ``layernorm``,
+#: ``layer_norm``, ``final_norm``, ``norm1``, ``rms_norm``, ... — not ``ln_proj``.
+_NORM_NAME = re.compile(r"^(ln(_?(\d+|f|final|pre|post))?|\w*norm\w*)$", re.IGNORECASE)
 _EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+#: Modules whose parameters are kernels whatever their class or attribute name says: a
+#: ``NormedLinear(nn.Linear)`` cosine classifier or a ``Linear`` stored as ``ln_proj`` or
+#: ``norm1.linear`` (adaptive layer norm) is decayed, as timm decays it.
+_KERNEL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.modules.conv._ConvNd,
+    nn.MultiheadAttention,
+    nn.RNNBase,
+    *_EMBEDDING_TYPES,
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +68,11 @@ class Decision:
         return f"{'decay' if self.decay else 'no decay':<9} {self.name}  ({self.reason})"
 
 
-def _listed(model: nn.Module) -> tuple[set[str], tuple[str, ...]]:
-    """timm's convention: ``model.no_weight_decay()`` (exact names) and
+def _listed(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """timm's convention: ``model.no_weight_decay()`` (``fnmatch`` patterns, as timm's
+    ``param_groups_weight_decay`` matches them: ``blocks.*.attn.qkv.weight``) and
     ``model.no_weight_decay_keywords()`` (substrings)."""
-    names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    names = tuple(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else ()
     keywords = (
         tuple(model.no_weight_decay_keywords())
         if hasattr(model, "no_weight_decay_keywords")
@@ -70,10 +84,13 @@ def _listed(model: nn.Module) -> tuple[set[str], tuple[str, ...]]:
 def _norm_reason(module: nn.Module, module_name: str) -> str | None:
     if isinstance(module, NORM_TYPES):
         return f"in a normalization layer ({type(module).__name__})"
+    if isinstance(module, _KERNEL_TYPES):  # a Linear named like a norm is still a Linear
+        return None
     if _NORM_CLASS.search(type(module).__name__):
         return f"in a normalization layer (class {type(module).__name__})"
-    if _NORM_NAME.search(module_name):
-        return f"in a normalization layer (named {module_name.rsplit('.', 1)[-1]!r})"
+    own_name = module_name.rsplit(".", 1)[-1]  # a parent's name says nothing about this module
+    if _NORM_NAME.match(own_name):
+        return f"in a normalization layer (named {own_name!r})"
     return None
 
 
@@ -86,14 +103,22 @@ def classify(
     """One :class:`Decision` per trainable parameter of ``model`` (each once, tied ones under
     their first name), in ``named_parameters()`` order.
 
-    No decay, in this order of reasons: names listed by ``model.no_weight_decay()`` (exact) or
-    ``model.no_weight_decay_keywords()`` and ``no_decay`` (substrings); parameters of
-    normalization layers — torch's (BatchNorm, LayerNorm, GroupNorm, RMSNorm, ... by type),
-    third-party ones by class name (``LlamaRMSNorm``, ``T5LayerNorm``) or by the name they
-    are stored under (``ln_f``, ``final_norm``, ``layer_norm``); biases; any other tensor with
-    fewer than 2 dimensions (gains, scales); embeddings (``nn.Embedding``,
-    ``nn.EmbeddingBag``) when ``decay_embeddings=False``. Everything else — the kernels —
-    is decayed. Frozen parameters (``requires_grad=False``) are left out.
+    No decay, in this order of reasons: names matching a ``model.no_weight_decay()`` entry
+    (an ``fnmatch`` pattern, as in timm: ``"blocks.*.qkv.weight"``; a plain name matches only
+    itself) or containing a ``model.no_weight_decay_keywords()`` or ``no_decay`` entry
+    (substrings); parameters owned directly by a normalization layer — torch's (BatchNorm,
+    LayerNorm, GroupNorm, RMSNorm, ... by type), third-party ones by class name
+    (``LlamaRMSNorm``, ``T5LayerNorm``) or by the module's own name (``ln_f``, ``final_norm``,
+    ``layer_norm``; a parent's name does not count, so ``norm1.linear`` is a kernel); biases
+    (attribute ``bias``, as timm's ``.bias``); any other tensor with fewer than 2 dimensions
+    (gains, scales); embeddings (``nn.Embedding``, ``nn.EmbeddingBag``) when
+    ``decay_embeddings=False``. Everything else — the kernels — is decayed. Frozen parameters
+    (``requires_grad=False``) are left out.
+
+    Same as timm's ``param_groups_weight_decay`` (no decay for ``ndim <= 1``, ``.bias`` and
+    ``no_weight_decay()`` patterns) except in one place: a >= 2-D parameter owned directly by
+    a module that is not a ``Linear``/conv/embedding/attention/RNN and whose class or own
+    name says "norm" (a ``(1, d)`` gain of a custom norm) is not decayed; timm decays it.
 
     Raises ``InvalidParameterError`` for FSDP1's flattened parameters (``_flat_param``),
     which mix kernels and biases in one tensor: build the groups before wrapping, or use
@@ -128,19 +153,22 @@ def _decide(
     param: torch.Tensor,
     module: nn.Module,
     module_name: str,
-    listed: set[str],
+    listed: tuple[str, ...],
     keywords: tuple[str, ...],
     decay_embeddings: bool,
 ) -> tuple[bool, str]:
-    if name in listed:
-        return False, "listed by model.no_weight_decay()"
+    pattern = next((p for p in listed if fnmatch.fnmatchcase(name, p)), None)
+    if pattern is not None:
+        if pattern == name:
+            return False, "listed by model.no_weight_decay()"
+        return False, f"matches {pattern!r} of model.no_weight_decay()"
     matched = next((k for k in keywords if k in name), None)
     if matched is not None:
         return False, f"name contains {matched!r}"
     norm = _norm_reason(module, module_name)
     if norm is not None:
         return False, norm
-    if attr.endswith("bias"):
+    if attr == "bias":  # timm: name.endswith(".bias"); a 2-D ``rel_pos_bias`` table decays
         return False, "a bias"
     if param.ndim < 2:
         return False, f"{param.ndim}-D (a gain, scale or bias)"
