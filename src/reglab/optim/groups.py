@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from reglab._validation import InvalidParameterError, check_coefficient
+from reglab._validation import InvalidParameterError, check_coefficient, invalid
+from reglab.optim.layer_decay import LayerId, layer_ids, layer_scales
 
 __all__ = ["Decision", "classify", "param_groups"]
 
@@ -186,10 +187,24 @@ def param_groups(
     decay_embeddings: bool = True,
     no_decay: Iterable[str] = (),
     verbose: bool = False,
+    layer_decay: float | None = None,
+    layer_id: LayerId | None = None,
+    min_scale: float = 0.0,
     **group_options: Any,
 ) -> list[dict[str, Any]]:
     """Parameter groups for any ``torch.optim`` optimizer: ``[{"params": kernels,
     "weight_decay": weight_decay}, {"params": the rest, "weight_decay": 0.0}]``.
+
+    **Layer-wise learning-rate decay** (``layer_decay`` in (0, 1], BEiT / timm's
+    ``param_groups_layer_decay``): one group per layer and decay decision, in order of first
+    appearance, each with ``"lr_scale": max(min_scale, layer_decay ** (L - layer))`` — 1.0 for
+    the head (the last id ``L``), ``layer_decay ** k`` k layers below it. Layer ids come from
+    :func:`reglab.optim.layer_ids` (embeddings 0, block ``i`` → ``i + 1``, final norm and head
+    last; ``model.group_matcher()`` when the model has one; ``layer_id=`` overrides: a
+    timm-style matcher dict or a callable ``name -> ordinal``). torch ignores ``lr_scale``:
+    pass ``lr=`` here and each group's ``lr`` is ``lr * lr_scale`` (torch's multiplicative
+    LR schedulers keep the ratios), or call :func:`reglab.optim.apply_lr_scale` on the
+    optimizer; timm's schedulers apply ``lr_scale`` themselves (then do neither).
 
     Which parameter goes where is :func:`classify`'s decision (``decay_embeddings`` and
     ``no_decay`` are passed on); ``verbose=True`` prints one line per parameter with its
@@ -207,12 +222,21 @@ def param_groups(
     >>> [len(g["params"]) for g in groups], [g["weight_decay"] for g in groups]
     ([2, 4], [0.01, 0.0])
     >>> optimizer = torch.optim.AdamW(groups, lr=1e-3)
+    >>> deep = nn.Sequential(*(nn.Linear(4, 4) for _ in range(3)))
+    >>> [(g["lr_scale"], g["lr"]) for g in param_groups(deep, 0.01, layer_decay=0.5, lr=1.0)]
+    [(0.25, 0.25), (0.25, 0.25), (0.5, 0.5), (0.5, 0.5), (1.0, 1.0), (1.0, 1.0)]
     """
     weight_decay = check_coefficient(weight_decay, "weight_decay", "param_groups")
     decisions = classify(model, decay_embeddings=decay_embeddings, no_decay=no_decay)
     if verbose:
         for decision in decisions:
             print(decision)
+    if layer_decay is not None:
+        return _layer_groups(
+            model, decisions, weight_decay, layer_decay, layer_id, min_scale, group_options
+        )
+    if layer_id is not None:
+        raise invalid("layer_id", "param_groups", "None unless layer_decay is set", layer_id)
     groups = [
         {
             "params": [d.param for d in decisions if d.decay],
@@ -226,3 +250,36 @@ def param_groups(
         },
     ]
     return [g for g in groups if g["params"]]
+
+
+def _layer_groups(
+    model: nn.Module,
+    decisions: list[Decision],
+    weight_decay: float,
+    layer_decay: float,
+    layer_id: LayerId | None,
+    min_scale: float,
+    group_options: dict[str, Any],
+) -> list[dict[str, Any]]:
+    if isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)):
+        raise invalid("layer_decay", "param_groups", "None or a float in (0, 1]", layer_decay)
+    if not 0 < layer_decay <= 1:
+        raise invalid("layer_decay", "param_groups", "None or a float in (0, 1]", layer_decay)
+    min_scale = check_coefficient(min_scale, "min_scale", "param_groups")
+    ids = layer_ids(model, layer_id)
+    scales = layer_scales(ids, float(layer_decay), min_scale)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for d in decisions:
+        key = (ids[d.name], d.decay)
+        if key not in groups:
+            group = {
+                "params": [],
+                "weight_decay": weight_decay if d.decay else 0.0,
+                "lr_scale": scales[d.name],
+                **group_options,
+            }
+            if "lr" in group_options:
+                group["lr"] = group_options["lr"] * scales[d.name]
+            groups[key] = group
+        groups[key]["params"].append(d.param)
+    return list(groups.values())
