@@ -199,6 +199,20 @@ def _stop_diverged(
     warnings.warn(f"fit stopped: {reason}; {kept}", RuntimeWarning, stacklevel=3)
 
 
+def _closure(model: nn.Module, loss: Any, weights: Any, x: Any, y: Any, regs: list) -> Any:
+    """The step's total loss again, backward included: the closure for optimizers that set
+    ``requires_closure`` and evaluate it at other weights (``reglab.optim.SAM``)."""
+
+    def closure() -> torch.Tensor:
+        total = _loss(loss, weights, model(x), y)[0]
+        for r in regs:
+            total = total + _penalty(r)
+        total.backward()
+        return total
+
+    return closure
+
+
 def fit(
     model: nn.Module,
     train: Any,
@@ -356,7 +370,10 @@ def fit(
                         means.add(key, value, n)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
-                optimizer.step()
+                if getattr(optimizer, "requires_closure", False):  # SAM: a second pass
+                    optimizer.step(_closure(model, loss, loss_weights, x, y, regularizers))
+                else:
+                    optimizer.step()
                 for r in regularizers:
                     if hasattr(r, "after_step"):
                         r.after_step()
