@@ -31,6 +31,8 @@ def constraint_examples() -> list[constraints.Constraint]:
         constraints.MinMaxNorm(0.2, 0.6, rate=0.7, axis=0),
         constraints.UnitNorm(axis=(0, 1)),
         constraints.NonNeg(),
+        constraints.SpectralNorm(0.5, n_power_iterations=3),
+        constraints.Orthogonal(gain=2.0),
     ]
     assert {type(e) for e in examples} == set(constraints._base.registry.classes())
     return examples
