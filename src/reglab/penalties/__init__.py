@@ -14,6 +14,7 @@ from typing import Any
 from reglab.penalties._base import Penalty, registry
 from reglab.penalties.activity import KLSparsity, TemporalDifference
 from reglab.penalties.entropy import NegativeEntropy
+from reglab.penalties.input_gradient import InputGradient
 from reglab.penalties.norms import L1, L1L2, L2, ExpAbs
 from reglab.penalties.orthogonal import Orthogonal
 from reglab.penalties.reference import ToReference
@@ -23,6 +24,7 @@ __all__ = [
     "L1L2",
     "L2",
     "ExpAbs",
+    "InputGradient",
     "KLSparsity",
     "NegativeEntropy",
     "Orthogonal",
