@@ -8,11 +8,13 @@ from reglab.losses.calibration import (
     reliability_diagram,
 )
 from reglab.losses.confidence import ConfidencePenalty
+from reglab.losses.focal import FocalLoss
 from reglab.losses.rdrop import RDrop, r_drop, symmetric_kl
 from reglab.losses.smoothing import LabelSmoothingCrossEntropy, smooth_targets
 
 __all__ = [
     "ConfidencePenalty",
+    "FocalLoss",
     "LabelSmoothingCrossEntropy",
     "RDrop",
     "Reliability",

@@ -223,8 +223,9 @@ def param_groups(
     ([2, 4], [0.01, 0.0])
     >>> optimizer = torch.optim.AdamW(groups, lr=1e-3)
     >>> deep = nn.Sequential(*(nn.Linear(4, 4) for _ in range(3)))
-    >>> [(g["lr_scale"], g["lr"]) for g in param_groups(deep, 0.01, layer_decay=0.5, lr=1.0)]
-    [(0.25, 0.25), (0.25, 0.25), (0.5, 0.5), (0.5, 0.5), (1.0, 1.0), (1.0, 1.0)]
+    >>> layered = param_groups(deep, 0.01, layer_decay=0.5, lr=1.0)
+    >>> print(*(f"{g['lr_scale']}:{g['lr']}" for g in layered))
+    0.25:0.25 0.25:0.25 0.5:0.5 0.5:0.5 1.0:1.0 1.0:1.0
     """
     weight_decay = check_coefficient(weight_decay, "weight_decay", "param_groups")
     decisions = classify(model, decay_embeddings=decay_embeddings, no_decay=no_decay)

@@ -161,7 +161,8 @@ def apply_lr_scale(optimizer: torch.optim.Optimizer, lr: float | None = None) ->
     >>> optimizer = torch.optim.SGD([{"params": [w], "lr_scale": 0.5}], lr=0.1)
     >>> apply_lr_scale(optimizer)
     >>> apply_lr_scale(optimizer)
-    >>> optimizer.param_groups[0]["lr"]
+    >>> (group,) = optimizer.param_groups
+    >>> group["lr"]
     0.05
     """
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0):

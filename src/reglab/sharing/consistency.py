@@ -165,7 +165,10 @@ class MeanTeacher(PiModel):
     Args:
         student: the classifier (the teacher starts as a deep copy).
         ema_decay: α. Default 0.99 (the paper: 0.99 during ramp-up, 0.999 after).
-        consistency, ramp_up, noise, rows: as :class:`PiModel`.
+        consistency: as :class:`PiModel`.
+        ramp_up: as :class:`PiModel`.
+        noise: as :class:`PiModel`.
+        rows: as :class:`PiModel`.
 
     >>> student = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     >>> model = MeanTeacher(student, consistency=1.0, ramp_up=100, noise=0.1)
