@@ -230,6 +230,41 @@ def test_effect_on_digits_sam_finds_a_flatter_minimum() -> None:
             seed=0,
             progress=False,
         )
-        results[name] = (_sharpness(model, x, y, 0.5), float(F.cross_entropy(model(x), y)))
+        results[name] = (_sharpness(model, x, y, 0.5), float(F.cross_entropy(model(x), y).detach()))
     # SAM's minimum: a smaller loss increase in the ρ-ball around it
     assert results["sam"][0] < 0.75 * results["sgd"][0], results  # measured 0.26 vs 0.55
+
+
+def test_gradient_accumulation_equals_the_full_batch() -> None:
+    """Two half-batches, each loss halved, in the first backward and in the closure: the
+    same step as the full batch (SAM's ‖g‖ is of the accumulated gradient)."""
+    x, y = _data()
+    full, accumulated = _net(), _net()
+    _train_sam(full, x, y, 3, lr=0.3, rho=0.2)
+    optimizer = SAM(accumulated.parameters(), torch.optim.SGD, lr=0.3, rho=0.2)
+    halves = [(x[:16], y[:16]), (x[16:], y[16:])]
+
+    def closure():
+        total = 0.0
+        for xb, yb in halves:
+            loss = F.cross_entropy(accumulated(xb), yb) / 2
+            loss.backward()
+            total = total + loss.detach()
+        return total
+
+    for _ in range(3):
+        optimizer.zero_grad()
+        closure()
+        optimizer.step(closure)
+    for a, b in zip(full.parameters(), accumulated.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_compiled_model_takes_the_same_steps() -> None:
+    x, y = _data(torch.float32)
+    eager, compiled = _net(dtype=torch.float32), _net(dtype=torch.float32)
+    _train_sam(eager, x, y, 2, lr=0.3, rho=0.1)
+    model = torch.compile(compiled, backend="aot_eager")  # dynamo + AOTAutograd, no codegen
+    _train_sam(model, x, y, 2, lr=0.3, rho=0.1)
+    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -236,7 +236,9 @@ def fit(
     """Train ``model`` for ``epochs`` epochs and return its ``History``.
 
     Each step: ``output = model(transform(x))``; ``loss(output, y)`` plus every
-    ``regularization.penalty()``; backward; ``optimizer.step()``; then each regularizer's
+    ``regularization.penalty()``; backward; ``optimizer.step()`` (``step(closure)``, the
+    closure recomputing all of that, for optimizers with ``requires_closure`` such as
+    ``reglab.optim.SAM``); then each regularizer's
     ``after_step()`` (constraint projections, NormBound's dual update) and the callbacks'
     ``on_batch_end``. After each epoch, ``val`` is evaluated in eval mode without gradients.
 
