@@ -25,21 +25,22 @@ def _sigma(w: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize(
-    ("module", "units"),
+    ("build", "units"),
     [
-        (nn.Linear(6, 4), lambda w: w),
-        (nn.Conv2d(3, 5, 3), lambda w: w),
-        (nn.ConvTranspose2d(3, 5, 3), lambda w: w.movedim(1, 0)),  # torch's dim=1
+        (lambda: nn.Linear(6, 4), lambda w: w),
+        (lambda: nn.Conv2d(3, 5, 3), lambda w: w),
+        (lambda: nn.ConvTranspose2d(3, 5, 3), lambda w: w.movedim(1, 0)),  # torch's dim=1
     ],
     ids=["Linear", "Conv2d", "ConvTranspose2d"],
 )
-def test_one_power_iteration_equals_torch_from_the_same_vector(module, units) -> None:
+def test_one_power_iteration_equals_torch_from_the_same_vector(build, units) -> None:
     torch.manual_seed(0)
-    module = module.double()  # float64: equal to rounding (float32 differs by ~1e-5)
+    module = build().double()  # float64: equal to rounding (float32 differs by ~1e-5)
     with torch.no_grad():
         module.weight.mul_(5.0)  # σ > 1: the bound binds
     reference = copy.deepcopy(module)
     dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+    torch.manual_seed(1)  # torch draws its starting u from the global generator
     spectral_norm(reference, dim=dim)  # 15 warm-up iterations at registration
     sn = reference.parametrizations.weight[0]
     constraint = SpectralNorm(1.0, n_power_iterations=1)
@@ -49,7 +50,8 @@ def test_one_power_iteration_equals_torch_from_the_same_vector(module, units) ->
     reg.apply_constraints()
     expected = reference.weight  # training mode: one more power iteration, then W / σ
     torch.testing.assert_close(module.weight, expected, rtol=1e-10, atol=1e-12)
-    assert _sigma(units(module.weight)) == pytest.approx(1.0, abs=1e-3)
+    # 16 power iterations: σ is within a few percent of the bound (torch's result too)
+    assert _sigma(units(module.weight)) == pytest.approx(1.0, abs=2e-2)
 
 
 def test_exact_sigma_and_the_bound_leaves_small_kernels_alone() -> None:
