@@ -3,10 +3,10 @@
 A 64-256-256-10 ReLU MLP on random digits-shaped batches (batch 128), SGD with momentum as
 the base. Rows: the base step (one forward-backward), SAM and ASAM (two forward-backward
 passes plus the perturbation), SAM with an L2 penalty attached (``reg.penalty()`` in both
-passes). Prints the median wall time per step and the ratio to the base step, measured in
-one run. Run by hand:
+passes). Prints the median wall time per step (the best of ``--rounds`` interleaved rounds)
+and the ratio to the base step. Run by hand:
 
-    python benchmarks/bench_sam.py [--steps 100] [--device cpu|cuda] [--width 256]
+    python benchmarks/bench_sam.py [--steps 100] [--rounds 3] [--device cpu|cuda] [--width 256]
 """
 
 from __future__ import annotations
@@ -96,11 +96,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
-    rows = {}
-    for kind in ("base", "SAM", "ASAM", "base + L2", "SAM + L2"):
-        rows[kind] = _time(_stepper(kind, args.width, device), args.steps, args.warmup, device)
+    kinds = ("base", "SAM", "ASAM", "base + L2", "SAM + L2")
+    steppers = {kind: _stepper(kind, args.width, device) for kind in kinds}
+    rows: dict[str, float] = {}
+    for _ in range(args.rounds):  # interleaved rounds, the best median: less drift from load
+        for kind in kinds:
+            seconds = _time(steppers[kind], args.steps, args.warmup, device)
+            rows[kind] = min(rows.get(kind, seconds), seconds)
     print(f"{'step':<12} {'ms/step':>9} {'× base':>8}")
     for kind, seconds in rows.items():
         reference = rows["base + L2" if "L2" in kind else "base"]
