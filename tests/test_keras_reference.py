@@ -31,6 +31,36 @@ def _np(x) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
+    "theirs",
+    [
+        lambda: keras.regularizers.L1(None),
+        lambda: keras.regularizers.L2(None),
+        lambda: keras.regularizers.L1L2(None, None),
+        lambda: keras.regularizers.L1L2(l1=0.25),
+        lambda: keras.regularizers.L2(0.125),
+        lambda: keras.regularizers.OrthogonalRegularizer(0.5, "columns"),
+    ],
+)
+def test_keras_serialized_regularizers_and_none_defaults(theirs) -> None:
+    """``penalties.get(keras.regularizers.serialize(r))`` computes what ``r`` computes."""
+    regularizer = theirs()
+    config = keras.regularizers.serialize(regularizer)
+    ours = penalties.get(config)
+    assert type(ours).__name__ in (config["class_name"], "Orthogonal")
+    x = RNG.normal(size=(6, 5))
+    expected = float(_np(regularizer(keras.ops.convert_to_tensor(x.astype(np.float32)))))
+    assert float(ours(torch.tensor(x, dtype=torch.float32))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_none_means_keras_default() -> None:
+    assert penalties.L1(None).get_config() == {"l1": 0.01}
+    assert penalties.L2(None).get_config() == {"l2": 0.01}
+    assert penalties.L1L2(None, None).get_config() == {"l1": 0.0, "l2": 0.0}
+    assert keras.regularizers.L1(None).get_config()["l1"] == pytest.approx(0.01)
+    assert keras.regularizers.L1L2(None, None).get_config() == {"l1": 0.0, "l2": 0.0}
+
+
+@pytest.mark.parametrize(
     ("ours", "theirs"),
     [
         (penalties.L1(0.3), lambda: keras.regularizers.L1(0.3)),

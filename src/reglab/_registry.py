@@ -11,6 +11,8 @@ from reglab._validation import InvalidParameterError
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+#: Keys of a config dict: ours, plus the two that ``keras.regularizers.serialize`` adds.
+_CONFIG_KEYS = {"class_name", "config", "module", "registered_name"}
 
 
 class Registry(Generic[T]):
@@ -21,7 +23,9 @@ class Registry(Generic[T]):
     * ``None`` -> ``None``;
     * a registered alias or class name (``"l2"``, ``"L2"``) -> an instance with default arguments;
     * a config dict ``{"class_name": "L2", "config": {"l2": 1e-4}}`` (what ``serialize``
-      returns) -> ``L2.from_config({"l2": 1e-4})``;
+      returns) -> ``L2.from_config({"l2": 1e-4})``; Keras' own ``serialize()`` dicts, with
+      their extra ``"module"`` and ``"registered_name"`` keys, are read the same way (those
+      two keys are ignored; the config is applied to the tensor as PyTorch stores it);
     * a registered class -> an instance with default arguments;
     * any other callable -> returned unchanged (custom penalties/constraints).
 
@@ -72,12 +76,14 @@ class Registry(Generic[T]):
                 raise self._unknown(identifier)
             return self._default(cls)
         if isinstance(identifier, dict):
-            if set(identifier) != {"class_name", "config"} or not isinstance(
+            keys = set(identifier)
+            if not {"class_name", "config"} <= keys <= _CONFIG_KEYS or not isinstance(
                 identifier.get("config"), dict
             ):
                 raise InvalidParameterError(
-                    f"A {self.family} config dict must have exactly the keys 'class_name' and "
-                    f"'config' (a dict). Got {identifier!r} instead."
+                    f"A {self.family} config dict must have the keys 'class_name' and "
+                    "'config' (a dict), and may have Keras' 'module' and 'registered_name'. "
+                    f"Got {identifier!r} instead."
                 )
             cls = self._by_name.get(identifier["class_name"])
             if cls is None:

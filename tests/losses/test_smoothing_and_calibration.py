@@ -20,7 +20,11 @@ def test_uniform_form_equals_pytorch_label_smoothing() -> None:
     logits, y = torch.randn(64, 7, dtype=torch.float64), torch.randint(0, 7, (64,))
     for eps in (0.0, 0.05, 0.1, 0.3):
         ours = LabelSmoothingCrossEntropy(eps, "uniform")(logits, y)
-        torch.testing.assert_close(ours, F.cross_entropy(logits, y, label_smoothing=eps))
+        # float64 throughout: equal to rounding, not to float32's 1e-8 (the targets' ε/k)
+        theirs = F.cross_entropy(logits, y, label_smoothing=eps)
+        torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=0)
+    assert smooth_targets(y, 7, 0.1, dtype=torch.float64).dtype == torch.float64
+    assert smooth_targets(y, 7, 0.1).dtype == torch.get_default_dtype()
 
 
 def test_the_two_forms_side_by_side() -> None:

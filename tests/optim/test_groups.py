@@ -145,3 +145,65 @@ def test_bad_input_is_named() -> None:
 
     with pytest.raises(InvalidParameterError, match=r"_flat_param is a flattened FSDP parameter"):
         reglab.param_groups(Flat(), 0.1)
+
+
+def _timm_no_decay(model: nn.Module) -> set[str]:
+    """timm's ``param_groups_weight_decay`` rule, written out: ``ndim <= 1``, a name ending in
+    ``.bias``, or an ``fnmatch`` match of a ``model.no_weight_decay()`` entry."""
+    import fnmatch
+
+    patterns = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    return {
+        n
+        for n, p in model.named_parameters()
+        if p.ndim <= 1 or n.endswith(".bias") or any(fnmatch.fnmatch(n, q) for q in patterns)
+    }
+
+
+class NormedLinear(nn.Linear):
+    """A cosine classifier: normalizes rows at forward time, but its weight is a kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(
+            nn.functional.normalize(x), nn.functional.normalize(self.weight)
+        )
+
+
+class AdaLNBlock(nn.Module):
+    """DiT-style block: a Linear inside the norm (adaptive layer norm), a relative-position
+    bias table (2-D), a projection named ``ln_proj`` and timm-style attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(8, elementwise_affine=False)
+        self.norm1.linear = nn.Linear(4, 16)
+        self.ln_proj = nn.Linear(8, 8)
+        self.rel_pos_bias = nn.Parameter(torch.zeros(7, 7))
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(8, 24)
+
+
+class AdaLNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(AdaLNBlock() for _ in range(2))
+        self.head = NormedLinear(8, 3, bias=False)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"blocks.*.attn.qkv.weight"}
+
+
+def test_decisions_match_timm_on_norm_named_kernels_and_patterns() -> None:
+    model = AdaLNNet()
+    decisions = {d.name: d for d in classify(model)}
+    assert {n for n, d in decisions.items() if not d.decay} == _timm_no_decay(model)
+    for name in ("blocks.0.norm1.linear.weight", "blocks.1.ln_proj.weight", "head.weight"):
+        assert decisions[name].decay, decisions[name]
+    assert decisions["blocks.0.rel_pos_bias"].reason == "a kernel (2-D)"
+    assert decisions["blocks.1.attn.qkv.weight"].reason == (
+        "matches 'blocks.*.attn.qkv.weight' of model.no_weight_decay()"
+    )
+    # The whole BERT and GPT-2 agree with timm's rule too.
+    for model in (bert(), gpt2()):
+        decided = {d.name for d in classify(model) if not d.decay}
+        assert decided == _timm_no_decay(model) - {"lm_head.weight"}

@@ -79,7 +79,9 @@ def test_unknown_identifier_names_what_was_given() -> None:
     with pytest.raises(ValueError, match=r"Could not interpret constraint identifier 42"):
         constraints.get(42)
     with pytest.raises(
-        TypeError, match=r"config dict must have exactly the keys 'class_name' and 'config'"
+        TypeError,
+        match=r"config dict must have the keys 'class_name' and 'config' \(a dict\), and may "
+        r"have Keras' 'module' and 'registered_name'\. Got \{'name': 'l2'\}",
     ):
         penalties.get({"name": "l2"})
 

@@ -137,6 +137,28 @@ def test_type_rules_and_glob_rules() -> None:
     ]
 
 
+def test_star_crosses_dots_and_re_prefix_matches_one_segment() -> None:
+    from tests.integration.test_transformers import bert
+
+    model = bert()
+    glob = reglab.attach(model, {"bert.encoder.layer.*.output.dense": dict(kernel=L2(1.0))})
+    assert [b.param_name for b in glob.bindings.weights] == [
+        f"bert.encoder.layer.{i}.{part}output.dense.weight"
+        for i in range(2)
+        for part in ("attention.", "")
+    ]
+    glob.remove()
+    regex = reglab.attach(
+        model, {r"re:bert\.encoder\.layer\.[^.]+\.output\.dense": dict(kernel=L2(1.0))}
+    )
+    assert [b.param_name for b in regex.bindings.weights] == [
+        f"bert.encoder.layer.{i}.output.dense.weight" for i in range(2)
+    ]
+    regex.remove()
+    with pytest.raises(InvalidParameterError, match=r"The attach rule 're:\(' is not a valid"):
+        reglab.attach(model, {"re:(": dict(kernel=L2(1.0))})
+
+
 def test_terms_sum_to_the_penalty() -> None:
     model = net()
     reg = reglab.attach(model, {nn.Linear: dict(kernel=L2(1e-2)), "1": dict(activity=L1(1e-2))})

@@ -116,23 +116,75 @@ def test_errors() -> None:
         EarlyStopping(restore_best_weights=True).update(1.0, 0)
 
 
-def test_missing_monitor_lists_available_metrics() -> None:
+def _fit_without_val(stopper: EarlyStopping, epochs: int = 2):
     model = nn.Linear(3, 2)
     data = (torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    return fit(
+        model,
+        data,
+        loss=nn.functional.cross_entropy,
+        metrics={"acc": accuracy},
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=epochs,
+        callbacks=[stopper],
+        progress=False,
+    )
+
+
+def test_missing_monitor_warns_and_skips_as_keras_or_raises_when_strict() -> None:
+    message = r"monitors 'val_loss', which was not logged\. Available metrics: loss, acc, step_time"
+    stopper = EarlyStopping(patience=0)
+    with pytest.warns(UserWarning, match=message + r".*Epoch 2 skipped"):
+        history = _fit_without_val(stopper, epochs=3)
+    assert len(history) == 3
+    assert stopper.best is None
+    assert history.stop_reason is None
+    with pytest.raises(InvalidParameterError, match=message):
+        _fit_without_val(EarlyStopping(strict=True))
+
+
+def test_auto_mode_names() -> None:
+    assert EarlyStopping(monitor="val_f1_score").mode == "max"
+    assert EarlyStopping(monitor="val_mean_squared_error").mode == "min"
+
+
+def test_check_finite_and_thresholds_by_hand() -> None:
+    nan = float("nan")
+    assert _first_stop(EarlyStopping(patience=5), [1.0, 0.9, nan, 0.8]) == 2
+    assert _first_stop(EarlyStopping(patience=5, check_finite=False), [1.0, 0.9, nan, 0.8]) is None
+    stopper = EarlyStopping(patience=5, start_from_epoch=3)
+    assert _first_stop(stopper, [1.0, float("inf"), 0.5]) == 1  # even during warm-up
+    assert stopper.reason == "val_loss = inf is not finite; previous best none"
+    stopper = EarlyStopping(patience=9, stopping_threshold=0.5)
+    assert _first_stop(stopper, [1.0, 0.5, 0.49, 0.3]) == 2  # strictly better than 0.5
+    assert stopper.reason == "val_loss = 0.49 < stopping_threshold 0.5"
+    assert stopper.best == 0.5  # the threshold's epoch is not recorded as best
+    stopper = EarlyStopping("val_acc", patience=9, divergence_threshold=0.2)
+    assert _first_stop(stopper, [0.5, 0.2, 0.19]) == 2
+    assert stopper.reason == "val_acc = 0.19 < divergence_threshold 0.2"
     with pytest.raises(
         InvalidParameterError,
-        match=r"monitors 'val_loss', which was not logged\. Available metrics: loss, acc, step_time",
+        match=r"'stopping_threshold' parameter of EarlyStopping must be None or a finite number",
     ):
-        fit(
-            model,
-            data,
-            loss=nn.functional.cross_entropy,
-            metrics={"acc": accuracy},
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            epochs=2,
-            callbacks=[EarlyStopping()],
-            progress=False,
-        )
+        EarlyStopping(stopping_threshold=float("nan"))
+
+
+def test_a_nan_metric_stops_fit() -> None:
+    model = nn.Linear(3, 2)
+    data = (torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    history = fit(
+        model,
+        data,
+        data,
+        loss=nn.functional.cross_entropy,
+        metrics={"error": lambda out, y: torch.tensor(float("nan"))},
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=4,
+        callbacks=[EarlyStopping("val_error", patience=9)],
+        progress=False,
+    )
+    assert len(history) == 1
+    assert history.stop_reason == "val_error = nan is not finite; previous best none"
 
 
 def test_restore_best_weights_through_fit() -> None:
@@ -163,6 +215,38 @@ def test_restore_best_weights_through_fit() -> None:
     assert stopper.best_epoch == int(np.argmin(history["val_loss"]))
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, snapshots[stopper.best_epoch][k])
+
+
+try:
+    from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
+except ImportError:  # pragma: no cover
+    LightningEarlyStopping = None
+
+
+@pytest.mark.skipif(LightningEarlyStopping is None, reason="lightning not installed")
+@pytest.mark.parametrize("seed", range(20))
+def test_guards_stop_where_lightning_stops(seed) -> None:
+    """Lightning's own decision function, run on random sequences with NaN/inf and thresholds;
+    patience never runs out, so only the guards can stop either."""
+    rng = np.random.default_rng(seed)
+    values = list(np.round(1.0 + np.cumsum(rng.normal(0.0, 0.1, size=40)), 3))
+    for i in rng.choice(40, size=int(rng.integers(0, 2)), replace=False):
+        values[i] = float(rng.choice([np.nan, np.inf, -np.inf]))
+    mode = ("min", "max")[seed % 2]
+    kwargs = dict(
+        check_finite=bool(seed % 3),
+        stopping_threshold=float(np.round(rng.uniform(0.3, 0.8 if mode == "min" else 1.7), 3)),
+        divergence_threshold=float(np.round(rng.uniform(1.2, 1.7) if mode == "min" else 0.4, 3)),
+    )
+    if seed % 4 == 0:
+        kwargs["stopping_threshold"] = None
+    theirs = LightningEarlyStopping("val_loss", patience=1000, mode=mode, **kwargs)
+    ours = EarlyStopping("val_loss", patience=1000, mode=mode, **kwargs)
+    expected = next(
+        (e for e, v in enumerate(values) if theirs._evaluate_stopping_criteria(torch.tensor(v))[0]),
+        None,
+    )
+    assert _first_stop(ours, values) == expected
 
 
 keras = None

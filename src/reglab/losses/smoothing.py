@@ -24,7 +24,12 @@ def _check_eps(eps: float, owner: str) -> float:
 
 
 def smooth_targets(
-    y: torch.Tensor, num_classes: int, eps: float, form: str = "uniform"
+    y: torch.Tensor,
+    num_classes: int,
+    eps: float,
+    form: str = "uniform",
+    *,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Soft target distributions for integer labels.
 
@@ -33,9 +38,11 @@ def smooth_targets(
         num_classes: k >= 2.
         eps: smoothing in [0, 1).
         form: ``"uniform"`` or ``"others"`` (see ``FORMS``).
+        dtype: floating dtype of the result, computed in it (``ε/k`` in float64 for float64
+            logits). Default: ``torch.get_default_dtype()``.
 
     Returns:
-        ``(N, num_classes)`` float tensor whose rows sum to 1.
+        ``(N, num_classes)`` tensor of ``dtype`` whose rows sum to 1.
 
     >>> smooth_targets(torch.tensor([0]), 3, 0.3, "others")
     tensor([[0.7000, 0.1500, 0.1500]])
@@ -43,7 +50,7 @@ def smooth_targets(
     num_classes = check_positive_int(num_classes, "num_classes", "smooth_targets", minimum=2)
     eps = _check_eps(eps, "smooth_targets")
     check_choice(form, "form", "smooth_targets", FORMS)
-    onehot = F.one_hot(y, num_classes).float()
+    onehot = F.one_hot(y, num_classes).to(dtype or torch.get_default_dtype())
     if form == "uniform":
         return onehot * (1.0 - eps) + eps / num_classes
     return onehot * (1.0 - eps) + (1.0 - onehot) * (eps / (num_classes - 1))
@@ -67,7 +74,7 @@ class LabelSmoothingCrossEntropy(nn.Module):
         self.form = check_choice(form, "form", "LabelSmoothingCrossEntropy", FORMS)
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        q = smooth_targets(y, logits.shape[-1], self.eps, self.form).to(logits.dtype)
+        q = smooth_targets(y, logits.shape[-1], self.eps, self.form, dtype=logits.dtype)
         return -(q * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
     def extra_repr(self) -> str:

@@ -14,6 +14,18 @@ Three ways to regularize weights, and when they are the same:
 """
 
 from reglab.optim.groups import Decision, classify, param_groups
+from reglab.optim.layer_decay import apply_lr_scale, layer_ids, layer_scales
 from reglab.optim.proximal import ProximalL1, proximal_l1
+from reglab.optim.sam import SAM
 
-__all__ = ["Decision", "ProximalL1", "classify", "param_groups", "proximal_l1"]
+__all__ = [
+    "SAM",
+    "Decision",
+    "ProximalL1",
+    "apply_lr_scale",
+    "classify",
+    "layer_ids",
+    "layer_scales",
+    "param_groups",
+    "proximal_l1",
+]

@@ -2,7 +2,8 @@
 
 Weight penalties (``L1``, ``L2``, ``L1L2``, ``ExpAbs``,
 ``Orthogonal``, ``ToReference``) and activity penalties (any of those on a layer's
-output, plus ``KLSparsity`` and ``TemporalDifference``). Formulas and defaults follow
+output, plus ``KLSparsity``, ``TemporalDifference`` and ``NegativeEntropy``, the confidence
+penalty on logits). Formulas and defaults follow
 Keras 3 where Keras has the penalty. Attach them to a model with ``reglab.attach``.
 """
 
@@ -12,6 +13,8 @@ from typing import Any
 
 from reglab.penalties._base import Penalty, registry
 from reglab.penalties.activity import KLSparsity, TemporalDifference
+from reglab.penalties.entropy import NegativeEntropy
+from reglab.penalties.input_gradient import InputGradient
 from reglab.penalties.norms import L1, L1L2, L2, ExpAbs
 from reglab.penalties.orthogonal import Orthogonal
 from reglab.penalties.reference import ToReference
@@ -21,7 +24,9 @@ __all__ = [
     "L1L2",
     "L2",
     "ExpAbs",
+    "InputGradient",
     "KLSparsity",
+    "NegativeEntropy",
     "Orthogonal",
     "Penalty",
     "TemporalDifference",

@@ -60,7 +60,7 @@ class L1(Penalty):
 
     Args:
         l1: coefficient, a finite number >= 0 (or a (K,) tensor, one per stack member).
-            Default 0.01 (Keras' default).
+            Default 0.01 (Keras' default); ``None`` means the default, as in Keras.
 
     Shape:
         Any tensor; returns a 0-dim tensor.
@@ -71,8 +71,8 @@ class L1(Penalty):
 
     l1 = Checked(check_coefficients)
 
-    def __init__(self, l1: Coefficient = 0.01) -> None:
-        self.l1 = l1
+    def __init__(self, l1: Coefficient | None = 0.01) -> None:
+        self.l1 = 0.01 if l1 is None else l1  # None: Keras' default
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l1, torch.Tensor):
@@ -109,7 +109,7 @@ class L2(Penalty):
 
     Args:
         l2: coefficient, a finite number >= 0 (or a (K,) tensor, one per stack member).
-            Default 0.01 (Keras' default).
+            Default 0.01 (Keras' default); ``None`` means the default, as in Keras.
 
     >>> L2(2.0)(torch.ones(5, 5))
     tensor(50.)
@@ -117,8 +117,8 @@ class L2(Penalty):
 
     l2 = Checked(check_coefficients)
 
-    def __init__(self, l2: Coefficient = 0.01) -> None:
-        self.l2 = l2
+    def __init__(self, l2: Coefficient | None = 0.01) -> None:
+        self.l2 = 0.01 if l2 is None else l2  # None: Keras' default
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.l2, torch.Tensor):
@@ -160,9 +160,9 @@ class L1L2(Penalty):
     l1 = Checked(check_coefficients)
     l2 = Checked(check_coefficients)
 
-    def __init__(self, l1: Coefficient = 0.0, l2: Coefficient = 0.0) -> None:
-        self.l1 = l1
-        self.l2 = l2
+    def __init__(self, l1: Coefficient | None = 0.0, l2: Coefficient | None = 0.0) -> None:
+        self.l1 = 0.0 if l1 is None else l1  # None: Keras' default
+        self.l2 = 0.0 if l2 is None else l2
 
     def _per_member(self) -> bool:
         return isinstance(self.l1, torch.Tensor) or isinstance(self.l2, torch.Tensor)

@@ -30,7 +30,7 @@ def _as_matrix(x: torch.Tensor, mode: str) -> torch.Tensor:
     return m
 
 
-@registry.register("orthogonal", "orthogonal_regularizer")
+@registry.register("orthogonal", "orthogonal_regularizer", "OrthogonalRegularizer")
 class Orthogonal(Penalty):
     """Penalise non-orthogonality of the rows (or columns) of a matrix.
 

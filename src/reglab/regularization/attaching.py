@@ -26,7 +26,9 @@ def attach(
     Args:
         model: any ``nn.Module``.
         rules: maps a **glob pattern** over ``model.named_modules()`` names (``"encoder.*"``,
-            ``"fc2"``; ``fnmatch`` syntax, ``*`` also crosses dots), an **nn.Module subclass**
+            ``"fc2"``; ``fnmatch`` syntax, ``*`` also crosses dots; a ``"re:"`` prefix makes it
+            a regular expression that must match the whole name, ``[^.]+`` one segment:
+            ``"re:encoder\\.layer\\.[^.]+\\.output\\.dense"``), an **nn.Module subclass**
             (``nn.Conv2d``) or a tuple of them, to a dict with any of:
 
             * ``kernel``: penalty on the module's own trainable ``weight*`` parameters with

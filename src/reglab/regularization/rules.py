@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,15 @@ def _rule_name(key: RuleKey) -> str:
 
 
 def _matcher(key: Any) -> Callable[[str, nn.Module], bool]:
-    if isinstance(key, str):
+    if isinstance(key, str) and key.startswith("re:"):  # a regex over the whole name
+        try:
+            pattern = re.compile(key[3:])
+        except re.error as err:
+            raise InvalidParameterError(
+                f"The attach rule {key!r} is not a valid regular expression ({err})."
+            ) from None
+        return lambda name, _module: pattern.fullmatch(name) is not None
+    if isinstance(key, str):  # fnmatch: ``*`` also crosses dots
         return lambda name, _module: fnmatch.fnmatchcase(name, key)
     is_type = isinstance(key, type) and issubclass(key, nn.Module)
     is_types = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -20,7 +21,19 @@ from reglab.training.callbacks import Callback, TrainState
 __all__ = ["EarlyStopping"]
 
 CRITERIA = ("patience", "gl", "pq", "up")
-_MAXIMIZED = ("acc", "accuracy", "auc", "f1", "precision", "recall")
+_MAXIMIZED = (
+    "acc",
+    "accuracy",
+    "auc",
+    "f1",
+    "f1_score",
+    "fbeta_score",
+    "precision",
+    "recall",
+    "iou",
+    "r2",
+    "r2_score",
+)
 
 
 def _infer_mode(monitor: str) -> str:
@@ -60,6 +73,17 @@ class EarlyStopping(Callback):
 
     These need ``mode="min"`` (errors).
 
+    **Lightning's guards**, checked first each monitored epoch, in Lightning's order:
+    ``check_finite`` (default True, as Lightning) stops at a NaN or infinite value (also during
+    ``start_from_epoch`` warm-up: training on from NaN is never useful); ``stopping_threshold``
+    stops once the value is better than it (``value < threshold`` in ``"min"`` mode: the goal
+    is reached); ``divergence_threshold`` stops once the value is worse than it. None of these
+    records the value as best.
+
+    **A missing value** (the logs of ``fit`` lack ``monitor``): a warning naming the logged
+    metrics, and the epoch is skipped, as Keras does; ``strict=True`` raises instead (as
+    Lightning's default).
+
     Args:
         monitor: logged key to watch. Default ``"val_loss"``.
         mode: ``"min"``, ``"max"`` or ``"auto"`` (losses/errors minimised, accuracies maximised).
@@ -73,6 +97,10 @@ class EarlyStopping(Callback):
         strip_length: k, for ``"pq"`` and ``"up"``. Default 5.
         successive_strips: s, for ``"up"``.
         train_monitor: logged training error for ``"pq"``. Default ``"loss"``.
+        check_finite: stop when the monitored value is NaN or infinite.
+        stopping_threshold: stop as soon as the value is better than this.
+        divergence_threshold: stop as soon as the value is worse than this.
+        strict: raise when ``fit``'s logs lack ``monitor`` (default: warn and skip the epoch).
 
     Attributes:
         best: the best monitored value so far.
@@ -103,8 +131,26 @@ class EarlyStopping(Callback):
         strip_length: int = 5,
         successive_strips: int | None = None,
         train_monitor: str = "loss",
+        check_finite: bool = True,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        strict: bool = False,
     ) -> None:
         owner = "EarlyStopping"
+        self.check_finite = bool(check_finite)
+        self.strict = bool(strict)
+        for name, value in (
+            ("stopping_threshold", stopping_threshold),
+            ("divergence_threshold", divergence_threshold),
+        ):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise invalid(name, owner, "None or a finite number", value)
+        self.stopping_threshold = stopping_threshold
+        self.divergence_threshold = divergence_threshold
         self.monitor = monitor
         mode = check_choice(mode, "mode", owner, ("auto", "min", "max"))
         self.mode = _infer_mode(monitor) if mode == "auto" else mode
@@ -165,12 +211,13 @@ class EarlyStopping(Callback):
         self._ups = state["ups"]
 
     # -- the decision ------------------------------------------------------------------------
-    def _beats(self, value: float, reference: float | None) -> bool:
+    def _beats(self, value: float, reference: float | None, delta: float | None = None) -> bool:
         if reference is None:
             return True
+        delta = self.min_delta if delta is None else delta
         if self.mode == "min":
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
+            return value + delta < reference
+        return value - delta > reference
 
     def _snapshot(self, model: nn.Module | None) -> None:
         if model is None:
@@ -193,8 +240,16 @@ class EarlyStopping(Callback):
         with ``criterion="pq"``.
         """
         value = float(value)
+        if self.check_finite and not math.isfinite(value):
+            previous = "none" if self.best is None else f"{self.best:.6g}"
+            return self._stop(
+                epoch, f"{self.monitor} = {value} is not finite; previous best {previous}"
+            )
         if epoch < self.start_from_epoch:
             return False
+        reason = self._threshold(value)
+        if reason is not None:
+            return self._stop(epoch, reason)
         if self.restore_best_weights and self.best_weights is None:
             self._snapshot(model)
             self.best_epoch = epoch
@@ -210,9 +265,30 @@ class EarlyStopping(Callback):
             if self.baseline is None or self._beats(value, self.baseline):
                 self.wait = 0
         reason = self._criterion(value, epoch, improved)
-        if reason is not None and self.reason is None:
+        return reason is not None and self._stop(epoch, reason)
+
+    def _stop(self, epoch: int, reason: str) -> bool:
+        if self.reason is None:
             self.stopped_epoch, self.reason = epoch, reason
-        return reason is not None
+        return True
+
+    def _threshold(self, value: float) -> str | None:
+        """Lightning's ``stopping_threshold`` and ``divergence_threshold`` (strict comparisons)."""
+        better = "<" if self.mode == "min" else ">"
+        worse = ">" if self.mode == "min" else "<"
+        if self.stopping_threshold is not None and self._beats(value, self.stopping_threshold, 0):
+            return (
+                f"{self.monitor} = {value:.6g} {better} stopping_threshold "
+                f"{self.stopping_threshold}"
+            )
+        if self.divergence_threshold is not None and self._beats(
+            self.divergence_threshold, value, 0
+        ):
+            return (
+                f"{self.monitor} = {value:.6g} {worse} divergence_threshold "
+                f"{self.divergence_threshold}"
+            )
+        return None
 
     def _criterion(self, value: float, epoch: int, improved: bool) -> str | None:
         if self.criterion == "patience":
@@ -264,10 +340,14 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.monitor not in state.logs:
-            raise InvalidParameterError(
+            message = (
                 f"EarlyStopping monitors {self.monitor!r}, which was not logged. Available "
                 f"metrics: {', '.join(state.logs)}. (val_* metrics need val data in fit.)"
             )
+            if self.strict:
+                raise InvalidParameterError(message)
+            warnings.warn(f"{message} Epoch {state.epoch} skipped.", stacklevel=2)
+            return
         train_value = state.logs.get(self.train_monitor)
         if self.update(state.logs[self.monitor], state.epoch, state.model, train_value):
             state.stop, state.stop_reason = True, self.reason

@@ -216,6 +216,20 @@ def _stop_diverged(
     warnings.warn(f"fit stopped: {reason}; {kept}", RuntimeWarning, stacklevel=3)
 
 
+def _closure(model: nn.Module, loss: Any, weights: Any, x: Any, y: Any, regs: list) -> Any:
+    """The step's total loss again, backward included: the closure for optimizers that set
+    ``requires_closure`` and evaluate it at other weights (``reglab.optim.SAM``)."""
+
+    def closure() -> torch.Tensor:
+        total = _loss(loss, weights, model(x), y)[0]
+        for r in regs:
+            total = total + _penalty(r)
+        total.backward()
+        return total
+
+    return closure
+
+
 def fit(
     model: nn.Module,
     train: Any,
@@ -239,7 +253,9 @@ def fit(
     """Train ``model`` for ``epochs`` epochs and return its ``History``.
 
     Each step: ``output = model(transform(x))``; ``loss(output, y)`` plus every
-    ``regularization.penalty()``; backward; ``optimizer.step()``; then each regularizer's
+    ``regularization.penalty()``; backward; ``optimizer.step()`` (``step(closure)``, the
+    closure recomputing all of that, for optimizers with ``requires_closure`` such as
+    ``reglab.optim.SAM``); then each regularizer's
     ``after_step()`` (constraint projections, NormBound's dual update) and the callbacks'
     ``on_batch_end``. After each epoch, ``val`` is evaluated in eval mode without gradients.
 
@@ -373,7 +389,10 @@ def fit(
                         means.add(key, value, n)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
-                optimizer.step()
+                if getattr(optimizer, "requires_closure", False):  # SAM: a second pass
+                    optimizer.step(_closure(model, loss, loss_weights, x, y, regularizers))
+                else:
+                    optimizer.step()
                 for r in regularizers:
                     if hasattr(r, "after_step"):
                         r.after_step()
