@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from reglab._validation import check_coefficient, check_positive_int, invalid
+from reglab._validation import Checked, check_coefficient, check_positive_int, invalid
 from reglab.constraints._base import Constraint, registry
 
 __all__ = ["Orthogonal", "SpectralNorm"]
@@ -25,6 +25,14 @@ def _as_matrix(w: torch.Tensor, owner: str) -> torch.Tensor:
 
 
 @registry.register("spectral_norm")
+def _check_bound(value: object, name: str, owner: str) -> float:
+    """A finite number > 0 (a spectral bound of 0 would zero the kernel)."""
+    bound = check_coefficient(value, name, owner)
+    if bound == 0:
+        raise invalid(name, owner, "a finite number > 0", value)
+    return bound
+
+
 class SpectralNorm(Constraint):
     """Bound the largest singular value of each kernel: ``W ← W · min(1, max_value / σ(W))``.
 
@@ -62,12 +70,12 @@ class SpectralNorm(Constraint):
             [0.0000, 0.5000]])
     """
 
+    max_value = Checked(_check_bound)
+
     def __init__(
         self, max_value: float = 1.0, n_power_iterations: int | None = 1, eps: float = 1e-12
     ) -> None:
-        self.max_value = check_coefficient(max_value, "max_value", "SpectralNorm")
-        if self.max_value == 0:
-            raise invalid("max_value", "SpectralNorm", "a finite number > 0", max_value)
+        self.max_value = max_value
         if n_power_iterations is not None:
             check_positive_int(n_power_iterations, "n_power_iterations", "SpectralNorm")
         self.n_power_iterations = n_power_iterations

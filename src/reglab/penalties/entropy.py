@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from reglab._validation import check_coefficient
+from reglab._validation import Checked, check_coefficient
 from reglab.penalties._base import Penalty, registry
 
 __all__ = ["NegativeEntropy", "entropy"]
@@ -47,8 +47,10 @@ class NegativeEntropy(Penalty):
     tensor(-2.0794)
     """
 
+    coefficient = Checked(check_coefficient)
+
     def __init__(self, coefficient: float = 0.1) -> None:
-        self.coefficient = check_coefficient(coefficient, "coefficient", "NegativeEntropy")
+        self.coefficient = coefficient
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 0:
