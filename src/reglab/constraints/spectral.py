@@ -24,7 +24,6 @@ def _as_matrix(w: torch.Tensor, owner: str) -> torch.Tensor:
     return w.reshape(w.shape[0], -1)  # (units, fan_in): conv kernels (out, in, *k) flattened
 
 
-@registry.register("spectral_norm")
 def _check_bound(value: object, name: str, owner: str) -> float:
     """A finite number > 0 (a spectral bound of 0 would zero the kernel)."""
     bound = check_coefficient(value, name, owner)
@@ -33,6 +32,7 @@ def _check_bound(value: object, name: str, owner: str) -> float:
     return bound
 
 
+@registry.register("spectral_norm")
 class SpectralNorm(Constraint):
     """Bound the largest singular value of each kernel: ``W ← W · min(1, max_value / σ(W))``.
 
