@@ -158,5 +158,17 @@ class Orthogonal(Constraint):
         u, _, vh = torch.linalg.svd(work, full_matrices=False)
         return (self.gain * (u @ vh)).to(w.dtype).reshape(w.shape)
 
+    @torch.no_grad()
+    def violated(self, w: torch.Tensor) -> torch.Tensor:
+        """Every unit when a singular value differs from ``gain`` beyond the SVD's own error
+        (relative ``sqrt(eps)`` of the dtype: recomputing the SVD of a projected kernel moves
+        entries by more than plain rounding), none otherwise; shaped ``(units, 1, ...)``."""
+        m = _as_matrix(w, "Orthogonal")
+        work = m.float() if m.dtype in (torch.half, torch.bfloat16) else m
+        s = torch.linalg.svdvals(work)
+        tolerance = torch.finfo(w.dtype).eps ** 0.5 * max(self.gain, float(s.max()), 1.0)
+        bad = (s - self.gain).abs().max() > tolerance
+        return bad.expand(w.shape[0], *([1] * (w.dim() - 1))).clone()
+
     def get_config(self) -> dict[str, Any]:
         return {"gain": self.gain}
