@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
+from reglab.lab.search.entry import SearchedEntry, check_searched, parse_entry
+from reglab.lab.search.settings import SearchSettings
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
 from reglab.lab.settings.data import DATASETS
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
@@ -37,7 +39,7 @@ __all__ = [
     "parse_study",
 ]
 
-TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
+TOP_KEYS = ("data", "description", "grid", "model", "name", "search", "seeds", "train")
 GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
@@ -69,7 +71,9 @@ class Study:
     """A parsed study: its grid points (each with a typed config) and seeds.
 
     ``source`` is the document as parsed (overrides applied): what run directories record
-    and what the Optuna study's name fingerprints.
+    and what the Optuna study's name fingerprints. ``search`` is the ``[search]`` table; a
+    study searched by another method than ``"grid"`` has no fixed ``points`` but one
+    ``searched`` entry whose points the search chooses (:mod:`reglab.lab.search.entry`).
     """
 
     name: str
@@ -77,6 +81,8 @@ class Study:
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
+    search: SearchSettings = SearchSettings()
+    searched: SearchedEntry | None = None
 
     @property
     def trials(self) -> list[Trial]:
@@ -124,8 +130,17 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
     grid = raw.get("grid")
     if not isinstance(grid, list) or not grid:
         raise fail(f"{origin}.grid", "expected a non-empty array of [[grid]] tables", grid)
+    search = SearchSettings.parse(raw.get("search"), f"{origin}.search")
+    if search.method != "grid" and len(grid) != 1:
+        raise fail(
+            f"{origin}.grid",
+            f"method {search.method!r} searches one [[grid]] entry; put alternatives in a "
+            "{values = [...]} axis",
+            f"{len(grid)} entries",
+        )
     points: list[GridPoint] = []
     names: set[str] = set()
+    searched = None
     for i, entry in enumerate(grid):
         path = f"{origin}.grid[{i}]"
         entry = _table(path, entry)
@@ -149,6 +164,9 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         for key, value in entry.items():
             if key not in ("name", "mode", "model", "train"):
                 merged[key] = copy.deepcopy(value)
+        if search.method != "grid":
+            searched = parse_entry(gname, merged, path, origins)
+            continue
         points += expand_entry(gname, mode, merged, path, origins)
     keys = [p.key for p in points]
     duplicate = next((k for k in keys if keys.count(k) > 1), None)
@@ -156,7 +174,11 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         raise StudyError(
             f"{origin}.grid: two grid points share the id {duplicate!r}; rename an entry"
         )
-    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
+    if searched is not None:
+        check_searched(search, searched, origin)
+    return Study(
+        name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), search, searched
+    )
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:

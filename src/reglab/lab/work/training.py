@@ -43,11 +43,13 @@ __all__ = [
 
 @dataclass
 class TrialContext:
-    """How a trial reports while it runs: ``progress(epoch, epochs)`` after each epoch, and
-    TensorBoard event files under ``tensorboard`` (``reglab run --tensorboard DIR``)."""
+    """How a trial reports while it runs: ``progress(epoch, epochs)`` after each epoch,
+    TensorBoard event files under ``tensorboard`` (``reglab run --tensorboard DIR``), and
+    ``callbacks`` added to the training loop (a search's pruning reports)."""
 
     progress: Callable[[int, int], None] | None = None
     tensorboard: str | os.PathLike[str] | None = None
+    callbacks: tuple[Callback, ...] = ()
 
 
 @dataclass
@@ -141,6 +143,7 @@ def train_model(
     steps = _steps_per_epoch(train, config.train.batch_size)
     handles, schedules = optimizer_side(config, model, optimizer, regularizers, steps)
     callbacks = [*schedules, *callbacks]  # schedules log their values before other loggers
+    callbacks += context.callbacks
     if context.progress is not None:
         callbacks.append(EpochProgress(context.progress, config.train.epochs))
     if context.tensorboard is not None:
