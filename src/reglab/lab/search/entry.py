@@ -88,9 +88,7 @@ class SearchedEntry:
 
     def sample(self) -> dict[str, Any]:
         """One value per axis: a continuous axis's low end, a choice's first value."""
-        return {
-            a.name: a.choices[0] if a.kind == "choice" else a.low for a in self.space.axes
-        }
+        return {a.name: a.choices[0] if a.kind == "choice" else a.low for a in self.space.axes}
 
     @property
     def epochs(self) -> int:

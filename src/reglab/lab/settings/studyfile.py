@@ -81,7 +81,7 @@ class Study:
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
-    search: SearchSettings = SearchSettings()
+    search: SearchSettings = field(default_factory=SearchSettings)
     searched: SearchedEntry | None = None
 
     @property

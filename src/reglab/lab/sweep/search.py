@@ -508,7 +508,7 @@ class SearchSweep:
         best = self.best()
         if best is None:
             return "no configuration finished: nothing to choose"
-        params, values = best
+        params, _ = best
         name = self.objective or ("val_acc" if self._logs_accuracy() else "-val_loss")
         scale, decimals = (100.0, 1) if name.endswith("acc") else (1.0, 4)
         lines = [*self._stage_lines(), f"chosen: {self.entry.label(params)}"]
@@ -522,8 +522,7 @@ class SearchSweep:
                 if all(p[o] == params[o] for o in others):
                     line.setdefault(float(p[a.name]), []).extend(vs)
             lines.append(
-                "  "
-                + evidence(a.name.split(".")[-1], line, name, scale=scale, decimals=decimals)
+                "  " + evidence(a.name.split(".")[-1], line, name, scale=scale, decimals=decimals)
             )
         entry = self.entry.fragment_entry(params)
         fragment = study_fragment(entry, name=f"{self.entry.name}-best")
