@@ -191,7 +191,7 @@ def test_builtin_studies_parse() -> None:
     assert "default" in studies
     for name, text in studies.items():
         study = parse_study(tomllib.loads(text), name)
-        assert expand(study)
+        assert expand(study) or study.searched is not None  # a search chooses its points
     default, _, _ = find_study("default")
     assert len(trials(default)) == 24
     with pytest.raises(

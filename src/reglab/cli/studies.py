@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,7 +29,12 @@ def run(args: argparse.Namespace) -> int:
     for name in builtin_studies():
         study, _, _ = find_study(name)
         description = " ".join(study.description.split())
-        table.add_row(name, f"{len(study.points)} x {len(study.seeds)}", escape(description))
+        size = (
+            f"{len(study.points)} x {len(study.seeds)}"
+            if study.searched is None
+            else f"{study.search.method} x {len(study.seeds)}"
+        )
+        table.add_row(name, size, escape(description))
     Console().print(table)
     return 0
 
@@ -44,6 +51,8 @@ class Show:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         study, _, _ = find_study(args.study)
+        if study.searched is not None:
+            return _show_search(study, args.json)
         points = study.points
         if args.json:
             print(
@@ -90,3 +99,26 @@ class Show:
             table.add_row(escape(p.key), escape(json.dumps(extra, default=str)))
         console.print(table)
         return 0
+
+
+def _show_search(study: Any, as_json: bool) -> int:
+    """A searched study: its method and settings, and the searched entry's axes."""
+    search = study.search
+    axes = [
+        {"axis": a.name, "kind": a.kind}
+        | ({"choices": list(a.choices)} if a.kind == "choice" else {"low": a.low, "high": a.high})
+        for a in study.searched.space.axes
+    ]
+    if as_json:
+        print(json.dumps({"search": dataclasses.asdict(search), "axes": axes}, default=str))
+        return 0
+    console = Console()
+    console.print(f"[bold]{study.name}[/]: {' '.join(study.description.split())}")
+    console.print(
+        f"search {dataclasses.asdict(search)}; seeds {list(study.seeds)}; entry "
+        f"{study.searched.name!r}",
+        markup=False,
+    )
+    for axis in axes:
+        console.print(f"  {json.dumps(axis, default=str)}", markup=False)
+    return 0

@@ -1,0 +1,49 @@
+"""Effect tests of the built-in search studies (digits, fewer epochs and seeds): each chooses
+a coefficient the literature calls good, not the one that underfits, and shows its method's
+mechanics (coarse-to-fine's decades then a finer grid; TPE's pruned trials)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from reglab.lab import Overrides, RunDir, find_study
+from reglab.lab.sweep.search import SearchSweep
+
+L2 = "rules.fc*.kernel.l2"
+
+
+def _search(name: str, tmp_path: Path, epochs: int, seeds: int) -> SearchSweep:
+    study, _, _ = find_study(name, Overrides(epochs=epochs, seeds=seeds))
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    sweep = SearchSweep.create(study, run_dir.storage_url)
+    sweep.work(run_dir, advance=True)
+    sweep.conclude(run_dir)
+    return sweep
+
+
+def test_search_coarse_to_fine_refines_inside_the_best_decade(tmp_path: Path) -> None:
+    sweep = _search("search-coarse-to-fine", tmp_path, epochs=4, seeds=1)
+    trials = [t for t in sweep.optuna.trials if "stage" in t.user_attrs]
+    stage1 = {t.params[L2]: t.value for t in trials if t.user_attrs["stage"] == 1}
+    assert sorted(stage1) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert max(stage1.values()) > stage1[1e-1] + 0.05  # the strongest penalty underfits
+    stage2 = sorted(t.params[L2] for t in trials if t.user_attrs["stage"] == 2)
+    best1 = max(stage1, key=stage1.get)
+    assert stage2 and all(best1 / 10 <= v <= best1 * 10 for v in stage2), (best1, stage2)
+    params, _ = sweep.best()
+    assert params[L2] <= 1e-2
+    assert (tmp_path / "run" / "best.py").read_text().count("penalties.L2(l2=") == 1
+
+
+def test_search_tpe_prunes_lagging_trials_and_chooses_a_good_coefficient(tmp_path: Path) -> None:
+    sweep = _search("search-tpe", tmp_path, epochs=4, seeds=1)
+    trials = sweep.optuna.trials
+    assert len(trials) == 24
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and any(t.user_attrs["pruned_at"] < 4 for t in pruned)
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert best.params[L2] < 1e-2 and best.value > 0.85, best.params
+    assert "reglab.attach(model" in (tmp_path / "run" / "best.py").read_text()
