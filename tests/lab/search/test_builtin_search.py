@@ -32,7 +32,8 @@ def test_search_coarse_to_fine_refines_inside_the_best_decade(tmp_path: Path) ->
     assert max(stage1.values()) > stage1[1e-1] + 0.05  # the strongest penalty underfits
     stage2 = sorted(t.params[L2] for t in trials if t.user_attrs["stage"] == 2)
     best1 = max(stage1, key=stage1.get)
-    assert stage2 and all(best1 / 10 <= v <= best1 * 10 for v in stage2), (best1, stage2)
+    assert stage2
+    assert all(best1 / 10 <= v <= best1 * 10 for v in stage2), (best1, stage2)
     params, _ = sweep.best()
     assert params[L2] <= 1e-2
     assert (tmp_path / "run" / "best.py").read_text().count("penalties.L2(l2=") == 1
@@ -43,7 +44,9 @@ def test_search_tpe_prunes_lagging_trials_and_chooses_a_good_coefficient(tmp_pat
     trials = sweep.optuna.trials
     assert len(trials) == 24
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert pruned and any(t.user_attrs["pruned_at"] < 4 for t in pruned)
+    assert pruned
+    assert any(t.user_attrs["pruned_at"] < 4 for t in pruned)
     best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    assert best.params[L2] < 1e-2 and best.value > 0.85, best.params
+    assert best.params[L2] < 1e-2, best.params
+    assert best.value > 0.85, best.value
     assert "reglab.attach(model" in (tmp_path / "run" / "best.py").read_text()

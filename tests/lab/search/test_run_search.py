@@ -74,7 +74,8 @@ def test_sampled_method_finds_the_known_optimum(tmp_path: Path, method: str) -> 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 6, [t.state for t in trials]
     values = [t.params[AXIS] for t in complete]
-    assert all(1e-5 <= v <= 10.0 for v in values) and len(set(values)) == 6
+    assert all(1e-5 <= v <= 10.0 for v in values)
+    assert len(set(values)) == 6
     best = max(complete, key=lambda t: t.value)
     assert best.params[AXIS] < 0.1, values
     assert best.value > 0.4  # a learning network, not chance
@@ -130,9 +131,11 @@ def test_a_trial_left_running_is_run_again_with_its_settings(tmp_path: Path) -> 
     again.work(out)
     trials = again.optuna.trials
     states = [t.state for t in trials]
-    assert states.count(TrialState.COMPLETE) == 2 and states.count(TrialState.FAIL) == 1
+    assert states.count(TrialState.COMPLETE) == 2
+    assert states.count(TrialState.FAIL) == 1
     copy = next(t for t in trials if t.number > killed.number and t.params == params)
-    assert copy.state == TrialState.COMPLETE and copy.user_attrs["seed"] == 0
+    assert copy.state == TrialState.COMPLETE
+    assert copy.user_attrs["seed"] == 0
 
 
 def test_coarse_to_fine_stages_and_evidence(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -155,8 +158,10 @@ def test_coarse_to_fine_stages_and_evidence(tmp_path: Path, capsys: pytest.Captu
     assert all(best / 10.0 <= v <= best * 10.0 for v in stage2), (best, stage2)
     assert not set(stage2) & set(stage1)
     printed = capsys.readouterr().out
-    assert "stage 1: 7 points, 14 trials" in printed and "stage 2:" in printed
-    assert "l2 = " in printed and "val_acc" in printed
+    assert "stage 1: 7 points, 14 trials" in printed
+    assert "stage 2:" in printed
+    assert "l2 = " in printed
+    assert "val_acc" in printed
     fragment = (out / "best.toml").read_text()
     # the fragment pasted into a study file parses as a grid entry
     study = load_study(path)
