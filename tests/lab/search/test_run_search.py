@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from reglab.cli.main import main
 from reglab.lab import RunDir
 from reglab.lab.settings.studyfile import StudyError, load_study, parse_study
-from reglab.lab.sweep.search import SearchSweep, objective_value
+from reglab.lab.sweep.pruning import objective_value
+from reglab.lab.sweep.search import SearchSweep
 
 STUDY = """
 name = "s"

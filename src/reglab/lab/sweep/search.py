@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -41,78 +40,32 @@ import optuna
 from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from reglab._io import atomic_write_text, json_safe
+from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
 from reglab.lab.metrics import strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import (
-    attach_call,
-    evidence,
     first_stage,
     get_method,
     make_pruner,
     next_stage,
     stored_params,
-    study_fragment,
     suggest,
 )
 from reglab.lab.search.settings import SAMPLED
 from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
+from reglab.lab.sweep.conclusion import choose, conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
+from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.storage import open_storage, optuna_study_name
 from reglab.lab.sweep.sweep import NoResults, Sweep
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
-from reglab.training import Callback, Diverged
+from reglab.training import Diverged
 
-__all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]
-
-#: Objective names whose lower values are better (they are negated: the study maximises).
-_LOWER_IS_BETTER = ("loss", "mse", "ece", "nll", "recon", "ppl")
-
-
-def objective_value(logs: Mapping[str, Any], name: str | None = None) -> float | None:
-    """What a search maximises, read from one epoch's logs (a history row): the validation
-    metric ``name`` — by default ``val_acc`` when logged, else ``val_loss`` — negated when
-    lower is better (a name ending in loss, mse, ece, nll, recon or ppl). None when it is
-    not logged or not finite. The one place that says what a search optimises.
-
-    >>> objective_value({"val_acc": 0.9, "val_loss": 0.3})
-    0.9
-    >>> objective_value({"val_loss": 0.3})
-    -0.3
-    """
-    if name is None:
-        name = "val_acc" if "val_acc" in logs else "val_loss"
-    value = logs.get(name)
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return -float(value) if name.endswith(_LOWER_IS_BETTER) else float(value)
-
-
-def _objective_name(settings_objectives: tuple[str, ...]) -> str | None:
-    return settings_objectives[0] if settings_objectives else None
-
-
-class PruningReport(Callback):
-    """Reports :func:`objective_value` to an Optuna trial after every epoch (step = epochs
-    done) and stops training when its pruner says so (``pruned_at``: that epoch)."""
-
-    def __init__(self, trial: optuna.Trial, name: str | None = None) -> None:
-        self.trial, self.name = trial, name
-        self.pruned_at: int | None = None
-
-    def on_epoch_end(self, state: Any) -> None:
-        value = objective_value(state.logs, self.name)
-        if value is None:
-            return
-        step = state.epoch + 1
-        self.trial.report(value, step)
-        if self.trial.should_prune():
-            self.pruned_at = step
-            state.stop, state.stop_reason = True, f"pruned at epoch {step}"
+__all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]  # re-exported
 
 
 def sweep_class(study: Study) -> type[Sweep] | type[SearchSweep]:
@@ -138,7 +91,7 @@ class SearchSweep:
         self.entry = study.searched
         self.name = optuna_study.study_name
         self.sampled = self.settings.method in SAMPLED
-        self.objective = _objective_name(self.settings.objectives)
+        self.objective = self.settings.objectives[0] if self.settings.objectives else None
         self._owned: dict[int, optuna.Trial] = {}
 
     # -- creating and opening ------------------------------------------------------------
@@ -493,75 +446,19 @@ class SearchSweep:
     def best(self) -> tuple[dict[str, Any], list[float]] | None:
         """The chosen configuration and its seeds' objective values: the best complete trial
         (sampled), the best point by its mean over seeds (coarse-to-fine); None if none."""
-        results = self._point_results()
-        if not results:
-            return None
-        numeric = [a.name for a in self.entry.space.axes if a.kind != "choice"]
-        # ties go to the smaller coefficients, as evidence() ranks them
-        results.sort(key=lambda pv: [float(pv[0][n]) for n in numeric])
-        return max(results, key=lambda pv: sum(pv[1]) / len(pv[1]))
+        return choose(self.entry.space, self._point_results())
 
     def conclude(self, run_dir: RunDir | None = None) -> str:
-        """The chosen configuration with its evidence, as printed; written into ``run_dir``
-        as ``best.py`` (a ``reglab.attach(...)`` call, when the entry has ``rules``) and
-        ``best.toml`` (a ``[[grid]]`` entry)."""
-        best = self.best()
-        if best is None:
-            return "no configuration finished: nothing to choose"
-        params, _ = best
-        name = self.objective or ("val_acc" if self._logs_accuracy() else "-val_loss")
-        scale, decimals = (100.0, 1) if name.endswith("acc") else (1.0, 4)
-        lines = [*self._stage_lines(), f"chosen: {self.entry.label(params)}"]
-        results = self._point_results()
-        for a in self.entry.space.axes:
-            if a.kind != "log":
-                continue
-            others = [o.name for o in self.entry.space.axes if o.name != a.name]
-            line: dict[float, list[float]] = {}
-            for p, vs in results:
-                if all(p[o] == params[o] for o in others):
-                    line.setdefault(float(p[a.name]), []).extend(vs)
-            lines.append(
-                "  " + evidence(a.name.split(".")[-1], line, name, scale=scale, decimals=decimals)
-            )
-        entry = self.entry.fragment_entry(params)
-        fragment = study_fragment(entry, name=f"{self.entry.name}-best")
-        texts = {"best.toml": fragment + "\n"}
-        if entry.get("rules"):
-            texts["best.py"] = attach_call(entry["rules"]) + "\n"
-        if run_dir is not None:
-            for file, text in texts.items():
-                atomic_write_text(run_dir.output(file), text)
-        shown = "\n\n".join(texts.get(f, "") for f in ("best.py", "best.toml") if f in texts)
-        return "\n".join(lines) + "\n\n" + shown
-
-    def _stage_lines(self) -> list[str]:
-        """Coarse-to-fine: ``stage 1: 5 points x 2 seeds, l2 in [1e-05, 0.1]`` per stage."""
-        if self.sampled:
-            return []
-        stages: dict[int, list[dict[str, Any]]] = {}
+        """The stages, the chosen configuration with its evidence, and the paste-ready text,
+        as printed; ``best.py`` / ``best.toml`` written into ``run_dir``
+        (:func:`~reglab.lab.sweep.conclusion.conclusion`)."""
+        staged: dict[int, list[dict[str, Any]]] = {}
+        history: list[dict[str, Any]] = []
         for t in self._trials():
+            history = history or t.user_attrs.get("history") or []
             if t.state == TrialState.COMPLETE and "stage" in t.user_attrs:
                 params = stored_params(self.entry.space, t.params)
-                stages.setdefault(int(t.user_attrs["stage"]), []).append(params)
-        lines = []
-        for stage, measured in sorted(stages.items()):
-            distinct = {json.dumps(p, sort_keys=True) for p in measured}
-            ranges = [
-                f"{a.name.split('.')[-1]} in [{min(p[a.name] for p in measured):.3g}, "
-                f"{max(p[a.name] for p in measured):.3g}]"
-                for a in self.entry.space.axes
-                if a.kind == "log"
-            ]
-            lines.append(
-                f"stage {stage}: {len(distinct)} points, {len(measured)} trials; "
-                + ", ".join(ranges)
-            )
-        return lines
-
-    def _logs_accuracy(self) -> bool:
-        for t in self._trials():
-            history = t.user_attrs.get("history") or []
-            if history:
-                return "val_acc" in history[-1]
-        return True
+                staged.setdefault(int(t.user_attrs["stage"]), []).append(params)
+        accuracy = not history or "val_acc" in history[-1]
+        name = self.objective or ("val_acc" if accuracy else "val_loss")
+        return conclusion(self.entry, self._point_results(), staged, name, run_dir)
