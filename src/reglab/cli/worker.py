@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -12,7 +11,7 @@ from reglab.cli.options import OptionError, add_worker_options, positive_int, wr
 from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
-from reglab.lab.sweep.search import sweep_class
+from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_url
 from reglab.lab.work.training import TrialContext
 
@@ -58,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     trust.check(study)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
     writable_directory(run_dir.path, "--run-dir")
-    sweep: Sweep | Any = sweep_class(study).create(study, args.storage, args.heartbeat, args.grace)
+    sweep: Sweep | SearchSweep = sweep_class(study).create(
+        study, args.storage, args.heartbeat, args.grace
+    )
 
     def on_trial(batch: list, event: str) -> None:
         if not args.no_progress:
