@@ -98,7 +98,9 @@ def test_sampled_search_is_seeded(tmp_path: Path) -> None:
     assert runs[0] == runs[1]
 
 
-def test_pruned_trials_keep_their_curve_and_are_never_retried(tmp_path: Path) -> None:
+def test_pruned_trials_keep_their_curve_and_are_never_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "run"
     path = _write(tmp_path, 'method = "random"\ntrials = 8\npruner = "asha"\nseed = 0', epochs=4)
     assert _run(path, out) == 0
@@ -112,6 +114,9 @@ def test_pruned_trials_keep_their_curve_and_are_never_retried(tmp_path: Path) ->
         assert len(t.user_attrs["history"]) == epochs  # training stopped there
         assert t.intermediate_values[epochs] == t.user_attrs["history"][-1]["val_acc"]
     assert any(t.user_attrs["pruned_at"] < 4 for t in pruned)  # epochs saved
+    trained = sum(len(t.user_attrs["history"]) for t in trials)
+    saved = f"pruned {len(pruned)} of 8 trials: {trained} of 32 epochs trained"
+    assert saved in capsys.readouterr().out
     for t in trials:
         if t.state == TrialState.COMPLETE:
             assert sorted(t.intermediate_values) == [1, 2, 3, 4]
