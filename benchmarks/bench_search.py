@@ -7,16 +7,18 @@ does (its own SQLite storage, one worker, trials trained one by one):
 
 * ``grid``: ``--grid`` log-spaced values, every one trained alone (the exhaustive reference),
   and ``grid (stacked)``: the same trained as one ModelStack, as ``reglab run`` does;
-* ``coarse-to-fine``: one value per decade, then 5 values in the best decade's cell;
+* ``coarse-to-fine``: one value per decade, then 5 values in the best decade's cell, each
+  trial alone, and ``coarse-to-fine (stacked)``: each stage as one ModelStack;
 * ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA.
 
 For each: wall time, trials and epochs trained, the chosen coefficient (best validation
 accuracy at the last epoch), its validation and test accuracy, and whether its validation
-accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point: the seed
-spread of this task at 20 epochs). Stacked search and PBT are not wired into ``reglab run``
-and are not measured. Run by hand (a few minutes on 2 CPU cores):
+accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point). Stacked
+sampled search (K TPE candidates in one stack) and PBT are not wired into ``reglab run`` and
+are not measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, with the
+grid as the reference):
 
-    python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16]
+    python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--methods ...]
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def _run(method: str, raw: dict, folder: Path, stack: bool = False) -> dict:
         sweep.work(run_dir, stack=stack)
     else:
         sweep = SearchSweep.create(study, run_dir.storage_url)
-        sweep.work(run_dir, advance=True)
+        sweep.work(run_dir, advance=True, stack=stack)
     seconds = time.perf_counter() - start
     records = sweep.results()
     finished = [r for r in records if not r["diverged"] and not r.get("pruned")]
@@ -84,12 +86,14 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=16)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--noise", type=float, default=0.01)
+    parser.add_argument("--methods", nargs="*", help="run only these (default: all)")
     args = parser.parse_args()
     log = {"log": [1e-6, 1e-1]}
     methods = {
         "grid": (None, {**log, "num": args.grid}),
         "grid (stacked)": (None, {**log, "num": args.grid}),
         "coarse-to-fine": ({"method": "coarse-to-fine", "points": 5}, log),
+        "coarse-to-fine (stacked)": ({"method": "coarse-to-fine", "points": 5}, log),
         "tpe": ({"method": "tpe", "trials": args.trials, "seed": 0}, log),
         "tpe+asha": (
             {"method": "tpe", "trials": args.trials, "pruner": "asha", "seed": 0},
@@ -100,6 +104,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for method, (search, axis) in methods.items():
+            if args.methods and method not in args.methods and method != "grid":
+                continue  # the grid is the reference
             raw = _study(search, axis, args.epochs)
             rows.append(_run(method, raw, Path(folder), stack="stacked" in method))
             r = rows[-1]

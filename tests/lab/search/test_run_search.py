@@ -158,6 +158,8 @@ def test_coarse_to_fine_stages_and_evidence(tmp_path: Path, capsys: pytest.Captu
         if t.user_attrs["stage"] == 1:
             by_value.setdefault(t.params[AXIS], []).append(t.value)
     assert all(len(v) == 2 for v in by_value.values())  # every value x every seed
+    # each stage trained as one stack (7 values x 2 seeds), as a grid's points do
+    assert {t.user_attrs["stacked"] for t in trials if t.user_attrs["stage"] == 1} == {14}
     best = max(stage1, key=lambda v: sum(by_value[v]) / 2)
     stage2 = sorted({t.params[AXIS] for t in trials if t.user_attrs["stage"] == 2})
     assert stage2, "no second stage"

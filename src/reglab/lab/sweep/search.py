@@ -19,6 +19,9 @@ searched entry (:mod:`reglab.lab.search.entry`) with one seed:
   run``, which holds the run directory's lock) enqueues the next
   (:func:`reglab.lab.search.next_stage`, on each point's objective averaged over seeds).
   Every trial records its ``stage``; the study records the stages enqueued and ``done``.
+  A worker pops a stage's waiting trials that share a stack key together and trains them as
+  one :class:`~reglab.ensembles.ModelStack` (:func:`~reglab.lab.work.stacking.run_stacked`),
+  as a grid's are; ``--no-stack`` trains each alone.
   ``reglab worker`` processes train what is queued and wait for the next stage until the study
   is done.
 
@@ -60,8 +63,9 @@ from reglab.lab.sweep.conclusion import choose, conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.storage import open_storage, optuna_study_name
-from reglab.lab.sweep.sweep import NoResults, Sweep
+from reglab.lab.sweep.sweep import MAX_STACK, NoResults, Sweep
 from reglab.lab.work.runner import run_trial
+from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
 from reglab.training import Diverged
 
@@ -281,10 +285,14 @@ class SearchSweep:
         advance: bool = False,
     ) -> None:
         """Train trials until the search is done. ``advance``: this process enqueues
-        coarse-to-fine's next stage (the coordinator); others wait for it. ``stack`` is
-        accepted for :class:`Sweep`'s interface: a search trains each trial alone (its
-        pruner stops trials one by one)."""
+        coarse-to-fine's next stage (the coordinator); others wait for it. ``stack``:
+        coarse-to-fine's waiting trials that can train together
+        (:func:`~reglab.lab.work.stacking.stack_key`) train as one stack, as a grid's do;
+        sampled trials train alone (each asks the sampler after the last one told it, and
+        its pruner stops it on its own)."""
         context = context or TrialContext()
+        stack = stack and not self.sampled and context.tensorboard is None
+        carried = None
         try:
             while True:
                 with warnings.catch_warnings():
@@ -292,10 +300,10 @@ class SearchSweep:
                     fail_stale_trials(self.optuna)
                 finished, waiting, running = self._counts()
                 budget = self.settings.trials or 0
-                if waiting or (self.sampled and finished + running < budget):
-                    trial = self._next()
-                    if trial is not None:
-                        self._run(trial, run_dir, on_trial, context)
+                if carried or waiting or (self.sampled and finished + running < budget):
+                    batch, carried = self._batch(carried, stack)
+                    if batch:
+                        self._run(batch, run_dir, on_trial, context)
                     continue
                 if not running:
                     if self.sampled or self.done():
@@ -309,43 +317,86 @@ class SearchSweep:
                 self._release()
             raise
 
-    def _run(
-        self,
-        trial: optuna.Trial,
-        run_dir: RunDir | None,
-        on_trial: Callable[[list[Trial], str], None] | None,
-        context: TrialContext,
-    ) -> None:
+    def _spec(self, trial: optuna.Trial) -> Trial:
+        """The popped trial's grid point and seed (recorded in its user attributes)."""
         params = suggest(trial, self.entry.space)
         seed = int(trial.user_attrs["seed"])
         point = self.entry.point(params, trial.user_attrs.get("tag", ""))
         spec = Trial(f"{point.key}__seed{seed}", point, seed)
         for key, value in (("key", spec.key), ("point", point.key), ("label", point.label)):
             trial.set_user_attr(key, value)
+        return spec
+
+    def _batch(
+        self, carried: tuple[optuna.Trial, Trial] | None, stack: bool
+    ) -> tuple[list[tuple[optuna.Trial, Trial]], tuple[optuna.Trial, Trial] | None]:
+        """Trials to train together (one, unless ``stack``), and one popped after them that
+        belongs to the next batch (already ours)."""
+        if carried is None:
+            trial = self._next()
+            if trial is None:
+                return [], None
+            carried = (trial, self._spec(trial))
+        batch = [carried]
+        group = stack_key(carried[1].point.config) if stack else None
+        while group is not None and len(batch) < MAX_STACK and self._counts()[1]:
+            trial = self._next()
+            if trial is None:
+                break
+            following = (trial, self._spec(trial))
+            if stack_key(following[1].point.config) != group:
+                return batch, following
+            batch.append(following)
+        return batch, None
+
+    def _run(
+        self,
+        batch: list[tuple[optuna.Trial, Trial]],
+        run_dir: RunDir | None,
+        on_trial: Callable[[list[Trial], str], None] | None,
+        context: TrialContext,
+    ) -> None:
+        specs = [spec for _, spec in batch]
         if on_trial is not None:
-            on_trial([spec], "start")
-        report = PruningReport(trial, self.objective) if self.settings.pruner != "none" else None
-        if report is not None:
+            on_trial(specs, "start")
+        report = None
+        if self.settings.pruner != "none":  # sampled: a batch of one
+            report = PruningReport(batch[0][0], self.objective)
             context = dataclasses.replace(context, callbacks=(*context.callbacks, report))
         interval = self.storage.get_heartbeat_interval() or 10
-        with Heartbeat(self.storage, [trial._trial_id], interval):
+        with Heartbeat(self.storage, [t._trial_id for t, _ in batch], interval):
             try:
-                outcome: TrialOutcome | Diverged = run_trial(point.config, seed, context)
-            except Diverged as err:
-                outcome = err
+                outcomes = self._train(specs, context)
             except Exception:
-                self._tell(trial, state=TrialState.FAIL)
+                for trial, _ in batch:
+                    self._tell(trial, state=TrialState.FAIL)
                 raise
-        with deferred():  # a trial's files and its state change together
-            if isinstance(outcome, Diverged):
-                if run_dir is not None:
-                    run_dir.save_divergence(spec.key, outcome.reason)
-                trial.set_user_attr("diverged", outcome.reason)
-                self._tell(trial, state=TrialState.FAIL)
-            else:
-                self._store(trial, spec, outcome, run_dir, report)
+        for (trial, spec), outcome in zip(batch, outcomes, strict=True):
+            with deferred():  # a trial's files and its state change together
+                if isinstance(outcome, Diverged):
+                    if run_dir is not None:
+                        run_dir.save_divergence(spec.key, outcome.reason)
+                    trial.set_user_attr("diverged", outcome.reason)
+                    self._tell(trial, state=TrialState.FAIL)
+                else:
+                    self._store(trial, spec, outcome, run_dir, report)
         if on_trial is not None:
-            on_trial([spec], "done")
+            on_trial(specs, "done")
+
+    @staticmethod
+    def _train(specs: list[Trial], context: TrialContext) -> list[TrialOutcome | Diverged]:
+        if len(specs) > 1:
+            try:
+                return list(run_stacked([(s.point.config, s.seed) for s in specs], context))
+            except Diverged:
+                pass  # a member diverged: train each alone, which names it with its step
+        outcomes: list[TrialOutcome | Diverged] = []
+        for spec in specs:
+            try:
+                outcomes.append(run_trial(spec.point.config, spec.seed, context))
+            except Diverged as err:
+                outcomes.append(err)
+        return outcomes
 
     def _tell(self, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
         self.optuna.tell(trial, *args, **kwargs)
@@ -366,6 +417,8 @@ class SearchSweep:
         trial.set_user_attr("history", json_safe(outcome.history))
         trial.set_user_attr("reliability", json_safe(outcome.reliability))
         trial.set_user_attr("tensors", tensor_shapes(outcome.model))
+        if "stacked" in outcome.extra:
+            trial.set_user_attr("stacked", outcome.extra["stacked"])
         value = objective_value(outcome.history[-1], self.objective) if outcome.history else None
         if report is not None and report.pruned_at is not None:
             trial.set_user_attr("pruned_at", report.pruned_at)
