@@ -4,6 +4,7 @@ mechanics (coarse-to-fine's decades then a finer grid; TPE's pruned trials)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -50,3 +51,14 @@ def test_search_tpe_prunes_lagging_trials_and_chooses_a_good_coefficient(tmp_pat
     assert best.params[L2] < 1e-2, best.params
     assert best.value > 0.85, best.value
     assert "reglab.attach(model" in (tmp_path / "run" / "best.py").read_text()
+
+
+def test_show_describes_a_searched_study(capsys) -> None:
+    from reglab.cli.main import main
+
+    assert main(["show", "search-tpe", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["search"]["method"] == "tpe"
+    assert [a["axis"] for a in shown["axes"]] == ["train.lr", L2]
+    assert main(["studies"]) == 0
+    assert "coarse-to-fine x 3" in capsys.readouterr().out
