@@ -64,6 +64,7 @@ __all__ = [
     "UntrustedCode",
     "call_factory",
     "import_factory",
+    "look_beside",
     "provide",
 ]
 
@@ -164,6 +165,18 @@ def _folders() -> list[str]:
     folders, then the working directory."""
     listed = [f for f in os.environ.get(FACTORY_PATH, "").split(os.pathsep) if f]
     return list(dict.fromkeys(str(Path(f).resolve()) for f in [*listed, os.getcwd()]))
+
+
+def look_beside(study: str | Path | None) -> None:
+    """Look for factory modules in the folder of the study file ``study`` too (when it is a
+    file, not a built-in name): its folder joins :data:`FACTORY_PATH` in ``os.environ``, so
+    worker processes started from here look there as well."""
+    if study is None or not Path(study).is_file():
+        return
+    folder = str(Path(study).resolve().parent)
+    listed = [f for f in os.environ.get(FACTORY_PATH, "").split(os.pathsep) if f]
+    if folder not in listed:
+        os.environ[FACTORY_PATH] = os.pathsep.join([folder, *listed])
 
 
 @contextlib.contextmanager
