@@ -47,7 +47,7 @@ from reglab.lab.catalog import builtin_studies, find_study
 from reglab.lab.report import write_report
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.data import SOURCE_KEYS
-from reglab.lab.settings.studyfile import Study, parse_study
+from reglab.lab.settings.studyfile import Study, StudyError, parse_study
 from reglab.lab.sweep import DirectoryLock, Sweep
 from reglab.lab.trust import Trust, provide
 from reglab.lab.work.training import TrialContext
@@ -110,7 +110,7 @@ def run_study(
         if data is not None:
             staged = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reglab-data-")))
             document = _with_data(document, _write_arrays(data, staged))
-        parsed = parse_study(document, origin)  # every check of the data and the settings
+        parsed = _parse(document, origin, staged)  # every check of the data and the settings
         trust = Trust.of(None)  # REGLAB_TRUST_FACTORIES; a model given here needs none
         trust.check(parsed)
         run_dir = RunDir(out or Path("runs") / f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}")
@@ -124,6 +124,19 @@ def run_study(
                 shutil.copyfile(file, run_dir.path / file.name)
             parsed = parse_study(document, origin)  # now reading the run directory's copy
         return _run(parsed, run_dir, trust)
+
+
+def _parse(document: dict[str, Any], origin: str, staged: Path | None) -> Study:
+    """``parse_study``; errors about data given in memory name it, not its staging file."""
+    try:
+        return parse_study(document, origin)
+    except StudyError as err:
+        if staged is None:
+            raise
+        message = str(err)
+        for name, said in (("data.npz", "the data"), ("data-test.npz", "the test data")):
+            message = message.replace(str(staged / name), f"{said} given to run_study")
+        raise StudyError(message) from None
 
 
 def _check_run_dir(run_dir: RunDir, study: Study, staged: Path | None) -> None:
