@@ -185,6 +185,8 @@ def test_run_study_on_own_data_with_a_trusted_factory(
     records, run_dir = run_study(study, out=user_folder / "run")
     assert [r["label"] for r in records] == ["none", "L2"]
     assert all(0.0 <= r["metrics"]["test_acc"] <= 1.0 for r in records)
+    # a factory's model has no modules named act*: activation statistics are not measured
+    assert all("zero_frac" not in r["metrics"] for r in records)
     _reported(run_dir.path)
 
 
