@@ -325,6 +325,11 @@ def test_run_study_refuses_before_creating_the_run_directory(tmp_path: Path) -> 
         (("mymodels:mlp", "nomodels:mlp"), "model.factory: cannot import 'nomodels:mlp'"),
         (("mymodels:mlp", "mymodels:no_arguments"), "must accept the keyword arguments"),
         (("mymodels:mlp", "mymodels:absent"), "cannot import 'mymodels:absent'"),
+        (("mymodels:mlp", "mymodels:not_a_module"), "returned a str; a factory must return"),
+        (
+            ('rules."*"', 'rules."fc*"'),
+            "grid point 'L2': rules: Rule 'fc*' matches no module of Sequential",
+        ),
     ],
 )
 def test_a_failed_start_leaves_no_run_directory(

@@ -50,10 +50,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from reglab._validation import InvalidParameterError
 from reglab.lab.settings.studyfile import Study
+from reglab.regularization.rules import resolve
 
 __all__ = [
     "ENVIRONMENT",
@@ -140,6 +142,32 @@ class Trust:
         for (factory, options), where in factories.items():
             function = import_factory(factory, f"{where}: model.factory")
             _bind(function, factory, dict.fromkeys(options), f"{where}: model.factory")
+        self._check_rules(study)
+
+    def _check_rules(self, study: Study) -> None:
+        """The rules of every factory point match the factory's model: it is built once per
+        point with rules (trusted code, called here; the random state is left as it was), so a
+        glob that matches none of its modules, or a factory that fails, stops the run before
+        any run directory exists."""
+        for point in study.points:
+            config = point.config
+            if not (config.model_kind.user_code and config.rules):
+                continue
+            where = f"{study.name}: grid point {point.label!r}"
+            with self.active(), torch.random.fork_rng():
+                try:
+                    net = config.network()
+                except InvalidParameterError:
+                    raise
+                except Exception as err:  # the user's code failed: say where, in one line
+                    raise InvalidParameterError(
+                        f"{where}: model.factory {config.model.factory!r} raised "  # type: ignore[attr-defined]
+                        f"{type(err).__name__}: {err}"
+                    ) from None
+            try:
+                resolve(net, config.rules_mapping(), "batch")
+            except InvalidParameterError as err:
+                raise InvalidParameterError(f"{where}: rules: {err}") from None
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Trust]:
