@@ -18,11 +18,12 @@ leaves nothing behind.
 >>> import torch
 >>> from torch import nn
 >>> x, y = torch.randn(200, 8), torch.arange(200) % 2
->>> def net(features, classes, image_shape=None):
-...     return nn.Sequential(nn.Linear(features, classes))
+>>> from reglab.lab import mlp
+>>> def net(features, classes, image_shape=None):  # layers fc0, act0, fc1: the default rules
+...     return mlp([features, 32, classes])
 >>> result = run_study("default", data=(x, y), model=net, out=tmp / "run")  # doctest: +SKIP
 >>> len(result.records), result.run_dir.path.name  # doctest: +SKIP
-(18, 'run')
+(24, 'run')
 """
 
 from __future__ import annotations
