@@ -167,13 +167,12 @@ def _reported(run: Path, trials: int = 2) -> None:
 def test_reglab_run_on_own_data_with_a_factory_from_the_working_directory(
     user_folder: Path, fmt: str, capsys
 ) -> None:
-    study = _project(user_folder, fmt)
+    _project(user_folder, fmt)
     code = main(
         ["run", "study.toml", "--out", "run", "--trust-factory", "mymodels", "--no-progress"]
     )
     assert code == 0, capsys.readouterr().err
     _reported(user_folder / "run")
-    del study
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
