@@ -153,7 +153,7 @@ def find_baseline(
     or entry is ``none``; None when there is no such point."""
     names = [declared] if declared else ["none"]
     for name in names:
-        for key, label, entry in points:
+        for key, label, _entry in points:
             if name in (key, label):
                 return key
         matches = [key for key, _, entry in points if entry == name]

@@ -103,9 +103,7 @@ def describe_point(raw: Mapping[str, Any], base: Mapping[str, Mapping[str, Any]]
             continue
         if isinstance(value, Mapping):
             parts.append(f"{key}{_value(value)}")
-        elif isinstance(value, list):
-            parts.append(f"{key}={_value(value)}")
-        elif value not in (0, 0.0, None, False):
+        elif isinstance(value, list) or value not in (0, 0.0, None, False):
             parts.append(f"{key}={_value(value)}")
     for section in _SECTIONS:
         if section in raw:
