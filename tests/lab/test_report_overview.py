@@ -298,8 +298,7 @@ def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, _Report
 def test_html_first_screen_has_settings_baseline_changes_and_verdicts(tiny_report) -> None:
     _, page = tiny_report
     headers = page.headers["overview"]
-    assert headers[:3] == ["config", "settings", "seeds"]
-    assert headers[-1] == "verdict"
+    assert headers[:4] == ["config", "settings", "verdict", "seeds"]
     assert {"test %", "gap pts", "test NLL", "ECE %", "zeros %", "‖W‖₂"} <= set(headers)
     rows = {r[0]: dict(zip(headers, r, strict=True)) for r in page.overview}
     assert list(rows) == ["none", "L2 l2=0.0001", "L2 l2=0.01"]

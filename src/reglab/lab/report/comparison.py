@@ -187,7 +187,7 @@ def _before_after(d: Delta) -> str:
 def verdict(deltas: Mapping[str, Delta], headline: str | None, collapsed: bool = False) -> str:
     """One line from the numbers: ``better`` / ``worse`` / ``no clear change`` (the headline
     metric's clear change; ``collapsed`` overrides), the headline's change, then the other
-    clear changes, strongest first (at most three): metrics with a direction as a signed
+    clear changes, strongest first (at most two): metrics with a direction as a signed
     difference, descriptive ones (sparsity, ‖W‖) as ``before → after``."""
     head = deltas.get(headline) if headline else None
     if head is None:
@@ -205,7 +205,7 @@ def verdict(deltas: Mapping[str, Delta], headline: str | None, collapsed: bool =
         parts.append(f"{short_name(metric(head.key))} {format_delta(head)}")
     others = [d for k, d in deltas.items() if k != headline and d.clear]
     others.sort(key=lambda d: -abs(d.mean) / (d.std or 1e-12))
-    for d in others[:3]:
+    for d in others[:2]:
         name = short_name(metric(d.key))
         text = _before_after(d) if d.improved is None else format_delta(d)
         parts.append(f"{name} {text}")

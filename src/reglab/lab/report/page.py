@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,12 +140,13 @@ def markdown_page(page: Page) -> str:
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:1.5em auto;padding:0 1em;
 color:#222}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}.scroll{overflow-x:auto}
+th.t{text-align:left}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 th{background:#f3f3f3;cursor:pointer;white-space:nowrap}th[data-dir=asc]::after{content:" ▲"}
 th[data-dir=desc]::after{content:" ▼"}td.t{text-align:left}td.n{white-space:nowrap}
-td.settings{max-width:22em;font-family:ui-monospace,monospace;font-size:.85em}
-td.verdict{text-align:left;max-width:30em}.d{display:block;font-size:.85em;color:#555}
+td.settings{min-width:9em;max-width:16em;font-family:ui-monospace,monospace;font-size:.85em}
+td.verdict{text-align:left;min-width:16em;max-width:24em}.d{display:block;font-size:.85em;color:#555}
 .d.clear{font-weight:bold;color:#000}.good{color:#1a7f37!important}.bad{color:#c0392b!important}
 tr.baseline td{background:#f8f8ff}tr.collapsed td{background:#fff4f4}
 #filter{margin:.4em 0;padding:3px 6px;width:20em}figure{margin:1.2em 0}
@@ -171,9 +173,19 @@ def _e(text: Any) -> str:
     return html.escape(str(text))
 
 
+_TEXT_COLUMNS = ("config", "settings", "verdict")
+
+
+def _inline(text: str) -> str:
+    """Escaped ``text`` with Markdown's `code` and *emphasis* as HTML."""
+    text = re.sub(r"`([^`]*)`", r"<code>\1</code>", _e(text))
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
+
+
 def _th(header: str, description: str = "") -> str:
     title = f' title="{_e(description)}"' if description else ""
-    return f"<th{title}>{_e(header)}</th>"
+    align = ' class="t"' if header in _TEXT_COLUMNS else ""
+    return f"<th{title}{align}>{_e(header)}</th>"
 
 
 def _sort_value(m: Metric, stats: tuple[float, float] | None) -> str:
@@ -199,9 +211,9 @@ def _first_screen(page: Page, describe: dict[str, str]) -> str:
         "<tr>"
         + _th("config", describe.get("config", ""))
         + _th("settings", describe.get("settings", ""))
+        + _th("verdict", describe.get("verdict", ""))
         + _th("seeds", describe.get("seeds", ""))
         + "".join(_th(m.header, describe.get(m.key, "")) for m in page.deciding)
-        + _th("verdict", describe.get("verdict", ""))
         + "</tr>"
     )
     body = []
@@ -210,6 +222,7 @@ def _first_screen(page: Page, describe: dict[str, str]) -> str:
         cells = [
             f'<td class="t">{_e(c.label)}</td>',
             f'<td class="t settings">{_e(c.settings)}</td>',
+            f'<td class="verdict">{_e(c.verdict)}</td>',
             f'<td data-sort="{c.seeds}">{c.seeds}</td>',
         ]
         for m in page.deciding:
@@ -219,15 +232,14 @@ def _first_screen(page: Page, describe: dict[str, str]) -> str:
                 f'<td class="n" data-sort="{_sort_value(m, stats)}">{_e(text)}'
                 f"{_delta_cell(c, m)}</td>"
             )
-        cells.append(f'<td class="verdict">{_e(c.verdict)}</td>')
         kind = " baseline" if c.is_baseline else ""
         kind += " collapsed" if c.collapsed else ""
         body.append(
             f'<tr class="config{kind}" data-point="{_e(c.point)}">' + "".join(cells) + "</tr>"
         )
     return (
-        f'<table id="overview" class="sortable"><thead>{head}</thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="scroll"><table id="overview" class="sortable"><thead>{head}</thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -249,8 +261,8 @@ def _table(
             cells.append(f'<td class="{"t" if j == 0 else "n"}"{attr}>{_e(c)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
-        f'<table id="{ident}" class="sortable"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="scroll"><table id="{ident}" class="sortable"><thead><tr>{head}</tr>'
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -298,7 +310,7 @@ def html_page(page: Page) -> str:
     if page.comparisons:
         parts += [
             '<section id="first-screen"><h2>What each configuration did</h2>',
-            f"<p>{_e(_baseline_line(page))}</p>",
+            f"<p>{_inline(_baseline_line(page))}</p>",
             _first_screen(page, describe),
             "</section>",
         ]
@@ -318,7 +330,7 @@ def html_page(page: Page) -> str:
     if page.glossary:
         entries = "".join(
             f'<dt id="g-{_e(e.key)}">{_e(e.header)} <span class="muted">— {_e(e.title)}'
-            f"{', ' + _e(e.unit) if e.unit else ''}</span></dt><dd>{_e(e.description)}</dd>"
+            f"{', ' + _e(e.unit) if e.unit else ''}</span></dt><dd>{_inline(e.description)}</dd>"
             for e in page.glossary
         )
         parts.append(f'<section id="glossary"><h2>Glossary</h2><dl>{entries}</dl></section>')
