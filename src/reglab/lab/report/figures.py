@@ -188,9 +188,14 @@ def results_figure(
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(m.title, fontsize=8)
-        ax.set_xlabel(f"{m.title}{_unit(m)}, mean ± std over seeds", fontsize=7)
+        ax.set_xlabel(f"{m.title}{_unit(m)}", fontsize=7)
         ax.set_ylabel("configuration", fontsize=7)
         ax.tick_params(labelsize=7)
+    fig.suptitle(
+        "Mean ± std over seeds"
+        + ("; ◀ ▶ a collapsed configuration, off the fitted axis" if collapsed else ""),
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig
 

@@ -199,7 +199,7 @@ def _delta_cell(c: Comparison, m: Metric) -> str:
     if d is None:
         return ""
     tone = ""
-    if d.clear and d.improved is not None:
+    if d.clear and d.improved is not None and not c.collapsed:  # no praise for a collapse
         tone = " good" if d.improved else " bad"
     clear = " clear" if d.clear else ""
     return f'<span class="d{clear}{tone}">Δ {_e(format_delta(d))}</span>'
