@@ -36,8 +36,8 @@ _SECTIONS = ("data", "model", "train")
 def format_number(value: Any) -> str:
     """A number as written in a study file: ``1e-3``, ``0.5``, ``3``, ``2.5e+04`` → ``25000``.
 
-    >>> [format_number(v) for v in (0.001, 1e-5, 0.5, 3, 25000.0, True)]
-    ['1e-3', '1e-5', '0.5', '3', '25000', 'True']
+    >>> ", ".join(format_number(v) for v in (0.001, 1e-5, 0.5, 3, 25000.0, True))
+    '1e-3, 1e-5, 0.5, 3, 25000, True'
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
