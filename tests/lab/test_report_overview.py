@@ -23,7 +23,8 @@ from reglab.lab.report.comparison import (
 )
 from reglab.lab.report.describe import describe_point, format_number
 from reglab.lab.report.figures import axis_labels, results_figure, svg
-from reglab.lab.report.summaries import summarize, table_rows, training_time
+from reglab.lab.report.summaries import summarize, table_rows
+from reglab.lab.report.timing import training_time
 from reglab.lab.settings.studyfile import StudyError, parse_study
 
 from .conftest import write_tiny

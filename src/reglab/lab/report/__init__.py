@@ -21,16 +21,15 @@ from reglab.lab.report.page import Figure, Page, html_page, markdown_page
 from reglab.lab.report.summaries import (
     coefficient_series,
     curves,
-    describe_time,
     ensemble_curve,
     markdown_table,
     reliability,
     stopping_rows,
     summarize,
     table_columns,
-    training_time,
     weight_histograms,
 )
+from reglab.lab.report.timing import describe_time, training_time
 from reglab.lab.rundir import CheckpointError, RunDir
 from reglab.layouts import is_kernel
 
