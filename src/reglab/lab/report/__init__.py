@@ -110,12 +110,13 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
     collapsed = {c.point for c in comparisons if c.collapsed}
     rendered: list[Figure] = []
 
-    def add(name: str, caption: str, figure: Any) -> None:
+    def add(name: str, caption: str, figure: Any, vector: bool = True) -> None:
+        """Save the PNG; the HTML gets the SVG (hover values) unless ``vector`` is False
+        (pictures such as filter grids, which would be hundreds of embedded PNG tiles)."""
         data = figures.png(figure)
         atomic_write(run_dir.output(name), lambda f: f.write(data))
-        rendered.append(
-            Figure(name, caption, data, figures.svg(figure), figures.axis_labels(figure))
-        )
+        drawing = figures.svg(figure) if vector else None
+        rendered.append(Figure(name, caption, data, drawing, figures.axis_labels(figure)))
 
     trained = [r for r in records if not r.get("diverged")]  # figures show trained models
     notes: list[str] = []
@@ -166,6 +167,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     f"filters_{point}.png",
                     f"Encoder filters (first seed): {label}",
                     plot_filters(weight[:64], image[1:], ncols=16, title=label),
+                    vector=False,
                 )
         series = coefficient_series(summary)
         if series:

@@ -264,6 +264,8 @@ def compare(
                     deltas[k] = d
         is_base = point == baseline
         line = "baseline" if is_base else ("no baseline" if base is None else "")
+        if not seeds[point]:
+            line = "diverged: no seed trained to the end"
         if not line:
             line = verdict(deltas, headline, collapsed)
         elif collapsed:
