@@ -272,20 +272,42 @@ def coefficients_figure(
 
 def reliability_figure(data: dict[str, dict[str, Any]], sparse: int = SPARSE_BIN) -> Any:
     """Per configuration, accuracy against confidence of the test-set bins (pooled over
-    seeds), each bin's sample count written next to it; bins with fewer than ``sparse``
-    samples hollow and not joined to the line (their accuracy is noise)."""
+    seeds). Along the bottom, each bin's sample count: a bar (log height) with the number
+    written on it; bins with fewer than ``sparse`` samples are drawn hollow (orange bar) and
+    not joined to the line: their accuracy is noise."""
     n = len(data)
-    fig = _figure(figsize=(2.8 * min(4, n), 2.8 * math.ceil(n / 4)))
+    fig = _figure(figsize=(2.8 * min(4, n), 2.9 * math.ceil(n / 4)))
     for ax, d in zip(_grid_axes(fig, n), data.values(), strict=True):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        counts = d["count"]
+        width = 1 / len(counts)  # equal-width bins over [0, 1]
+        top = math.log10(1 + max(counts, default=0) or 1) or 1.0
+        for i, k in enumerate(counts):
+            if not k:
+                continue
+            few = k < sparse
+            height = 0.22 * math.log10(1 + k) / top
+            (bar,) = ax.bar(
+                (i + 0.5) * width,
+                height,
+                width * 0.9,
+                color="tab:orange" if few else "grey",
+                alpha=0.45,
+                lw=0,
+            )
+            _tip(fig, bar, f"{d['label']}: bin {i + 1}, {int(k)} samples")
+            ax.text(
+                (i + 0.5) * width, height + 0.01, str(int(k)), rotation=90, fontsize=5.5,
+                ha="center", va="bottom", color="tab:orange" if few else "dimgrey",
+            )  # fmt: skip
         dense = [
             (c, a)
-            for c, a, k in zip(d["confidence"], d["accuracy"], d["count"], strict=True)
+            for c, a, k in zip(d["confidence"], d["accuracy"], counts, strict=True)
             if k >= sparse
         ]
         if dense:
             ax.plot(*zip(*dense, strict=True), color="tab:blue", lw=1)
-        for c, a, k in zip(d["confidence"], d["accuracy"], d["count"], strict=True):
+        for c, a, k in zip(d["confidence"], d["accuracy"], counts, strict=True):
             if not k or not (math.isfinite(c) and math.isfinite(a)):
                 continue
             few = k < sparse
@@ -298,15 +320,6 @@ def reliability_figure(data: dict[str, dict[str, Any]], sparse: int = SPARSE_BIN
                 f"{d['label']}: confidence {c:.3f}, accuracy {a:.3f}, {int(k)} samples"
                 + (" (too few)" if few else ""),
             )
-            ax.annotate(
-                str(int(k)),
-                (c, a),
-                xytext=(0, -8 if a > c else 4),
-                textcoords="offset points",
-                fontsize=5,
-                ha="center",
-                color="grey" if few else "black",
-            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.05)
         ax.set_title(d["label"], fontsize=8)
@@ -315,8 +328,8 @@ def reliability_figure(data: dict[str, dict[str, Any]], sparse: int = SPARSE_BIN
         ax.tick_params(labelsize=7)
     _spaced(
         fig,
-        f"Reliability diagrams (test set, 15 bins, numbers: samples per bin; hollow: fewer than "
-        f"{sparse}): accuracy vs confidence",
+        f"Reliability diagrams (test set, 15 bins; bars: samples per bin, log height; hollow "
+        f"points, orange bars: fewer than {sparse} samples): accuracy vs confidence",
     )
     return fig
 
