@@ -57,7 +57,8 @@ def test_cross_and_zip() -> None:
         ),
         (
             {**BASE, "epochs": 3},
-            r"^s\.epochs: unknown key; allowed: data, description, grid, model, name, seeds, train",
+            r"^s\.epochs: unknown key; allowed: baseline, data, description, grid, model, name, seeds, "
+            r"train",
         ),
         (
             {**BASE, "seeds": [1, 1]},

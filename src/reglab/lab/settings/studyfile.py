@@ -37,7 +37,7 @@ __all__ = [
     "parse_study",
 ]
 
-TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
+TOP_KEYS = ("baseline", "data", "description", "grid", "model", "name", "seeds", "train")
 GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
@@ -69,7 +69,10 @@ class Study:
     """A parsed study: its grid points (each with a typed config) and seeds.
 
     ``source`` is the document as parsed (overrides applied): what run directories record
-    and what the Optuna study's name fingerprints.
+    and what the Optuna study's name fingerprints. ``baseline`` is the key of the point the
+    report compares every configuration with (``baseline = "name"``: a point's label or id, or
+    a grid entry with one point); None when the file declares none (the report then looks for
+    a point named ``none``).
     """
 
     name: str
@@ -77,6 +80,7 @@ class Study:
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
+    baseline: str | None = None
 
     @property
     def trials(self) -> list[Trial]:
@@ -162,7 +166,28 @@ def parse_study(
         raise StudyError(
             f"{origin}.grid: two grid points share the id {duplicate!r}; rename an entry"
         )
-    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
+    baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
+    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
+
+
+def _baseline(path: str, value: Any, points: list[GridPoint]) -> str | None:
+    """The key of the point ``baseline = "name"`` names (its label or id, or an entry of one
+    point)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise fail(path, "expected the name of a grid point", value)
+    for p in points:
+        if value in (p.key, p.label):
+            return p.key
+    entry = [p.key for p in points if p.entry == value]
+    if len(entry) == 1:
+        return entry[0]
+    if entry:
+        raise fail(path, f"grid entry {value!r} has {len(entry)} points; name one of them", value)
+    raise fail(
+        path, f"no grid point has this name (points: {', '.join(p.label for p in points)})", value
+    )
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
