@@ -343,6 +343,15 @@ class TrialConfig:
                 f"applies with train.optimizer = 'sam' (this point has {self.train.optimizer!r})",
                 self.raw["sam"],
             )
+        if self.model_kind.family != "classifier":
+            for key in (*LOSS_TECHNIQUES, "prune"):
+                if key in self.raw:
+                    raise fail(
+                        f"{path}.{key}",
+                        "applies to classifier trials (model.kind = 'mlp', 'cnn', 'resnet' or "
+                        f"a factory), not {self.model.kind!r}",  # type: ignore[attr-defined]
+                        self.raw[key],
+                    )
         shared = [k for k in ("semi_supervised", "multitask") if k in self.raw]
         for key in LOSS_TECHNIQUES:
             if key in self.raw and shared:

@@ -95,7 +95,14 @@ def make_optimizer(
         inner, settings = make, sam
 
         def make(cls: Any, params: Any, **options: Any) -> Any:
-            return inner(SAM, params, cls, rho=settings.rho, adaptive=settings.adaptive, **options)
+            return inner(
+                SAM,
+                params,
+                base_optimizer=cls,
+                rho=settings.rho,
+                adaptive=settings.adaptive,
+                **options,
+            )
 
     if layer_decay is not None:
         params: Any = reglab.param_groups(model, wd, layer_decay=layer_decay.decay, lr=train.lr)
