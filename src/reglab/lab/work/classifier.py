@@ -16,6 +16,8 @@ from torch.nn import functional as F
 from reglab.autoencoders import pretrain_layerwise
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
+from reglab.lab.settings.techniques import PruneConfig
+from reglab.lab.settings.train import TrainConfig
 from reglab.lab.work.bagging import run_bagging
 from reglab.lab.work.posthoc import post_hoc_stopping
 from reglab.lab.work.training import (
@@ -128,30 +130,32 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
     if isinstance(model, PiModel):  # mean teacher too: count steps, move the teacher
         callbacks.append(_BindConsistency(model))
     if config.prune is not None:  # fit drives its schedule (after_step); removed after it
-        regularizers.append(pruning(config, net, len(fit_train[0])))
+        regularizers.append(pruning(config.prune, config.train, net, len(fit_train[0])))
     stopper = None
     if config.early_stopping is not None:
         stopper = config.early_stopping.build()
         callbacks.append(stopper)
     if config.post_hoc_stopping is not None:
         callbacks.append(_TestCurve(net, test))
-    history, seconds = train_model(
-        model,
-        fit_train,
-        fit_monitor,
-        config,
-        seed,
-        context,
-        regularizers=regularizers,
-        callbacks=callbacks,
-        loss=loss,
-        loss_weights=weights,
-        metrics={"acc": acc},
-        transform=_transform(config),
-        batch_transform=_mixer(config),
-    )
-    for hook in loss_hooks:
-        hook.remove()
+    try:
+        history, seconds = train_model(
+            model,
+            fit_train,
+            fit_monitor,
+            config,
+            seed,
+            context,
+            regularizers=regularizers,
+            callbacks=callbacks,
+            loss=loss,
+            loss_weights=weights,
+            metrics={"acc": acc},
+            transform=_transform(config),
+            batch_transform=_mixer(config),
+        )
+    finally:
+        for hook in loss_hooks:
+            hook.remove()
     metrics = classifier_metrics(net, train, val, test, seed, model)
     metrics.update(epochs_run=float(len(history)), seconds=seconds)
     reliability = metrics.pop("reliability")
@@ -196,13 +200,11 @@ class _TrainingOnly:
         return (self.loss if self.net.training else self.plain)(output, y)
 
 
-def pruning(config: TrialConfig, net: nn.Module, rows: int) -> MagnitudePruning:
-    """The ``prune`` table as :func:`~reglab.pruning.magnitude_prune` on ``net`` for a
-    training set of ``rows`` rows (epochs become optimizer steps); ``fit`` advances it."""
-    prune = config.prune
-    assert prune is not None
-    per_epoch = max(1, math.ceil(rows / config.train.batch_size))
-    begin, end = prune.window(config.train.epochs)
+def pruning(prune: PruneConfig, train: TrainConfig, net: nn.Module, rows: int) -> MagnitudePruning:
+    """The ``prune`` table as :func:`~reglab.pruning.magnitude_prune` on ``net`` for ``train``
+    on ``rows`` rows (its epochs become optimizer steps); ``fit`` advances it."""
+    per_epoch = max(1, math.ceil(rows / train.batch_size))
+    begin, end = prune.window(train.epochs)
     if prune.schedule == "one_shot":  # the whole amount after step begin·per_epoch (>= 1)
         start, steps = max(0, begin * per_epoch - 1), 1
     else:
