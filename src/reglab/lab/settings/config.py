@@ -263,7 +263,7 @@ class TrialConfig:
         if self.data.subset and rows and self.data.subset > rows:
             raise fail(
                 data_key("subset"),
-                f"'{self.data.name}' has {rows} training rows",
+                f"'{self.data.title}' has {rows} training rows",
                 self.data.subset,
             )
         needs_validation = [k for k in ("early_stopping", "post_hoc_stopping") if getattr(self, k)]
@@ -312,7 +312,7 @@ class TrialConfig:
             )  # type: ignore[union-attr]
         if self.augment is not None and self.data.dataset.image is None:
             raise fail(
-                f"{path}.augment", f"'{self.data.name}' inputs are not images", self.raw["augment"]
+                f"{path}.augment", f"'{self.data.title}' inputs are not images", self.raw["augment"]
             )
         if self.rules:
             self._check_rules(path)
@@ -327,7 +327,7 @@ class TrialConfig:
             )
         mix: MixConfig = self.mix  # type: ignore[assignment]
         if mix.kind == "cutmix" and self.data.dataset.image is None:
-            raise fail(f"{path}.mix", f"'{self.data.name}' inputs are not images", self.raw["mix"])
+            raise fail(f"{path}.mix", f"'{self.data.title}' inputs are not images", self.raw["mix"])
         if self.label_smoothing is not None and self.label_smoothing.form != "uniform":
             raise fail(
                 f"{path}.mix",

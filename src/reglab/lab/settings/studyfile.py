@@ -21,7 +21,7 @@ from typing import Any
 
 from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
-from reglab.lab.settings.data import DATASETS
+from reglab.lab.settings.data import DATASETS, anchor
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
 from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
 
@@ -100,9 +100,15 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
     check_keys(key_path(path), table, allowed)
 
 
-def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
-    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path."""
+def parse_study(
+    raw: Mapping[str, Any], origin: str = "study", *, root: str | Path | None = None
+) -> Study:
+    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
+    ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
+    (and recorded absolute in ``Study.source``); without it, to the working directory."""
     raw = _table(origin, raw)
+    if root is not None:
+        raw = anchor(raw, root)
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
     if not isinstance(name, str):
@@ -185,4 +191,4 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> Study:
     """Read and parse a study file."""
     path = Path(path)
     raw, _ = read_toml(path)
-    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem)
+    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem, root=path.parent)

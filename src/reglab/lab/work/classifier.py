@@ -85,6 +85,13 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
     zeros = sum(int((c == 0).sum()) for c in codes)
     total = sum(c.numel() for c in codes)
     bins = reliability_diagram(probs, y, n_bins=15)
+    # activation statistics of the modules named act*; a model without them (a factory's)
+    # has none, reported as not measured rather than as 0
+    activations = (
+        {"zero_frac": zeros / total, "mean_activation": sum(float(c.sum()) for c in codes) / total}
+        if total
+        else {}
+    )
     return {
         "reliability": {
             "count": bins.count.tolist(),
@@ -94,8 +101,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
         "acc": accuracy(logits, y).item(),
         "loss": F.cross_entropy(logits, y).item(),
         "ece": expected_calibration_error(probs, y),
-        "zero_frac": zeros / total if total else 0.0,
-        "mean_activation": (sum(float(c.sum()) for c in codes) / total) if total else 0.0,
+        **activations,
     }
 
 
@@ -283,8 +289,7 @@ def classifier_metrics(
         "train_loss": on_train["loss"],
         "test_loss": on_test["loss"],
         "test_ece": on_test["ece"],
-        "zero_frac": on_test["zero_frac"],
-        "mean_activation": on_test["mean_activation"],
+        **{k: on_test[k] for k in ("zero_frac", "mean_activation") if k in on_test},
         **kernel_stats(net),
         **_dropout_inference(net, *test, seed),
         **(_temperature_scaled(net, val, test) if val is not None else {}),
