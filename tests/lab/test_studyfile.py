@@ -71,7 +71,7 @@ def test_cross_and_zip() -> None:
         ({**BASE, "train": {"lr": "fast"}}, r"^s\.train\.lr: expected a number \(got 'fast'\)"),
         (
             {**BASE, "train": {"optimizer": "rmsprop"}},
-            r"^s\.train\.optimizer: expected 'adam', 'adamw' or 'sgd'",
+            r"^s\.train\.optimizer: expected 'adam', 'adamw', 'sgd' or 'sam'",
         ),
         (
             {**BASE, "model": {"depth": 3}},

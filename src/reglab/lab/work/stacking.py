@@ -58,7 +58,16 @@ _ALONE = (
     "ensemble",
     "pretrain",
     "augment",
+    "sam",
+    "rdrop",
+    "confidence_penalty",
+    "prune",
+    "input_gradient",
+    "layer_decay",
 )
+#: Constraints on a whole kernel matrix: a stack's kernel holds every member's, so they would
+#: mix the members (the per-unit norm constraints stack fine).
+_MATRIX_CONSTRAINTS = (constraints.SpectralNorm, constraints.Orthogonal)
 
 
 def _bindings(config: TrialConfig) -> Bindings:
@@ -93,6 +102,8 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
         if a.reduction != "batch":
             reductions.append((a.module_name, a.reduction))
     fixed = []
+    if any(isinstance(c.constraint, _MATRIX_CONSTRAINTS) for c in bindings.constraints):
+        return None
     for c in bindings.constraints:
         try:
             fixed.append(
