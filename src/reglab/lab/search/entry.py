@@ -11,6 +11,7 @@ a sampler or a coarse-to-fine stage chose into a :class:`~reglab.lab.settings.gr
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,17 @@ class SearchedEntry:
     def sample(self) -> dict[str, Any]:
         """One value per axis: a continuous axis's low end, a choice's first value."""
         return {a.name: a.choices[0] if a.kind == "choice" else a.low for a in self.space.axes}
+
+    def examples(self) -> list[GridPoint]:
+        """One point per combination of the choice axes, continuous axes at their low end:
+        every model, factory and regularizer kind the search can build, for the checks made
+        before a run (trusted factories, rules that match)."""
+        choices = [list(a.choices) if a.kind == "choice" else [a.low] for a in self.space.axes]
+        names = [a.name for a in self.space.axes]
+        return [
+            self.point(dict(zip(names, combo, strict=True)))
+            for combo in itertools.product(*choices)
+        ]
 
     @property
     def epochs(self) -> int:
