@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from reglab.lab import Overrides, RunDir, find_study
@@ -62,3 +63,26 @@ def test_show_describes_a_searched_study(capsys) -> None:
     assert [a["axis"] for a in shown["axes"]] == ["train.lr", L2]
     assert main(["studies"]) == 0
     assert "coarse-to-fine x 3" in capsys.readouterr().out
+
+
+def test_a_searched_factory_must_be_trusted_before_anything_runs(tmp_path: Path) -> None:
+    """A factory offered by a search axis is checked like a grid's: every choice."""
+    from reglab.cli.main import main
+    from reglab.lab import Trust, UntrustedCode
+    from reglab.lab.settings.studyfile import load_study
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'name = "s"\nseeds = [0]\n[data]\nsubset = 100\nvalidation = 0.2\n'
+        '[model]\nkind = "factory"\n[train]\nepochs = 1\n'
+        '[search]\nmethod = "random"\ntrials = 2\n'
+        '[[grid]]\nname = "a"\nmodel.factory = { values = ["torch.nn:Identity", '
+        '"reglab_no_such_module:make"] }\ntrain.lr = { log = [1e-3, 1e-1] }\n'
+    )
+    study = load_study(path)
+    factories = {p.config.model.factory for p in study.example_points}
+    assert factories == {"torch.nn:Identity", "reglab_no_such_module:make"}
+    with pytest.raises(UntrustedCode, match="reglab_no_such_module:make"):
+        Trust.of(["torch"]).check(study)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert not (tmp_path / "run").exists()
