@@ -261,3 +261,19 @@ def test_report_rereads_a_search(tmp_path: Path) -> None:
     (out / "summary.md").unlink()
     assert main(["report", str(out)]) == 0
     assert "L2 #0 l2=" in (out / "summary.md").read_text()
+
+
+def test_a_coarse_to_fine_trial_lost_between_fail_and_requeue_runs_again(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'method = "coarse-to-fine"\npoints = 3', epochs=1)
+    study = load_study(path)
+    out = RunDir(tmp_path / "run")
+    out.path.mkdir()
+    sweep = SearchSweep.create(study, out.storage_url)
+    lost = sweep._next()  # failed as interrupted, then the process died before re-queueing
+    sweep.storage.set_trial_state_values(lost._trial_id, state=TrialState.FAIL)
+    sweep._owned.clear()
+    sweep.work(out, advance=True)
+    trials = [t for t in sweep.optuna.trials if t.state == TrialState.COMPLETE]
+    stage1 = sorted(t.params[AXIS] for t in trials if t.user_attrs["stage"] == 1)
+    assert stage1 == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]  # each once
+    assert any(t.user_attrs["stage"] == 2 for t in trials)

@@ -166,16 +166,38 @@ class SearchSweep:
         return out
 
     def _enqueue_stage(self, stage: int, points: list[dict[str, Any]]) -> None:
+        """Record stage ``stage``'s plan (its points), then enqueue it."""
+        self.optuna.set_user_attr(f"stage{stage}", [self._stored(p) for p in points])
+        self.optuna.set_user_attr("stage", stage)
+        self._enqueue_missing(stage)
+
+    def _enqueue_missing(self, stage: int) -> int:
+        """Enqueue every planned point x seed of ``stage`` that has no trial (finished,
+        waiting, running or diverged): the whole stage the first time; after a process died
+        while enqueueing, or between failing an interrupted trial and re-queueing it, the
+        missing ones only. Returns how many."""
+        have = {
+            json.dumps(
+                [t.params or t.system_attrs.get("fixed_params", {}), t.user_attrs["seed"]],
+                sort_keys=True,
+            )
+            for t in self._trials()
+            if t.user_attrs.get("stage") == stage
+            and "seed" in t.user_attrs
+            and (t.state != TrialState.FAIL or "diverged" in t.user_attrs)
+        }
+        added = 0
         with warnings.catch_warnings():  # values between a float axis's bounds: fine
             warnings.simplefilter("ignore", UserWarning)
-            for params in points:
+            for params in self.optuna.user_attrs.get(f"stage{stage}", []):
                 for seed in self.study.seeds:
+                    if json.dumps([params, seed], sort_keys=True) in have:
+                        continue
                     self.optuna.enqueue_trial(
-                        self._stored(params),
-                        user_attrs={"stage": stage, "seed": seed},
-                        skip_if_exists=False,
+                        params, user_attrs={"stage": stage, "seed": seed}, skip_if_exists=False
                     )
-        self.optuna.set_user_attr("stage", stage)
+                    added += 1
+        return added
 
     def _trials(self) -> list[FrozenTrial]:
         return [
@@ -452,6 +474,8 @@ class SearchSweep:
         if waiting or running:
             return False
         stage = int(self.optuna.user_attrs.get("stage", 1))
+        if self._enqueue_missing(stage):  # a stage left half-enqueued, or a trial lost
+            return True
         results = self._point_results()
         points: list[dict[str, Any]] = []
         if stage < self.settings.stages and results:
