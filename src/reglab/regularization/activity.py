@@ -1,30 +1,62 @@
 """Activity penalties: the value of a module's output, recorded where the output is made.
 
-When a hooked module runs in training mode with gradients enabled, its output ``h`` feeds a
-small side node of the autograd graph whose forward is the penalty's value (a 0-dim *token*,
-computed at once, before anything downstream can modify ``h`` in place) and whose backward adds
-``grad_token · ∇penalty(h)`` — the closed form for built-in penalties — to ``h``'s gradient.
-``Regularization.penalty`` sums the tokens, so the gradient factor (a loss scale, a
-``1/k`` of gradient accumulation) reaches every term through ordinary autograd, and
-``h`` is held only the way the rest of the graph holds it: no copy, no ``sign(h)`` buffer.
+When a hooked module runs in training mode with gradients enabled, the penalty of its output
+``h`` is recorded in one of two ways.
+
+**Fused** (eager, every built-in penalty): the value is computed at once, without a graph (a
+detached 0-dim tensor, before anything downstream can modify ``h`` in place), and a tensor hook
+on ``h`` adds the closed-form gradient to ``h``'s incoming gradient in the same backward pass,
+in one op where the penalty allows it:
+
+* ``L1`` on a ReLU output (``h.grad_fn`` is ReLU's): ``grad + k`` with ``k = factor·l1·scale``.
+  ReLU's own backward multiplies by ``1[h > 0]``, which *is* ``sign(h)`` for ``h ≥ 0``, so
+  nothing of ``h`` is read or kept.
+* ``L2``: ``addcmul(grad, h, k)`` with ``k = 2·factor·l2·scale``; ``L1`` elsewhere:
+  ``addcmul(grad, sign(h), k)``; other built-ins: ``grad + factor·scale·gradient(h)``.
+
+``penalty()`` adds the detached values to the loss through ``Capture``, an identity whose
+backward stores the gradient factor it receives (a loss scale, a ``1/k`` of gradient
+accumulation) in a ``Cell`` that the hooks read. ``Capture`` is created after the forward, so
+autograd (which runs ready nodes newest first) runs it before any node of the forward. The
+record keeps no tensor of the forward's graph: a forward whose output the caller drops is freed
+at once, whether or not ``penalty()`` is ever called. The hook keeps ``h`` (a detached alias of
+the storage the graph keeps anyway) only where the gradient reads it.
+
+**Token** (under ``torch.compile``, under saved-tensor hooks such as non-reentrant activation
+checkpointing or ``save_on_cpu`` for penalties that read ``h``, for custom callables, and with
+``Regularization.fused_activity = False``): ``h`` feeds a small side node of the autograd graph
+whose forward is the penalty's value (a 0-dim *token*) and whose backward is the penalty's
+gradient: native reductions for L1/L2/L1L2, ``_Side`` (closed form, no buffer) for the other
+built-ins, plain autograd for custom callables. ``penalty()`` sums the tokens; each token keeps
+its forward's graph alive until then.
+
+The fused gradient treats ``h`` as a constant in a *second* derivative (``create_graph=True``):
+exact for L1 (whose second derivative is 0), it misses L2's curvature ``2·l2``; a hook that
+finds itself differentiated for a penalty with curvature warns once (set ``fused_activity =
+False`` for exact double backward).
 
 Forwards that are not ordinary ones:
 
 * **Recomputation by activation checkpointing** runs inside backward and never records.
-  Non-reentrant checkpointing replays the side node (its saved tensor is part of what the
-  checkpoint matches) and discards the token. Reentrant checkpointing
-  (``use_reentrant=True``) runs the first forward under ``no_grad``: the value is recorded then
-  (``Deferred``), and the recomputation in backward wraps the recomputed output in an
-  identity node that adds the gradient, scaled by the factor the step's ``penalty()`` received.
+  Non-reentrant checkpointing replays the token node when the forward used one (its saved
+  tensor is part of what the checkpoint matches) and discards the token; a fused record saved
+  nothing and its recomputation does nothing. Reentrant checkpointing (``use_reentrant=True``)
+  runs the first forward under ``no_grad``: the value is recorded then (``Deferred``), and the
+  recomputation in backward wraps the recomputed output in an identity node that adds the
+  gradient, scaled by the factor the step's ``penalty()`` received.
 * A forward whose graph is backpropagated before ``penalty`` consumed its record (a
   saliency map, an accumulation loop that adds the penalty after backward) marks the record
   *spent*; it is then skipped with a warning instead of failing with "backward through the
-  graph a second time".
+  graph a second time" (token) or losing its gradient silently (fused).
+* Tracing (``torch.jit.trace``) cannot record a Python hook into the traced graph: an activity
+  rule's module running under the tracer is an error (the traced model would be
+  unregularized).
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +66,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from reglab._validation import InvalidParameterError
 from reglab.penalties import Penalty
 from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import ActivityBinding, checked_value
@@ -41,7 +74,11 @@ from reglab.regularization.rules import ActivityBinding, checked_value
 __all__ = [
     "Cell",
     "Deferred",
+    "Fused",
+    "FusedGradient",
     "Record",
+    "fused_kind",
+    "fused_record",
     "activity_scale",
     "first_tensor",
     "in_reentrant_checkpoint",
@@ -183,11 +220,14 @@ def token(binding: ActivityBinding, h: torch.Tensor) -> torch.Tensor:
     return checked_value(binding, binding.penalty(h)) * scale
 
 
-@dataclass
+@dataclass(eq=False)
 class Cell:
-    """The gradient factor a step's ``penalty()`` received in backward (None until then)."""
+    """The gradient factor a step's ``penalty()`` received in backward (None until then), and
+    how many backward passes have set it (``generation``): a retained graph backpropagated
+    again *without* the penalty must not add its gradient a second time."""
 
     factor: torch.Tensor | None = None
+    generation: int = 0
 
 
 class Capture(torch.autograd.Function):
@@ -203,6 +243,7 @@ class Capture(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         ctx.cell.factor = grad.detach()
+        ctx.cell.generation += 1
         return grad, torch.zeros_like(grad), None
 
 
@@ -246,6 +287,145 @@ class Record:
 
 
 @dataclass(eq=False)
+class Fused:
+    """A call recorded on the fused path: its value now (detached, no graph), its gradient
+    added by a ``FusedGradient`` hook on the output once ``penalty()`` gave it a ``cell``."""
+
+    binding: ActivityBinding
+    value: torch.Tensor
+    cell: Cell | None = None
+    spent: bool = False
+    generation: int = 0  # the cell generation whose gradient was added
+
+
+#: How a fused record adds its gradient: L1/L2/L1L2 with number coefficients in one or two
+#: ops ("norms"; "relu" when ``h`` is a ReLU output and the L1 part needs no ``h``), any other
+#: built-in through its closed form ("closed").
+NORMS, RELU, CLOSED = "norms", "relu", "closed"
+
+
+def _reads_h(kind: str, l1: float, l2: float) -> bool:
+    """Whether the fused gradient reads ``h`` (a ReLU output's L1 part does not)."""
+    if kind == CLOSED:
+        return True
+    return bool(l2) or (kind == NORMS and bool(l1))
+
+
+def fused_kind(binding: ActivityBinding, h: torch.Tensor, hooks_active: bool) -> str | None:
+    """How ``binding``'s penalty on ``h`` is fused (``NORMS``, ``RELU``, ``CLOSED``), or None
+    for the token path: custom callables, and penalties that read ``h`` in backward while
+    saved-tensor hooks are active (checkpointing, offloading: ``h`` must go through them)."""
+    coefficients = number_coefficients(binding.penalty)
+    if coefficients is not None:
+        relu = h.grad_fn is not None and h.grad_fn.name() == "ReluBackward0"
+        kind = RELU if relu and coefficients[0] else NORMS
+        if hooks_active and _reads_h(kind, *coefficients):
+            return None
+        return kind
+    if closed_form(binding.penalty) and not hooks_active:
+        return CLOSED
+    return None
+
+
+def _norm_values(h: torch.Tensor, l1: float, l2: float, relu: bool) -> torch.Tensor:
+    """``l1 · Σ|h| + l2 · Σh²`` without a graph, one pass per part and no allocation of
+    ``h``'s size (float32 accumulation for half-precision outputs)."""
+    dtype = torch.float32 if h.dtype in _LOW_PRECISION else None
+    value = None
+    if l1:  # on a ReLU output h >= 0: Σ|h| = Σh
+        v = h.sum(dtype=dtype) if relu else torch.linalg.vector_norm(h, 1, dtype=dtype)
+        value = l1 * v
+    if l2:
+        if dtype is None and h.is_contiguous() and h.numel():
+            flat = h.view(-1)
+            v = torch.dot(flat, flat)
+        else:
+            v = torch.linalg.vector_norm(h, 2, dtype=dtype).square()
+        value = l2 * v if value is None else value + l2 * v
+    return value if value is not None else h.new_zeros((), dtype=dtype or h.dtype)
+
+
+class FusedGradient:
+    """The tensor hook of a fused record: adds ``factor · scale · ∇penalty(h)`` to ``h``'s
+    incoming gradient (see the module docstring), or marks the record spent when ``h`` is
+    backpropagated before ``penalty()`` consumed it.
+
+    Keeps the record (no tensor of the graph), the penalty's numbers and, where the gradient
+    reads ``h``, a detached alias of ``h`` with its version, so that an in-place change of
+    ``h`` after the record is an error, as autograd's own saved tensors make it."""
+
+    __slots__ = ("data", "kind", "l1", "l2", "record", "scale", "version")
+
+    def __init__(self, record: Fused, kind: str, h: torch.Tensor, scale: float) -> None:
+        self.record, self.kind, self.scale = record, kind, scale
+        coefficients = number_coefficients(record.binding.penalty)
+        self.l1, self.l2 = coefficients if coefficients is not None else (0.0, 0.0)
+        self.data = h.detach() if _reads_h(kind, self.l1, self.l2) else None
+        self.version = h._version
+
+    def __call__(self, grad: torch.Tensor) -> torch.Tensor | None:
+        record = self.record
+        cell = record.cell
+        if cell is None:  # backpropagated before penalty(): it can no longer be penalised
+            record.spent = True
+            return None
+        factor = cell.factor
+        if factor is None or record.generation == cell.generation:
+            return None  # this backward did not go through the step's penalty()
+        record.generation = cell.generation
+        data = self.data
+        if data is not None and data._version != self.version:
+            binding = record.binding
+            raise RuntimeError(
+                f"reglab: the output of {binding.module_name or '<root>'!r} "
+                f"({type(binding.module).__name__}) was modified in place after its activity "
+                f"penalty {binding.penalty!r} was recorded; its gradient needs the recorded "
+                "values. Make the in-place operation out of place (e.g. ReLU(inplace=False))."
+            )
+        if torch.is_grad_enabled() and (self.kind == CLOSED or self.l2):
+            warn_second_order(record.binding)
+        if self.kind == CLOSED:
+            extra = gradient_of(record.binding, data, factor * self.scale)
+            return grad + extra.to(grad.dtype)
+        if self.l1:
+            k = self.l1 * self.scale
+            if self.kind == RELU:  # ReLU's backward multiplies by 1[h > 0] = sign(h)
+                grad = torch.add(grad, factor.to(grad.dtype), alpha=k)
+            else:
+                grad = torch.addcmul(grad, data.sign(), factor.to(grad.dtype), value=k)
+        if self.l2:
+            grad = torch.addcmul(grad, data, factor.to(grad.dtype), value=2.0 * self.l2 * self.scale)
+        return grad
+
+
+def warn_second_order(binding: ActivityBinding) -> None:
+    warnings.warn(
+        f"reglab: the fused activity penalty {binding.penalty!r} on "
+        f"{binding.module_name or '<root>'!r} is differentiated twice (create_graph=True); "
+        "its gradient treats the output as a constant, so the second derivative misses the "
+        "penalty's curvature. Set reg.fused_activity = False for exact double backward.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def fused_record(binding: ActivityBinding, h: torch.Tensor, kind: str) -> Fused:
+    """Record ``binding``'s penalty on ``h`` on the fused path: its value now, its gradient
+    through a ``FusedGradient`` hook on ``h`` (none when ``h`` needs no gradient)."""
+    scale = activity_scale(binding, h)
+    if kind == CLOSED:
+        value = value_of(binding, h, scale)
+    else:
+        l1, l2 = number_coefficients(binding.penalty)  # type: ignore[misc]
+        with torch.no_grad():
+            value = _norm_values(h, l1, l2, kind == RELU) * scale
+    record = Fused(binding, value)
+    if h.requires_grad:
+        h.register_hook(FusedGradient(record, kind, h, scale))
+    return record
+
+
+@dataclass(eq=False)
 class Deferred:
     """A call recorded in the no-grad forward of reentrant checkpointing: its value now, its
     gradient when the checkpoint recomputes it in backward (``cell`` set by ``penalty()``)."""
@@ -270,6 +450,10 @@ class SpentMarker:
             record.spent = True
 
 
+class ScriptingRefused(InvalidParameterError, AttributeError):
+    """``torch.jit.script`` of a model whose modules have activity rules."""
+
+
 class RecordingHook:
     """The forward hook ``attach`` registers on each module with an activity rule.
 
@@ -286,6 +470,18 @@ class RecordingHook:
         if module is not self.binding.module or not module.training:
             return None  # a copy of the module, or evaluation
         return self.handle._record(self.binding, output)
+
+    @property
+    def __name__(self) -> str:
+        # torch.jit.script compiles a module's forward hooks and starts by reading their
+        # names: refuse with the reason instead of an AttributeError about a name. (An
+        # AttributeError still, so getattr(hook, "__name__", default) keeps working.)
+        raise ScriptingRefused(
+            f"The activity rule on {self.binding.module_name or '<root>'!r} "
+            f"({type(self.binding.module).__name__}) cannot be scripted: a TorchScript graph "
+            "never calls the Python hook that records the penalty, so it would silently be 0. "
+            "Script the model after reg.remove()."
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> DisabledHook:
         return DisabledHook()
