@@ -235,16 +235,21 @@ class Capture(torch.autograd.Function):
     (an ``anchor`` leaf makes the output require grad even when nothing else does)."""
 
     @staticmethod
-    def forward(ctx: Any, total: torch.Tensor, anchor: torch.Tensor, cell: Cell) -> torch.Tensor:  # type: ignore[override]
-        del anchor
+    def forward(  # type: ignore[override]
+        ctx: Any, total: torch.Tensor, anchor: torch.Tensor, cell: Cell, *outputs: torch.Tensor
+    ) -> torch.Tensor:
+        # ``outputs``: recorded outputs whose gradient hooks read ``cell``; as inputs they
+        # run after this node in any backward, and a backward of the penalty alone reaches
+        # them (with no gradient of their own: no pass over them here).
+        del anchor, outputs
         ctx.cell = cell
         return total.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         ctx.cell.factor = grad.detach()
         ctx.cell.generation += 1
-        return grad, torch.zeros_like(grad), None
+        return (grad, torch.zeros_like(grad), None) + (None,) * (len(ctx.needs_input_grad) - 3)
 
 
 class _Late(torch.autograd.Function):
@@ -293,6 +298,10 @@ class Fused:
 
     binding: ActivityBinding
     value: torch.Tensor
+    #: The output, weakly: alive only as long as its graph is (torch keeps a tensor's Python
+    #: object while autograd holds the tensor). ``penalty()`` makes its node an input of
+    #: ``Capture``, so a backward of the penalty alone still reaches the hook.
+    output: Callable[[], torch.Tensor | None] = lambda: None
     cell: Cell | None = None
     spent: bool = False
     generation: int = 0  # the cell generation whose gradient was added
@@ -354,16 +363,16 @@ class FusedGradient:
     reads ``h``, a detached alias of ``h`` with its version, so that an in-place change of
     ``h`` after the record is an error, as autograd's own saved tensors make it."""
 
-    __slots__ = ("data", "kind", "l1", "l2", "record", "scale", "version")
+    __slots__ = ("data", "dtype", "kind", "l1", "l2", "record", "scale", "shape", "version")
 
     def __init__(self, record: Fused, kind: str, h: torch.Tensor, scale: float) -> None:
         self.record, self.kind, self.scale = record, kind, scale
         coefficients = number_coefficients(record.binding.penalty)
         self.l1, self.l2 = coefficients if coefficients is not None else (0.0, 0.0)
         self.data = h.detach() if _reads_h(kind, self.l1, self.l2) else None
-        self.version = h._version
+        self.version, self.shape, self.dtype = h._version, h.shape, h.dtype
 
-    def __call__(self, grad: torch.Tensor) -> torch.Tensor | None:
+    def __call__(self, grad: torch.Tensor | None) -> torch.Tensor | None:
         record = self.record
         cell = record.cell
         if cell is None:  # backpropagated before penalty(): it can no longer be penalised
@@ -384,17 +393,27 @@ class FusedGradient:
             )
         if torch.is_grad_enabled() and (self.kind == CLOSED or self.l2):
             warn_second_order(record.binding)
+        return self._add(grad, factor)
+
+    def _add(self, grad: torch.Tensor | None, factor: torch.Tensor) -> torch.Tensor | None:
+        """``grad + factor · scale · ∇penalty(h)``; ``grad`` is None when only the penalty's
+        own backward reached ``h`` (the output is not part of the loss)."""
+        data = self.data
+        f = factor.to(grad.dtype if grad is not None else self.dtype)
         if self.kind == CLOSED:
-            extra = gradient_of(record.binding, data, factor * self.scale)
-            return grad + extra.to(grad.dtype)
+            extra = gradient_of(self.record.binding, data, factor * self.scale).to(f.dtype)
+            return extra if grad is None else grad + extra
         if self.l1:
             k = self.l1 * self.scale
             if self.kind == RELU:  # ReLU's backward multiplies by 1[h > 0] = sign(h)
-                grad = torch.add(grad, factor.to(grad.dtype), alpha=k)
+                grad = f.mul(k).expand(self.shape) if grad is None else torch.add(grad, f, alpha=k)
+            elif grad is None:
+                grad = data.sign().mul_(f * k)
             else:
-                grad = torch.addcmul(grad, data.sign(), factor.to(grad.dtype), value=k)
+                grad = torch.addcmul(grad, data.sign(), f, value=k)
         if self.l2:
-            grad = torch.addcmul(grad, data, factor.to(grad.dtype), value=2.0 * self.l2 * self.scale)
+            k = 2.0 * self.l2 * self.scale
+            grad = data.mul(f * k) if grad is None else torch.addcmul(grad, data, f, value=k)
         return grad
 
 
@@ -422,6 +441,7 @@ def fused_record(binding: ActivityBinding, h: torch.Tensor, kind: str) -> Fused:
     record = Fused(binding, value)
     if h.requires_grad:
         h.register_hook(FusedGradient(record, kind, h, scale))
+        record.output = weakref.ref(h)
     return record
 
 

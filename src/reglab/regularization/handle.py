@@ -294,12 +294,16 @@ class Regularization:
         if self._anchor is None or self._anchor.device != total.device:
             self._anchor = torch.zeros((), device=total.device, requires_grad=True)
         cell = Cell()
+        outputs = []
         for r in fused:
             r.cell = cell
+            h = r.output()
+            if h is not None and h.requires_grad:
+                outputs.append(h)
         for d in deferred:
             d.cell = cell
             self._awaiting.setdefault(id(d.binding), deque()).append(d)
-        return Capture.apply(total, self._anchor, cell)
+        return Capture.apply(total, self._anchor, cell, *outputs)
 
     def terms(self) -> dict[str, torch.Tensor]:
         """Detached per-term values of the last ``penalty`` call, for logging.
