@@ -80,6 +80,7 @@ __all__ = [
     "fused_kind",
     "fused_record",
     "activity_scale",
+    "connect",
     "first_tensor",
     "in_reentrant_checkpoint",
     "late_activity",
@@ -232,24 +233,33 @@ class Cell:
 
 class Capture(torch.autograd.Function):
     """Identity on the step's penalty that stores its incoming gradient in a ``Cell``
-    (an ``anchor`` leaf makes the output require grad even when nothing else does)."""
+    (an ``anchor`` leaf makes the output require grad even when nothing else does), and adds
+    the gradients of the fused records whose outputs it takes as inputs: for ReLU's L1 a
+    stride-0 expansion, which autograd adds into the output's gradient buffer in place."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, total: torch.Tensor, anchor: torch.Tensor, cell: Cell, *outputs: torch.Tensor
+        ctx: Any,
+        total: torch.Tensor,
+        anchor: torch.Tensor,
+        cell: Cell,
+        records: list[Fused],
+        *outputs: torch.Tensor,
     ) -> torch.Tensor:
-        # ``outputs``: recorded outputs whose gradient hooks read ``cell``; as inputs they
-        # run after this node in any backward, and a backward of the penalty alone reaches
-        # them (with no gradient of their own: no pass over them here).
         del anchor, outputs
-        ctx.cell = cell
+        ctx.cell, ctx.records = cell, records
         return total.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ctx.cell.factor = grad.detach()
-        ctx.cell.generation += 1
-        return (grad, torch.zeros_like(grad), None) + (None,) * (len(ctx.needs_input_grad) - 3)
+        cell = ctx.cell
+        cell.factor = grad.detach()
+        cell.generation += 1
+        grads = []
+        for record in ctx.records:
+            record.generation = cell.generation
+            grads.append(record.gradient(None, cell.factor))
+        return (grad, torch.zeros_like(grad), None, None, *grads)
 
 
 class _Late(torch.autograd.Function):
@@ -291,25 +301,9 @@ class Record:
     spent: bool = False
 
 
-@dataclass(eq=False)
-class Fused:
-    """A call recorded on the fused path: its value now (detached, no graph), its gradient
-    added by a ``FusedGradient`` hook on the output once ``penalty()`` gave it a ``cell``."""
-
-    binding: ActivityBinding
-    value: torch.Tensor
-    #: The output, weakly: alive only as long as its graph is (torch keeps a tensor's Python
-    #: object while autograd holds the tensor). ``penalty()`` makes its node an input of
-    #: ``Capture``, so a backward of the penalty alone still reaches the hook.
-    output: Callable[[], torch.Tensor | None] = lambda: None
-    cell: Cell | None = None
-    spent: bool = False
-    generation: int = 0  # the cell generation whose gradient was added
-
-
-#: How a fused record adds its gradient: L1/L2/L1L2 with number coefficients in one or two
-#: ops ("norms"; "relu" when ``h`` is a ReLU output and the L1 part needs no ``h``), any other
-#: built-in through its closed form ("closed").
+#: How a fused record's gradient is computed: L1/L2/L1L2 with number coefficients in one or
+#: two ops ("norms"; "relu" when ``h`` is a ReLU output and the L1 part needs no ``h``), any
+#: other built-in through its closed form ("closed").
 NORMS, RELU, CLOSED = "norms", "relu", "closed"
 
 
@@ -322,18 +316,15 @@ def _reads_h(kind: str, l1: float, l2: float) -> bool:
 
 def fused_kind(binding: ActivityBinding, h: torch.Tensor, hooks_active: bool) -> str | None:
     """How ``binding``'s penalty on ``h`` is fused (``NORMS``, ``RELU``, ``CLOSED``), or None
-    for the token path: custom callables, and penalties that read ``h`` in backward while
-    saved-tensor hooks are active (checkpointing, offloading: ``h`` must go through them)."""
+    for the token path: custom callables, outputs that are leaves, and any record while
+    saved-tensor hooks are active (checkpointing, offloading decide what the graph keeps)."""
+    if hooks_active or (h.requires_grad and h.grad_fn is None):
+        return None
     coefficients = number_coefficients(binding.penalty)
     if coefficients is not None:
         relu = h.grad_fn is not None and h.grad_fn.name() == "ReluBackward0"
-        kind = RELU if relu and coefficients[0] else NORMS
-        if hooks_active and _reads_h(kind, *coefficients):
-            return None
-        return kind
-    if closed_form(binding.penalty) and not hooks_active:
-        return CLOSED
-    return None
+        return RELU if relu and coefficients[0] else NORMS
+    return CLOSED if closed_form(binding.penalty) else None
 
 
 def _norm_values(h: torch.Tensor, l1: float, l2: float, relu: bool) -> torch.Tensor:
@@ -354,23 +345,77 @@ def _norm_values(h: torch.Tensor, l1: float, l2: float, relu: bool) -> torch.Ten
     return value if value is not None else h.new_zeros((), dtype=dtype or h.dtype)
 
 
+@dataclass(eq=False)
+class Fused:
+    """A call recorded on the fused path (see the module docstring).
+
+    ``value`` is detached; ``output`` holds the output weakly (torch keeps a tensor's Python
+    object while autograd holds the tensor); ``data`` is a detached alias of the output where
+    the gradient reads it (``None`` for L1 on a ReLU output). Nothing here holds the graph.
+    """
+
+    binding: ActivityBinding
+    value: torch.Tensor
+    kind: str
+    scale: float
+    l1: float = 0.0
+    l2: float = 0.0
+    output: Callable[[], torch.Tensor | None] = lambda: None
+    data: torch.Tensor | None = None
+    version: int = 0
+    shape: torch.Size = torch.Size()
+    dtype: torch.dtype = torch.float32
+    cell: Cell | None = None
+    connected: bool = False  # an input of its step's Capture, which adds its gradient
+    spent: bool = False
+    generation: int = 0  # the cell generation whose gradient was added
+
+    def check_version(self) -> None:
+        """An in-place change of the output after the record is an error (as autograd's own
+        saved tensors make it): the gradient needs the recorded values."""
+        if self.data is not None and self.data._version != self.version:
+            b = self.binding
+            raise RuntimeError(
+                f"reglab: the output of {b.module_name or '<root>'!r} ({type(b.module).__name__})"
+                f" was modified in place after its activity penalty {b.penalty!r} was recorded; "
+                "its gradient needs the recorded values. Make the in-place operation out of "
+                "place (e.g. nn.ReLU(inplace=False) after it)."
+            )
+
+    def gradient(self, grad: torch.Tensor | None, factor: torch.Tensor) -> torch.Tensor | None:
+        """``grad + factor · scale · ∇penalty(h)`` in as few ops as the penalty allows;
+        ``grad`` None: the penalty's gradient alone (a stride-0 expansion for ReLU's L1)."""
+        data = self.data
+        if torch.is_grad_enabled() and (self.kind == CLOSED or self.l2):
+            warn_second_order(self.binding)
+        f = factor.to(grad.dtype if grad is not None else self.dtype)
+        if self.kind == CLOSED:
+            extra = gradient_of(self.binding, data, factor * self.scale).to(f.dtype)  # type: ignore[arg-type]
+            return extra if grad is None else grad + extra
+        if self.l1:
+            k = self.l1 * self.scale
+            if self.kind == RELU:  # ReLU's backward multiplies by 1[h > 0] = sign(h)
+                grad = f.mul(k).expand(self.shape) if grad is None else torch.add(grad, f, alpha=k)
+            elif grad is None:
+                grad = data.sign().mul_(f * k)  # type: ignore[union-attr]
+            else:
+                grad = torch.addcmul(grad, data.sign(), f, value=k)  # type: ignore[union-attr]
+        if self.l2:
+            k = 2.0 * self.l2 * self.scale
+            grad = data.mul(f * k) if grad is None else torch.addcmul(grad, data, f, value=k)  # type: ignore[union-attr]
+        return grad
+
+
 class FusedGradient:
-    """The tensor hook of a fused record: adds ``factor · scale · ∇penalty(h)`` to ``h``'s
-    incoming gradient (see the module docstring), or marks the record spent when ``h`` is
-    backpropagated before ``penalty()`` consumed it.
+    """The tensor hook of a fused record whose output was not an input of its step's
+    ``Capture`` (its Python object had died: nothing saves the output, yet the graph downstream
+    lives): adds the gradient to the incoming one. Marks the record spent when the output is
+    backpropagated before ``penalty()`` consumed it."""
 
-    Keeps the record (no tensor of the graph), the penalty's numbers and, where the gradient
-    reads ``h``, a detached alias of ``h`` with its version, so that an in-place change of
-    ``h`` after the record is an error, as autograd's own saved tensors make it."""
+    __slots__ = ("record",)
 
-    __slots__ = ("data", "dtype", "kind", "l1", "l2", "record", "scale", "shape", "version")
-
-    def __init__(self, record: Fused, kind: str, h: torch.Tensor, scale: float) -> None:
-        self.record, self.kind, self.scale = record, kind, scale
-        coefficients = number_coefficients(record.binding.penalty)
-        self.l1, self.l2 = coefficients if coefficients is not None else (0.0, 0.0)
-        self.data = h.detach() if _reads_h(kind, self.l1, self.l2) else None
-        self.version, self.shape, self.dtype = h._version, h.shape, h.dtype
+    def __init__(self, record: Fused) -> None:
+        self.record = record
 
     def __call__(self, grad: torch.Tensor | None) -> torch.Tensor | None:
         record = self.record
@@ -379,42 +424,11 @@ class FusedGradient:
             record.spent = True
             return None
         factor = cell.factor
-        if factor is None or record.generation == cell.generation:
-            return None  # this backward did not go through the step's penalty()
+        if factor is None or record.generation == cell.generation or grad is None:
+            return None  # not this step's penalty, or Capture added it already
         record.generation = cell.generation
-        data = self.data
-        if data is not None and data._version != self.version:
-            binding = record.binding
-            raise RuntimeError(
-                f"reglab: the output of {binding.module_name or '<root>'!r} "
-                f"({type(binding.module).__name__}) was modified in place after its activity "
-                f"penalty {binding.penalty!r} was recorded; its gradient needs the recorded "
-                "values. Make the in-place operation out of place (e.g. ReLU(inplace=False))."
-            )
-        if torch.is_grad_enabled() and (self.kind == CLOSED or self.l2):
-            warn_second_order(record.binding)
-        return self._add(grad, factor)
-
-    def _add(self, grad: torch.Tensor | None, factor: torch.Tensor) -> torch.Tensor | None:
-        """``grad + factor · scale · ∇penalty(h)``; ``grad`` is None when only the penalty's
-        own backward reached ``h`` (the output is not part of the loss)."""
-        data = self.data
-        f = factor.to(grad.dtype if grad is not None else self.dtype)
-        if self.kind == CLOSED:
-            extra = gradient_of(self.record.binding, data, factor * self.scale).to(f.dtype)
-            return extra if grad is None else grad + extra
-        if self.l1:
-            k = self.l1 * self.scale
-            if self.kind == RELU:  # ReLU's backward multiplies by 1[h > 0] = sign(h)
-                grad = f.mul(k).expand(self.shape) if grad is None else torch.add(grad, f, alpha=k)
-            elif grad is None:
-                grad = data.sign().mul_(f * k)
-            else:
-                grad = torch.addcmul(grad, data.sign(), f, value=k)
-        if self.l2:
-            k = 2.0 * self.l2 * self.scale
-            grad = data.mul(f * k) if grad is None else torch.addcmul(grad, data, f, value=k)
-        return grad
+        record.check_version()
+        return record.gradient(grad, factor)
 
 
 def warn_second_order(binding: ActivityBinding) -> None:
@@ -430,20 +444,35 @@ def warn_second_order(binding: ActivityBinding) -> None:
 
 def fused_record(binding: ActivityBinding, h: torch.Tensor, kind: str) -> Fused:
     """Record ``binding``'s penalty on ``h`` on the fused path: its value now, its gradient
-    through a ``FusedGradient`` hook on ``h`` (none when ``h`` needs no gradient)."""
+    through ``Capture`` or a ``FusedGradient`` hook on ``h`` (none when ``h`` needs none)."""
     scale = activity_scale(binding, h)
+    l1 = l2 = 0.0
     if kind == CLOSED:
         value = value_of(binding, h, scale)
     else:
         l1, l2 = number_coefficients(binding.penalty)  # type: ignore[misc]
         with torch.no_grad():
             value = _norm_values(h, l1, l2, kind == RELU) * scale
-    record = Fused(binding, value)
+    record = Fused(binding, value, kind, scale, l1, l2)
     if h.requires_grad:
-        h.register_hook(FusedGradient(record, kind, h, scale))
         record.output = weakref.ref(h)
+        record.data = h.detach() if _reads_h(kind, l1, l2) else None
+        record.version, record.shape, record.dtype = h._version, h.shape, h.dtype
+        h.register_hook(FusedGradient(record))
     return record
 
+
+def connect(records: list[Fused]) -> list[torch.Tensor]:
+    """The outputs of ``records`` still alive, as inputs for ``Capture`` (which then adds
+    their gradients); marks those records ``connected``."""
+    outputs = []
+    for r in records:
+        h = r.output()
+        if h is not None and h.requires_grad:
+            r.check_version()
+            r.connected = True
+            outputs.append(h)
+    return outputs
 
 @dataclass(eq=False)
 class Deferred:

@@ -25,6 +25,7 @@ from reglab.regularization.activity import (
     RecordingHook,
     SpentMarker,
     activity_scale,
+    connect,
     first_tensor,
     fused_kind,
     fused_record,
@@ -294,16 +295,14 @@ class Regularization:
         if self._anchor is None or self._anchor.device != total.device:
             self._anchor = torch.zeros((), device=total.device, requires_grad=True)
         cell = Cell()
-        outputs = []
         for r in fused:
             r.cell = cell
-            h = r.output()
-            if h is not None and h.requires_grad:
-                outputs.append(h)
+        outputs = connect(fused)
         for d in deferred:
             d.cell = cell
             self._awaiting.setdefault(id(d.binding), deque()).append(d)
-        return Capture.apply(total, self._anchor, cell, *outputs)
+        connected = [r for r in fused if r.connected]
+        return Capture.apply(total, self._anchor, cell, connected, *outputs)
 
     def terms(self) -> dict[str, torch.Tensor]:
         """Detached per-term values of the last ``penalty`` call, for logging.
