@@ -17,6 +17,8 @@ ratios to the unregularized step are printed, with the interquartile range):
 * ``injection floor``: not a usable implementation: closed-form kernel gradients added straight
   into ``.grad`` after backward (no penalty value computed at all), activity through autograd;
   what any exact loss-side method must pay on this machine.
+* ``reglab (activity only)``: ``loss + reg.penalty()`` with the activity rules alone; its
+  ratio minus 1 is what the activity penalties cost (issue 26's goal: at most 0.02 of a step).
 * ``reglab``: ``loss + reg.penalty()``.
 * ``reglab (folded)``: ``reg.fold_into(optimizer)``: weight penalties added inside the optimizer
   step, ``penalty()`` holds the activity terms only.
@@ -31,7 +33,10 @@ them out.
 Run by hand:
 
     python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all] [--steps N]
-        [--device cpu|cuda] [--compile] [--weights-only] [--threads N]
+        [--device cpu|cuda] [--compile] [--weights-only] [--threads N] [--optimizers sgd,adam]
+
+To compare two checkouts on a noisy machine, alternate runs of this file with
+``PYTHONPATH=<checkout>/src`` and compare each run's ratios.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ VARIANTS = (
     "none",
     "hand-written",
     "injection floor",
+    "reglab (activity only)",
     "reglab",
     "reglab (folded)",
     "none (compiled update)",
@@ -138,6 +144,10 @@ def make_step(
             if isinstance(m, c["acts"]):
                 m.register_forward_hook(lambda _m, _i, out: acts.append(out))
     reg = None
+    if variant == "reglab (activity only)":
+        rules = {k: v for k, v in rules.items() if "activity" in v}
+        if not rules:  # --weights-only: nothing to measure, time the unregularized step
+            variant = "none"
     if variant.startswith("reglab"):
         reg = reglab.attach(model, rules)
         if variant.startswith("reglab (folded"):
@@ -186,7 +196,7 @@ def _sync(device: torch.device) -> None:
 
 def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None:
     variants = [v for v in VARIANTS if args.compiled_update or v not in COMPILED_UPDATE]
-    for opt_name in ("sgd", "adam"):
+    for opt_name in args.optimizers.split(","):
         steps = {v: make_step(v, model_name, opt_name, device, args) for v in variants}
         times: dict[str, list[float]] = {v: [] for v in variants}
         for i in range(args.warmup + args.steps):
@@ -217,6 +227,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--weights-only", action="store_true", help="no activity penalty")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--optimizers", default="sgd,adam", help="comma-separated: sgd, adam")
     parser.add_argument(
         "--no-compiled-update",
         dest="compiled_update",

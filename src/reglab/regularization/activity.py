@@ -361,6 +361,9 @@ class Fused:
     l1: float = 0.0
     l2: float = 0.0
     output: Callable[[], torch.Tensor | None] = lambda: None
+    #: The ``FusedGradient`` hook, weakly: autograd owns it, so it dies with the graph (the
+    #: caller dropped the forward's output: nothing left to penalise).
+    hook: Callable[[], Any] | None = None
     data: torch.Tensor | None = None
     version: int = 0
     shape: torch.Size = torch.Size()
@@ -369,6 +372,11 @@ class Fused:
     connected: bool = False  # an input of its step's Capture, which adds its gradient
     spent: bool = False
     generation: int = 0  # the cell generation whose gradient was added
+
+    @property
+    def freed(self) -> bool:
+        """The forward's graph is gone (its output was dropped): no gradient can reach it."""
+        return self.hook is not None and self.hook() is None
 
     def check_version(self) -> None:
         """An in-place change of the output after the record is an error (as autograd's own
@@ -412,7 +420,7 @@ class FusedGradient:
     lives): adds the gradient to the incoming one. Marks the record spent when the output is
     backpropagated before ``penalty()`` consumed it."""
 
-    __slots__ = ("record",)
+    __slots__ = ("__weakref__", "record")
 
     def __init__(self, record: Fused) -> None:
         self.record = record
@@ -458,7 +466,9 @@ def fused_record(binding: ActivityBinding, h: torch.Tensor, kind: str) -> Fused:
         record.output = weakref.ref(h)
         record.data = h.detach() if _reads_h(kind, l1, l2) else None
         record.version, record.shape, record.dtype = h._version, h.shape, h.dtype
-        h.register_hook(FusedGradient(record))
+        hook = FusedGradient(record)
+        h.register_hook(hook)
+        record.hook = weakref.ref(hook)
     return record
 
 

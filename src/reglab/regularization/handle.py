@@ -245,12 +245,14 @@ class Regularization:
         self._pending.clear()
         self._awaiting.clear()  # recomputations belong to the latest penalty()'s step
         total, values = self._weights.loss_term(include_closed=self._folded is None)
-        tokens, deferred, fused, spent = [], [], [], 0
+        tokens, deferred, fused, spent, freed = [], [], [], 0, 0
         for r in records:
             if isinstance(r, Deferred):
                 deferred.append(r)
             elif r.spent:
                 spent += 1
+            elif isinstance(r, Fused) and r.freed:
+                freed += 1
             elif isinstance(r, Fused):
                 fused.append(r)
                 values.append((r.binding.term, r.value))
@@ -264,6 +266,14 @@ class Regularization:
                 "penalty() was called, so they are not penalised. Add reg.penalty() to the "
                 "loss of the forward that produced them (with gradient accumulation: to every "
                 "micro-batch's loss), or run such forwards under reg.paused() or model.eval().",
+            )
+        if freed:
+            self._warn_once(
+                "freed",
+                f"reglab: {freed} recorded outputs were freed (their forward's output was "
+                "dropped) before penalty() was called, so they are not penalised. Call "
+                "reg.penalty() in the step of the forward whose loss you backpropagate, and run "
+                "other forwards under model.eval(), torch.no_grad() or reg.paused().",
             )
         if tokens:
             activity = torch.stack(tokens).sum() if len(tokens) > 1 else tokens[0]
