@@ -29,7 +29,7 @@ def _traced(model: nn.Module) -> torch.jit.ScriptModule:
 
 @pytest.mark.parametrize("key", ["1", ""], ids=["submodule", "root"])
 def test_activity_rule_on_a_traced_module_is_refused(key: str) -> None:
-    with pytest.raises(InvalidParameterError, match="TorchScript module .*silently be 0"):
+    with pytest.raises(InvalidParameterError, match=r"TorchScript module .*silently be 0"):
         reglab.attach(_traced(_net()), {key: dict(activity=L1(1.0))})
 
 
@@ -37,7 +37,7 @@ def test_activity_rule_on_a_scripted_module_is_refused() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(_net())
-    with pytest.raises(InvalidParameterError, match="RecursiveScriptModule.*never calls"):
+    with pytest.raises(InvalidParameterError, match=r"RecursiveScriptModule.*never calls"):
         reglab.attach(scripted, {"1": dict(activity=L1(1.0))})
 
 

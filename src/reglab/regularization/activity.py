@@ -77,11 +77,11 @@ __all__ = [
     "Fused",
     "FusedGradient",
     "Record",
-    "fused_kind",
-    "fused_record",
     "activity_scale",
     "connect",
     "first_tensor",
+    "fused_kind",
+    "fused_record",
     "in_reentrant_checkpoint",
     "late_activity",
     "replace_first_tensor",
@@ -366,7 +366,7 @@ class Fused:
     hook: Callable[[], Any] | None = None
     data: torch.Tensor | None = None
     version: int = 0
-    shape: torch.Size = torch.Size()
+    shape: tuple[int, ...] = ()
     dtype: torch.dtype = torch.float32
     cell: Cell | None = None
     connected: bool = False  # an input of its step's Capture, which adds its gradient
@@ -483,6 +483,7 @@ def connect(records: list[Fused]) -> list[torch.Tensor]:
             r.connected = True
             outputs.append(h)
     return outputs
+
 
 @dataclass(eq=False)
 class Deferred:
