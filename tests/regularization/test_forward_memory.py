@@ -61,9 +61,9 @@ def test_a_thousand_forwards_without_penalty_leave_at_most_two_outputs(rules: st
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sysconf"), reason="needs /proc")
 def test_memory_stays_flat_over_forwards_without_penalty() -> None:
-    """Each forward holds ~4 MB of activations; the old bound (64 tokens, each with its graph)
-    grew by ~250 MB here. Resident memory after 200 forwards stays within a few forwards'
-    worth of the memory after 10."""
+    """Each forward holds ~8 MB of activations; the old bound (64 tokens, each with its graph)
+    kept ~512 MB here. Resident memory after 200 forwards stays within 16 forwards' worth of
+    the memory after 10 (allocator noise in a shared test process, not the activations)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(128, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU())
     reglab.attach(model, {nn.ReLU: dict(activity=L1(1e-4))})
@@ -78,4 +78,4 @@ def test_memory_stays_flat_over_forwards_without_penalty() -> None:
             model(x)
         gc.collect()
     one_forward = 4 * 512 * 1024 * 4  # four (512, 1024) float32 activations
-    assert _rss_bytes() - start < 8 * one_forward
+    assert _rss_bytes() - start < 16 * one_forward  # the old bound: 64 forwards

@@ -204,16 +204,23 @@ def test_copy_of_a_model_with_fused_records_trains_alone() -> None:
     assert reg.penalty().item() == 0.0
 
 
-def test_a_forward_whose_output_was_dropped_is_not_penalised_with_a_warning() -> None:
-    """Its graph is gone (nothing kept it), so neither value nor gradient is added."""
+def test_a_forward_whose_output_was_dropped_is_valued_but_warns_it_gets_no_gradient() -> None:
+    """Its graph is gone (nothing kept it): its value is in penalty(), no gradient can be."""
     model = _net("gelu")
-    reg = reglab.attach(model, {"1": dict(activity=L1(1.0))})
-    model(torch.randn(4, 5, dtype=torch.double))  # a forward whose output nobody keeps
-    x = torch.randn(4, 5, dtype=torch.double)
+    reg = reglab.attach(model, {"1": dict(activity=L1(1.0))}, activity_reduction="sum")
+    dropped, x = torch.randn(4, 5, dtype=torch.double), torch.randn(4, 5, dtype=torch.double)
+    model(dropped)  # a forward whose output nobody keeps
     out = model(x)
     with pytest.warns(RuntimeWarning, match="1 recorded outputs were freed"):
         penalty = reg.penalty()
     with torch.no_grad():
-        expected = model[1](model[0](x)).abs().sum().item() / 4
-    assert penalty.item() == pytest.approx(expected, rel=1e-12)
+        codes = [model[1](model[0](t)) for t in (dropped, x)]
+    assert penalty.item() == pytest.approx(sum(c.abs().sum().item() for c in codes), rel=1e-12)
     (out.sum() + penalty).backward()
+    got = _grads(model)
+    model.zero_grad()
+    with reg.paused():
+        h = model[1](model[0](x))
+        (model[2](h).sum() + h.abs().sum()).backward()  # x's penalty only
+    for g, e in zip(got, _grads(model), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-14)

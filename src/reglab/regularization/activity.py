@@ -362,7 +362,7 @@ class Fused:
     l2: float = 0.0
     output: Callable[[], torch.Tensor | None] = lambda: None
     #: The ``FusedGradient`` hook, weakly: autograd owns it, so it dies with the graph (the
-    #: caller dropped the forward's output: nothing left to penalise).
+    #: caller dropped the forward's output: no gradient can reach the model any more).
     hook: Callable[[], Any] | None = None
     data: torch.Tensor | None = None
     version: int = 0

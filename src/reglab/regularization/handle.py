@@ -251,9 +251,8 @@ class Regularization:
                 deferred.append(r)
             elif r.spent:
                 spent += 1
-            elif isinstance(r, Fused) and r.freed:
-                freed += 1
             elif isinstance(r, Fused):
+                freed += r.freed
                 fused.append(r)
                 values.append((r.binding.term, r.value))
             else:
@@ -271,9 +270,10 @@ class Regularization:
             self._warn_once(
                 "freed",
                 f"reglab: {freed} recorded outputs were freed (their forward's output was "
-                "dropped) before penalty() was called, so they are not penalised. Call "
-                "reg.penalty() in the step of the forward whose loss you backpropagate, and run "
-                "other forwards under model.eval(), torch.no_grad() or reg.paused().",
+                "dropped) before penalty() was called: their values are in penalty(), but no "
+                "gradient can reach the model through a graph that is gone. Call reg.penalty() "
+                "in the step of the forward whose loss you backpropagate, and run other "
+                "forwards under model.eval(), torch.no_grad() or reg.paused().",
             )
         if tokens:
             activity = torch.stack(tokens).sum() if len(tokens) > 1 else tokens[0]
