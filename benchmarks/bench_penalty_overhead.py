@@ -31,9 +31,16 @@ of each variant with its ratio to the unregularized minimum):
 The two compiled rows compile on their first (warm-up) step; ``--no-compiled-update`` leaves
 them out.
 
+``--model activity`` times the activity penalty alone, forward and backward of one activation
+feeding a small linear head, without it, on the token path (``fused_activity = False``: the
+path every activity penalty took before issue 26) and fused: ReLU + L1 (the MLP's
+``(128, 1024)``), GELU + L1 and GELU + L2 (a ``(1024, 512)`` transformer MLP activation).
+It reports the minimum over repeats (the least disturbed time on a shared machine) and the
+microseconds each path adds.
+
 Run by hand:
 
-    python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all] [--steps N]
+    python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all|activity] [--steps N]
         [--device cpu|cuda] [--compile] [--weights-only] [--threads N] [--optimizers sgd,adam]
 
 To compare two checkouts on a noisy machine, alternate runs of this file with
@@ -43,6 +50,7 @@ To compare two checkouts on a noisy machine, alternate runs of this file with
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import statistics
 import time
@@ -221,9 +229,56 @@ def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None
             )
 
 
+def activity_cost(args: argparse.Namespace, device: torch.device) -> None:
+    """The activity penalty alone: none / token / fused, minimum of interleaved repeats."""
+    cases = [
+        (nn.ReLU(), L1(1e-3), (128, 1024)),
+        (nn.GELU(), L1(1e-5), (1024, 512)),
+        (nn.GELU(), L2(1e-5), (1024, 512)),
+    ]
+    repeats = args.steps or 300
+    for act, penalty, shape in cases:
+        torch.manual_seed(0)
+        z = torch.randn(*shape, device=device, requires_grad=True)
+        head = nn.Linear(shape[1], 64).to(device)
+        steps = {}
+        for kind in ("none", "token", "fused"):
+            model = nn.Sequential(copy.deepcopy(act))
+            reg = None
+            if kind != "none":
+                reg = reglab.attach(model, {"0": dict(activity=penalty)})
+                reg.fused_activity = kind == "fused"
+
+            def step(model=model, reg=reg, z=z, head=head) -> None:
+                loss = head(model(z)).sum()
+                if reg is not None:
+                    loss = loss + reg.penalty()
+                z.grad = None
+                head.zero_grad(set_to_none=True)
+                loss.backward()
+
+            steps[kind] = step
+        times: dict[str, list[float]] = {k: [] for k in steps}
+        for i in range(repeats + 10):
+            for kind, step in steps.items():
+                _sync(device)
+                start = time.perf_counter()
+                step()
+                _sync(device)
+                if i >= 10:
+                    times[kind].append(time.perf_counter() - start)
+        best = {k: min(v) for k, v in times.items()}
+        print(
+            f"{type(act).__name__} {penalty!r} on {shape}: fwd+bwd minimum of {repeats}: "
+            + ", ".join(f"{k} {1e6 * v:.0f} us" for k, v in best.items())
+            + f"; activity adds: token {1e6 * (best['token'] - best['none']):.0f} us, "
+            f"fused {1e6 * (best['fused'] - best['none']):.0f} us"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("mlp", "transformer", "all"), default="all")
+    parser.add_argument("--model", choices=("mlp", "transformer", "all", "activity"), default="all")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--device", default="cpu")
@@ -245,6 +300,9 @@ def main() -> None:
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
         f"compile {args.compile}, weights only {args.weights_only}"
     )
+    if args.model == "activity":
+        activity_cost(args, device)
+        return
     models = ("mlp", "transformer") if args.model == "all" else (args.model,)
     for name in models:
         small = name == "mlp" or device.type == "cuda"

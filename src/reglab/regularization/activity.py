@@ -328,12 +328,13 @@ def fused_kind(binding: ActivityBinding, h: torch.Tensor, hooks_active: bool) ->
 
 
 def _norm_values(h: torch.Tensor, l1: float, l2: float, relu: bool) -> torch.Tensor:
-    """``l1 · Σ|h| + l2 · Σh²`` without a graph, one pass per part and no allocation of
-    ``h``'s size (float32 accumulation for half-precision outputs)."""
+    """``l1 · Σ|h| + l2 · Σh²`` without a graph (float32 accumulation for half-precision
+    outputs): ``Σh`` on a ReLU output (``h ≥ 0``), one read; ``Σh²`` as a dot product, one
+    read. (``Σ|h|`` stays ``abs().sum()``: on CPU ``vector_norm(h, 1)`` is ~7× slower.)"""
     dtype = torch.float32 if h.dtype in _LOW_PRECISION else None
     value = None
     if l1:  # on a ReLU output h >= 0: Σ|h| = Σh
-        v = h.sum(dtype=dtype) if relu else torch.linalg.vector_norm(h, 1, dtype=dtype)
+        v = h.sum(dtype=dtype) if relu else h.abs().sum(dtype=dtype)
         value = l1 * v
     if l2:
         if dtype is None and h.is_contiguous() and h.numel():
