@@ -132,7 +132,12 @@ def activity_scale(binding: ActivityBinding, output: torch.Tensor) -> float:
         return 1.0
     if binding.reduction == "batch":  # Keras: divide by the batch size, output.shape[0]
         # Modules inside a ModelStack output (K, B, ...) and say so with reglab_batch_dim = 1.
-        batch_dim = getattr(binding.module, "reglab_batch_dim", 0)
+        # (Read from the instance's __dict__ first: nn.Module.__getattr__ on a miss raises
+        # inside getattr's default, several microseconds per recorded output.)
+        module = binding.module
+        batch_dim = module.__dict__.get("reglab_batch_dim")
+        if batch_dim is None:
+            batch_dim = getattr(type(module), "reglab_batch_dim", 0)
         return 1.0 / output.shape[batch_dim] if output.ndim > batch_dim else 1.0
     if binding.reduction == "mean":  # AWD-LSTM's AR: alpha * h.pow(2).mean()
         return 1.0 / max(output.numel(), 1)
@@ -328,7 +333,7 @@ def fused_kind(binding: ActivityBinding, h: torch.Tensor, hooks_active: bool) ->
 
 
 def _norm_values(h: torch.Tensor, l1: float, l2: float, relu: bool) -> torch.Tensor:
-    """``l1 · Σ|h| + l2 · Σh²`` without a graph (float32 accumulation for half-precision
+    """``l1 · Σ|h| + l2 · Σh²`` of a detached ``h`` (float32 accumulation for half-precision
     outputs): ``Σh`` on a ReLU output (``h ≥ 0``), one read; ``Σh²`` as a dot product, one
     read. (``Σ|h|`` stays ``abs().sum()``: on CPU ``vector_norm(h, 1)`` is ~7× slower.)"""
     dtype = torch.float32 if h.dtype in _LOW_PRECISION else None
@@ -460,13 +465,14 @@ def fused_record(binding: ActivityBinding, h: torch.Tensor, kind: str) -> Fused:
         value = value_of(binding, h, scale)
     else:
         l1, l2 = number_coefficients(binding.penalty)  # type: ignore[misc]
-        with torch.no_grad():
-            value = _norm_values(h, l1, l2, kind == RELU) * scale
+        # detach() rather than no_grad(): this runs once per recorded output, every step
+        value = _norm_values(h.detach(), l1 * scale, l2 * scale, kind == RELU)
     record = Fused(binding, value, kind, scale, l1, l2)
     if h.requires_grad:
         record.output = weakref.ref(h)
-        record.data = h.detach() if _reads_h(kind, l1, l2) else None
-        record.version, record.shape, record.dtype = h._version, h.shape, h.dtype
+        if _reads_h(kind, l1, l2):
+            record.data, record.version = h.detach(), h._version
+        record.shape, record.dtype = h.shape, h.dtype
         hook = FusedGradient(record)
         h.register_hook(hook)
         record.hook = weakref.ref(hook)
