@@ -264,7 +264,8 @@ class Capture(torch.autograd.Function):
         for record in ctx.records:
             record.generation = cell.generation
             grads.append(record.gradient(None, cell.factor))
-        return (grad, torch.zeros_like(grad), None, None, *grads)
+        # The anchor gets no gradient (None: nothing to accumulate into its .grad).
+        return (grad, None, None, None, *grads)
 
 
 class _Late(torch.autograd.Function):
@@ -402,7 +403,8 @@ class Fused:
         data = self.data
         if torch.is_grad_enabled() and (self.kind == CLOSED or self.l2):
             warn_second_order(self.binding)
-        f = factor.to(grad.dtype if grad is not None else self.dtype)
+        dtype = grad.dtype if grad is not None else self.dtype
+        f = factor if factor.dtype == dtype else factor.to(dtype)
         if self.kind == CLOSED:
             extra = gradient_of(self.binding, data, factor * self.scale).to(f.dtype)  # type: ignore[arg-type]
             return extra if grad is None else grad + extra
