@@ -14,7 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 import reglab
 from reglab.penalties import L1, L1L2, L2, ExpAbs, KLSparsity, TemporalDifference
-from reglab.regularization.activity import RELU, Fused, Record
+from reglab.regularization.activity import Record
+from reglab.regularization.fused_activity import RELU, Fused
 
 ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 PENALTIES = {

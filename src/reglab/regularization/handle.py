@@ -20,15 +20,11 @@ from reglab.regularization.activity import (
     Capture,
     Cell,
     Deferred,
-    Fused,
     Record,
     RecordingHook,
     SpentMarker,
     activity_scale,
-    connect,
     first_tensor,
-    fused_kind,
-    fused_record,
     in_reentrant_checkpoint,
     late_activity,
     replace_first_tensor,
@@ -36,6 +32,7 @@ from reglab.regularization.activity import (
     value_of,
 )
 from reglab.regularization.folding import FoldHandle
+from reglab.regularization.fused_activity import Fused, connect, fused_kind, fused_record
 from reglab.regularization.rules import ActivityBinding, Bindings
 from reglab.regularization.sharding import is_sharded, project_shard
 from reglab.regularization.tracking import Structure
