@@ -30,6 +30,7 @@ from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock
 from reglab.lab.sweep.storage import check_file, check_url
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -130,6 +131,7 @@ def _spawn_workers(
         "--exit-with-parent",
         str(os.getpid()),
     ]
+    cmd += ["--device", str(args.device)]
     if args.no_stack:
         cmd.append("--no-stack")
     if args.tensorboard is not None:
@@ -217,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         check_url(args.storage)
     study, text, run_dir, option = _study_and_dir(args)
     trust.check(study)
+    check_device(study, args.device)
     _check_local_storage(args, run_dir)
     writable_directory(run_dir.path, option)
     lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
@@ -274,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
                 def on_epoch(epoch: int, epochs: int) -> None:
                     progress.update(epoch_task, completed=epoch, total=epochs)
 
-                context = TrialContext(on_epoch, args.tensorboard)
+                context = TrialContext(on_epoch, args.tensorboard, args.device)
                 sweep.work(run_dir, on_trial, context, stack=not args.no_stack)
             else:
                 workers = _spawn_workers(args, run_dir, storage, trust, lock)

@@ -272,6 +272,9 @@ class _TestCurve(Callback):
 
     def on_epoch_end(self, state: Any) -> None:
         was_training = self.net.training
+        device = next(self.net.parameters()).device
+        if self.test[0].device != device:  # moved once, to where the net trains
+            self.test = (self.test[0].to(device), self.test[1].to(device))
         on_test = _evaluate(self.net, *self.test)
         self.net.train(was_training)
         state.logs["test_acc"], state.logs["test_loss"] = on_test["acc"], on_test["loss"]

@@ -36,6 +36,7 @@ from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
 from reglab.lab.work.classifier import classifier_metrics, criterion
+from reglab.lab.work.device import to_device
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
@@ -161,6 +162,7 @@ class _MemberBatches:
     def __iter__(self) -> Any:
         n = len(self.x)
         orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])  # (K, n)
+        orders = orders.to(self.x.device)  # the data may be on an accelerator
         for rows in orders.split(self.batch_size, dim=1):  # (K, b)
             yield self.x[rows].transpose(0, 1), self.y[rows].transpose(0, 1)
 
@@ -239,7 +241,9 @@ def run_stacked(
     rules = _rules(configs)
     reg = reglab.attach(stack, rules) if rules else None
     loss = _MemberLoss(criterion(first))
-    context = TrialContext(progress=(context or TrialContext()).progress)
+    context = context or TrialContext()
+    context = TrialContext(progress=context.progress, device=context.device)
+    x, y = to_device((x, y), context.device)  # once, not per batch
     try:
         history, seconds = train_model(
             _PerMember(stack),
