@@ -23,6 +23,8 @@ from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
 from reglab.lab.settings.data import DATASETS
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
+from reglab.lab.settings.init import check_study as check_init
+from reglab.lab.settings.init import resolve_paths as resolve_init_paths
 from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
 
 __all__ = [
@@ -156,6 +158,7 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         raise StudyError(
             f"{origin}.grid: two grid points share the id {duplicate!r}; rename an entry"
         )
+    points = check_init(raw, points, origin)  # after every point exists: init may name one
     return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
 
 
@@ -185,4 +188,5 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> Study:
     """Read and parse a study file."""
     path = Path(path)
     raw, _ = read_toml(path)
+    raw = resolve_init_paths(raw, path.parent)
     return parse_study((overrides or Overrides()).apply(raw), origin=path.stem)

@@ -14,6 +14,7 @@ from reglab.autoencoders import pretrain_layerwise
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
 from reglab.lab.work.bagging import run_bagging
+from reglab.lab.work.init import load_init
 from reglab.lab.work.posthoc import post_hoc_stopping
 from reglab.lab.work.training import (
     TrialContext,
@@ -105,6 +106,7 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
             seed=seed,
         )
     net = _with_weight_noise(net, config)
+    load_init(config, seed, net, context.device)  # [train] init: start from trained weights
     regularizers = grid_regularizers(config, net)
     model, fit_train, fit_monitor, loss, weights, acc = _task_setup(
         config, net, criterion(config), train, val, test

@@ -37,6 +37,7 @@ from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
 from reglab.lab.work.classifier import classifier_metrics, criterion
 from reglab.lab.work.device import to_device
+from reglab.lab.work.init import load_init, wanted
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
@@ -74,6 +75,8 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     if config.kind != "classifier" or not config.model_kind.stackable:
         return None
     if config.stochastic or any(getattr(config, k) for k in _ALONE):
+        return None
+    if wanted(config):  # others start from its trials: trained alone, exactly as they start
         return None
     bindings = _bindings(config)
     coefficients: dict[tuple[str, str], tuple] = {}
@@ -236,6 +239,7 @@ def run_stacked(
     for config, seed in members:
         torch.manual_seed(seed)
         models.append(config.network())
+        load_init(config, seed, models[-1], (context or TrialContext()).device)
     k = len(models)
     stack = ModelStack(models)
     rules = _rules(configs)
