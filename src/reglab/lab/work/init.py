@@ -28,6 +28,7 @@ from reglab.lab.settings.init import (
     shape_difference,
     wanted,
 )
+from reglab.lab.work.training import TrialContext
 
 __all__ = ["load_init", "remember", "wanted"]
 
@@ -54,11 +55,9 @@ def remember(config: Any, seed: int, model: nn.Module, device: torch.device) -> 
 
 def _from_entry(source: InitSource, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
     key = _key(source.config, seed, device)
-    if key not in _TRAINED:
-        from reglab.lab.work.runner import run_trial
-        from reglab.lab.work.training import TrialContext
-
-        outcome = run_trial(source.config, seed, TrialContext(device=device))
+    if key not in _TRAINED:  # train the entry's trial alone, as the sweep's lone trials do
+        config = source.config
+        outcome = config.model_kind.run(config, seed, TrialContext(device=device))
         remember(source.config, seed, outcome.model, device)
         if key not in _TRAINED:  # not marked wanted (a config parsed on its own)
             return outcome.model.state_dict()
