@@ -14,7 +14,9 @@ What stacks (:func:`stack_key`): MLP classifier trials with no randomness beyond
 initialisation and batch order (no dropout, noise, augmentation or pre-training), whose rules
 are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints, the same
 loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
-shared representations). Everything else runs alone, as before. A stacked trial's history
+shared representations), and that no other grid point starts from (``[train] init`` naming
+it: those train alone, so the weights others start from are exactly a lone trial's).
+Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and its ``seconds`` are the
 stack's training time divided by the number of members. When a member's loss or penalty
 turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are trained alone
@@ -235,17 +237,17 @@ def run_stacked(
     labelled = train[1] >= 0
     x, y = train[0][labelled], train[1][labelled]
     monitor = val if val is not None else test  # learning curves, as run_classifier
+    context = context or TrialContext()
     models = []
     for config, seed in members:
         torch.manual_seed(seed)
         models.append(config.network())
-        load_init(config, seed, models[-1], (context or TrialContext()).device)
+        load_init(config, seed, models[-1], context.device)  # [train] init, per member
     k = len(models)
     stack = ModelStack(models)
     rules = _rules(configs)
     reg = reglab.attach(stack, rules) if rules else None
     loss = _MemberLoss(criterion(first))
-    context = context or TrialContext()
     context = TrialContext(progress=context.progress, device=context.device)
     x, y = to_device((x, y), context.device)  # once, not per batch
     try:
