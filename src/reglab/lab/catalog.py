@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
+from reglab.lab.settings.data import anchor
 from reglab.lab.settings.init import resolve_paths as resolve_init_paths
 from reglab.lab.settings.studyfile import Overrides, Study, StudyError, parse_study, read_toml
 
@@ -44,8 +45,9 @@ def find_study(
                 f"studies: {', '.join(studies)}"
             )
         raw, text = read_toml(path)
-        raw = resolve_init_paths(raw, path.parent)  # [train] init paths: from the study's folder
         origin = path.stem
+        raw = anchor(raw, path.parent)  # [data] paths are relative to the study file
+        raw = resolve_init_paths(raw, path.parent)  # [train] init paths, likewise
     raw = (overrides or Overrides()).apply(raw)
     return parse_study(raw, origin), raw, text
 

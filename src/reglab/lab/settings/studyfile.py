@@ -21,7 +21,7 @@ from typing import Any
 
 from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
-from reglab.lab.settings.data import DATASETS
+from reglab.lab.settings.data import DATASETS, anchor
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
 from reglab.lab.settings.init import check_study as check_init
 from reglab.lab.settings.init import resolve_paths as resolve_init_paths
@@ -39,7 +39,7 @@ __all__ = [
     "parse_study",
 ]
 
-TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
+TOP_KEYS = ("baseline", "data", "description", "grid", "model", "name", "seeds", "train")
 GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
@@ -71,7 +71,10 @@ class Study:
     """A parsed study: its grid points (each with a typed config) and seeds.
 
     ``source`` is the document as parsed (overrides applied): what run directories record
-    and what the Optuna study's name fingerprints.
+    and what the Optuna study's name fingerprints. ``baseline`` is the key of the point the
+    report compares every configuration with (``baseline = "name"``: a point's label or id, or
+    a grid entry with one point); None when the file declares none (the report then looks for
+    a point named ``none``).
     """
 
     name: str
@@ -79,6 +82,7 @@ class Study:
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
+    baseline: str | None = None
 
     @property
     def trials(self) -> list[Trial]:
@@ -102,9 +106,17 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
     check_keys(key_path(path), table, allowed)
 
 
-def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
-    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path."""
+def parse_study(
+    raw: Mapping[str, Any], origin: str = "study", *, root: str | Path | None = None
+) -> Study:
+    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
+    ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
+    (and recorded absolute in ``Study.source``), and so are ``[train] init`` paths; without
+    it, to the working directory."""
     raw = _table(origin, raw)
+    if root is not None:
+        raw = anchor(raw, root)
+        raw = resolve_init_paths(raw, root)  # [train] init paths, likewise
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
     if not isinstance(name, str):
@@ -158,8 +170,29 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         raise StudyError(
             f"{origin}.grid: two grid points share the id {duplicate!r}; rename an entry"
         )
-    points = check_init(raw, points, origin)  # after every point exists: init may name one
-    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
+    points = list(check_init(raw, points, origin))  # after every point exists: init may name one
+    baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
+    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
+
+
+def _baseline(path: str, value: Any, points: list[GridPoint]) -> str | None:
+    """The key of the point ``baseline = "name"`` names (its label or id, or an entry of one
+    point)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise fail(path, "expected the name of a grid point", value)
+    for p in points:
+        if value in (p.key, p.label):
+            return p.key
+    entry = [p.key for p in points if p.entry == value]
+    if len(entry) == 1:
+        return entry[0]
+    if entry:
+        raise fail(path, f"grid entry {value!r} has {len(entry)} points; name one of them", value)
+    raise fail(
+        path, f"no grid point has this name (points: {', '.join(p.label for p in points)})", value
+    )
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -188,5 +221,4 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> Study:
     """Read and parse a study file."""
     path = Path(path)
     raw, _ = read_toml(path)
-    raw = resolve_init_paths(raw, path.parent)
-    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem)
+    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem, root=path.parent)
