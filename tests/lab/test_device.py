@@ -136,6 +136,14 @@ def test_fp16_on_cpu_is_refused_before_the_run_directory(
     assert not out.exists()
 
 
+def test_fp16_with_sam_is_refused_before_the_run_directory(tmp_path: Path) -> None:
+    from reglab.lab.work.device import check_study
+
+    study = _study(precision="fp16", optimizer="sam")
+    with pytest.raises(DeviceError, match=r"cannot be combined with optimizer = 'sam'"):
+        check_study(study, torch.device("cuda"))  # checked without a GPU: no tensor is made
+
+
 def _metrics(out: Path) -> dict[str, dict[str, float]]:
     trials = sorted((out / "trials").iterdir())
     return {t.name: json.loads((t / "metrics.json").read_text()) for t in trials}

@@ -88,9 +88,15 @@ def parse_device(text: str) -> torch.device:
 
 def check_study(study: Any, device: torch.device) -> None:
     """Refuse, before anything runs, a study with a ``[train] precision`` that ``device``
-    cannot train with (``fp16`` on the CPU: :class:`reglab.training.precision.Precision`)."""
+    cannot train with (``fp16`` on the CPU: :class:`reglab.training.precision.Precision`),
+    or with an optimizer that ``fp16``'s gradient scaler cannot drive (``sam``)."""
     for point in study.points:
         precision = point.config.train.precision
+        if precision == "fp16" and point.config.train.optimizer == "sam":
+            raise DeviceError(
+                f"grid point {point.label!r}: train.precision = 'fp16' cannot be combined with "
+                "optimizer = 'sam' (GradScaler takes no closure); use 'bf16' or '32'"
+            )
         try:
             Precision(precision, device)
         except InvalidParameterError:
