@@ -93,7 +93,11 @@ def results_figure(summary: Sequence[dict[str, Any]], metrics: Sequence[Metric])
     return fig
 
 
-def learning_curves_figure(curve_data: dict[str, dict[str, Any]]) -> Any:
+def learning_curves_figure(
+    curve_data: dict[str, dict[str, Any]], held_out: str = "held-out"
+) -> Any:
+    """Training and held-out loss per configuration; ``held_out`` names the held-out data
+    (``"validation"`` or ``"test"``) in the legend."""
     n = len(curve_data)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
@@ -103,7 +107,7 @@ def learning_curves_figure(curve_data: dict[str, dict[str, Any]]) -> Any:
         if "loss" in c:
             ax.plot(range(1, len(c["loss"]) + 1), c["loss"], label="train")
         if "val_loss" in c:
-            ax.plot(range(1, len(c["val_loss"]) + 1), c["val_loss"], label="held-out")
+            ax.plot(range(1, len(c["val_loss"]) + 1), c["val_loss"], label=held_out)
         ax.set_title(c["label"], fontsize=8)
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)
