@@ -19,11 +19,12 @@ import torch
 from reglab.lab import RunDir, summarize
 from reglab.lab.metrics import OBJECTIVES
 from reglab.lab.report import write_report
+from reglab.lab.search import parse_search
 from reglab.lab.settings import data as data_module
 from reglab.lab.settings.selection import DEFAULT_VALIDATION, held_out_split
 from reglab.lab.settings.studyfile import StudyError, load_study, parse_study
 from reglab.lab.sweep import Sweep
-from reglab.lab.sweep.objective import chosen, optuna_value, study_objective
+from reglab.lab.sweep.objective import chosen, named_objective, optuna_value, study_objective
 
 ONE = {
     "name": "s",
@@ -118,13 +119,26 @@ def test_every_builtin_study_that_selects_holds_out_validation(study: str, objec
 def test_an_objective_is_a_validation_metric() -> None:
     assert all(name.startswith("val_") for name in OBJECTIVES)
     with pytest.raises(
-        ValueError, match=r"objective: expected one of val_acc, .*\(got 'test_acc'\)"
+        ValueError,
+        match=r"^objective: test metrics never decide; choose on a validation metric \(val_acc, .*\) \(got .test_acc.\)$",
     ):
         study_objective(parse_study(TWO, "s"), "test_acc")
     acc = OBJECTIVES["val_acc"]
     assert optuna_value({"val_acc": 0.5, "test_acc": 0.9}, acc) == 0.5
     assert optuna_value({"test_acc": 0.9}, acc) == -math.inf  # never wins a maximization
     assert optuna_value({"val_recon": None}, OBJECTIVES["val_recon"]) == math.inf
+
+
+def test_objectives_come_from_one_table_and_never_read_test_labels() -> None:
+    assert named_objective("val_recon").direction == "minimize"
+    with pytest.raises(ValueError, match=r"^objective: expected one of val_acc, .* \(got 'l0'\)$"):
+        named_objective("l0")
+    with pytest.raises(
+        StudyError,
+        match=r"^search\.objectives: test metrics never decide; name a validation metric such "
+        r"as 'val_acc' \(got \['val_acc', 'test_acc'\]\)$",
+    ):
+        parse_search({"objectives": ["val_acc", "test_acc"]})
 
 
 # -- the proof: permuting the test labels changes no choice ------------------------------------

@@ -4,7 +4,8 @@ Every place that tells Optuna a value, or picks a configuration, asks this modul
 
 * :func:`study_objective` — the study's :class:`~reglab.lab.metrics.Objective`: the default of
   its trial family (:data:`~reglab.lab.metrics.FAMILY_OBJECTIVES`: ``val_acc`` for
-  classifiers, ``val_recon``, ``val_mse`` or ``val_ppl`` for the others), or one named;
+  classifiers, ``val_recon``, ``val_mse`` or ``val_ppl`` for the others), or one named
+  (:func:`named_objective`, which refuses test metrics: ``[search] objectives`` asks it);
 * :func:`optuna_value` — what a finished trial's Optuna record holds: the metric itself (the
   Optuna study's direction is the objective's), or the worst value (``-inf`` when maximizing,
   ``inf`` when minimizing) for a trial that did not measure it (a study with a single
@@ -43,24 +44,34 @@ __all__ = [
     "choice_line",
     "chosen",
     "name_metric",
+    "named_objective",
     "objective_value",
     "optuna_value",
     "study_objective",
 ]
 
 
-def study_objective(study: Any, name: str | None = None) -> Objective:
-    """The objective of a parsed study: ``name`` (one of
-    :data:`~reglab.lab.metrics.OBJECTIVES`) when given, else its family's default. A study
-    that mixes families (e.g. autoencoders and the classifiers they pre-train) chooses on
-    ``val_acc`` when any point is a classifier, else on its first point's family's."""
-    if name is not None:
-        if name not in OBJECTIVES:
-            raise ValueError(
-                f"objective: expected one of {', '.join(OBJECTIVES)} (a validation metric; "
-                f"test metrics never decide) (got {name!r})"
-            )
+def named_objective(name: str) -> Objective:
+    """The objective called ``name``, one of :data:`~reglab.lab.metrics.OBJECTIVES` (the one
+    table of what a sweep may choose on; add an entry there for a new one). A test metric is
+    refused with its reason: it is reported, never used to choose."""
+    if name in OBJECTIVES:
         return OBJECTIVES[name]
+    if name.startswith("test_"):
+        raise ValueError(
+            f"objective: test metrics never decide; choose on a validation metric "
+            f"({', '.join(OBJECTIVES)}) (got {name!r})"
+        )
+    raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)} (got {name!r})")
+
+
+def study_objective(study: Any, name: str | None = None) -> Objective:
+    """The objective of a parsed study: ``name`` (see :func:`named_objective`) when given,
+    else its family's default. A study that mixes families (e.g. autoencoders and the
+    classifiers they pre-train) chooses on ``val_acc`` when any point is a classifier, else
+    on its first point's family's."""
+    if name is not None:
+        return named_objective(name)
     families = [p.config.model_kind.family for p in study.points]
     family = "classifier" if "classifier" in families else families[0]
     return OBJECTIVES[FAMILY_OBJECTIVES[family]]
