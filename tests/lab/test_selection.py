@@ -8,6 +8,7 @@ rule and the objective's name in the storage.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ from reglab.lab.search import parse_search
 from reglab.lab.settings import data as data_module
 from reglab.lab.settings.selection import DEFAULT_VALIDATION, held_out_split
 from reglab.lab.settings.studyfile import StudyError, load_study, parse_study
-from reglab.lab.sweep import Sweep
+from reglab.lab.sweep import Sweep, optuna_study_name
 from reglab.lab.sweep.objective import chosen, named_objective, optuna_value, study_objective
 
 ONE = {
@@ -89,6 +90,19 @@ def test_an_explicit_zero_with_several_configurations_is_refused() -> None:
         r"for the default 0\.2 \(got 0\)$",
     ):
         parse_study({**TWO, "data": {**TWO["data"], "validation": 0}}, "s")
+
+
+def test_a_run_directory_is_read_as_it_was_run(tmp_path: Path) -> None:
+    """A run recorded before the rule (no validation key) keeps its data split and its
+    fingerprint, so it still resumes and reports."""
+    run_dir = RunDir(tmp_path / "old")
+    run_dir.study_json.parent.mkdir(parents=True)
+    run_dir.study_json.write_text(json.dumps(TWO))
+    study = run_dir.study()
+    assert study.points[0].config.data.validation == 0.0
+    assert study.source == TWO
+    assert optuna_study_name(study) == optuna_study_name(parse_study(TWO, "s", selection=False))
+    assert optuna_study_name(study) != optuna_study_name(parse_study(TWO, "s"))
 
 
 def test_a_dataset_with_its_own_validation_split_is_left_alone() -> None:

@@ -103,8 +103,10 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
     check_keys(key_path(path), table, allowed)
 
 
-def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
-    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path."""
+def parse_study(raw: Mapping[str, Any], origin: str = "study", *, selection: bool = True) -> Study:
+    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
+    ``selection=False`` skips the default-validation rule (:mod:`~reglab.lab.settings.selection`):
+    for a study recorded as run, which already holds what the rule gave it."""
     raw = _table(origin, raw)
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
@@ -161,7 +163,7 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
         )
     # A study that chooses among configurations holds out validation data (settings.selection).
     data = with_validation(study_tables["data"], len(points), raw.get("search"), f"{origin}.data")
-    if data is not None:
+    if selection and data is not None:
         return parse_study({**raw, "data": data}, origin)
     return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
 
