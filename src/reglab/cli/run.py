@@ -29,6 +29,7 @@ from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock
 from reglab.lab.sweep.objective import choice_line
 from reglab.lab.sweep.storage import check_file, check_url
+from reglab.lab.trust import look_beside
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -195,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if args.storage is not None:
         check_url(args.storage)
     study, text, run_dir, option = _study_and_dir(args)
+    look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     _check_local_storage(args, run_dir)
     writable_directory(run_dir.path, option)

@@ -15,6 +15,7 @@ from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.storage import check_url
+from reglab.lab.trust import look_beside
 from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         study = RunDir(args.run_dir).study()
     else:
         study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
+    look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
     writable_directory(run_dir.path, "--run-dir")

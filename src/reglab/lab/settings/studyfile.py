@@ -23,7 +23,7 @@ from typing import Any
 
 from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
-from reglab.lab.settings.data import DATASETS
+from reglab.lab.settings.data import DATASETS, anchor
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
 from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
 from reglab.lab.settings.selection import with_validation
@@ -40,7 +40,7 @@ __all__ = [
     "parse_study",
 ]
 
-TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
+TOP_KEYS = ("baseline", "data", "description", "grid", "model", "name", "seeds", "train")
 GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
@@ -72,7 +72,10 @@ class Study:
     """A parsed study: its grid points (each with a typed config) and seeds.
 
     ``source`` is the document as parsed (overrides applied): what run directories record
-    and what the Optuna study's name fingerprints.
+    and what the Optuna study's name fingerprints. ``baseline`` is the key of the point the
+    report compares every configuration with (``baseline = "name"``: a point's label or id, or
+    a grid entry with one point); None when the file declares none (the report then looks for
+    a point named ``none``).
     """
 
     name: str
@@ -80,6 +83,7 @@ class Study:
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
+    baseline: str | None = None
 
     @property
     def trials(self) -> list[Trial]:
@@ -103,11 +107,21 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
     check_keys(key_path(path), table, allowed)
 
 
-def parse_study(raw: Mapping[str, Any], origin: str = "study", *, selection: bool = True) -> Study:
+def parse_study(
+    raw: Mapping[str, Any],
+    origin: str = "study",
+    *,
+    root: str | Path | None = None,
+    selection: bool = True,
+) -> Study:
     """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
+    ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
+    (and recorded absolute in ``Study.source``); without it, to the working directory.
     ``selection=False`` skips the default-validation rule (:mod:`~reglab.lab.settings.selection`):
     for a study recorded as run, which already holds what the rule gave it."""
     raw = _table(origin, raw)
+    if root is not None:
+        raw = anchor(raw, root)
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
     if not isinstance(name, str):
@@ -164,8 +178,29 @@ def parse_study(raw: Mapping[str, Any], origin: str = "study", *, selection: boo
     # A study that chooses among configurations holds out validation data (settings.selection).
     data = with_validation(study_tables["data"], len(points), raw.get("search"), f"{origin}.data")
     if selection and data is not None:
-        return parse_study({**raw, "data": data}, origin)
-    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
+        return parse_study({**raw, "data": data}, origin)  # paths already anchored
+    baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
+    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
+
+
+def _baseline(path: str, value: Any, points: list[GridPoint]) -> str | None:
+    """The key of the point ``baseline = "name"`` names (its label or id, or an entry of one
+    point)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise fail(path, "expected the name of a grid point", value)
+    for p in points:
+        if value in (p.key, p.label):
+            return p.key
+    entry = [p.key for p in points if p.entry == value]
+    if len(entry) == 1:
+        return entry[0]
+    if entry:
+        raise fail(path, f"grid entry {value!r} has {len(entry)} points; name one of them", value)
+    raise fail(
+        path, f"no grid point has this name (points: {', '.join(p.label for p in points)})", value
+    )
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -194,4 +229,4 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> Study:
     """Read and parse a study file."""
     path = Path(path)
     raw, _ = read_toml(path)
-    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem)
+    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem, root=path.parent)
