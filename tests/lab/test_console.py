@@ -19,7 +19,6 @@ from reglab.cli.studies import configurations, study_line
 from reglab.cli.tables import fit_columns, results_table
 from reglab.lab import builtin_studies, find_study
 from reglab.lab.metrics import OBJECTIVES, format_value, metric
-from reglab.lab.settings.selection import DEFAULT_VALIDATION
 from tests.lab.conftest import write_tiny
 
 ROW_METRICS = {
@@ -151,4 +150,4 @@ def test_studies_long_adds_descriptions(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "Krogh & Hertz" in out
     words = " ".join(out.split())  # descriptions wrap
-    assert f"{int(DEFAULT_VALIDATION * 90)} held out" in words  # norm-constraints' description
+    assert "22 held out for validation" in words  # norm-constraints' description
