@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
+from reglab.cli.lines import TrialLines
 from reglab.cli.options import OptionError, add_worker_options, positive_int, writable_directory
 from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
@@ -62,9 +65,17 @@ def run(args: argparse.Namespace) -> int:
     writable_directory(run_dir.path, "--run-dir")
     sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace)
 
+    lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)
+    began = [time.perf_counter()]
+
     def on_trial(batch: list, event: str) -> None:
-        if not args.no_progress:
-            console.print(f"worker: {event} {', '.join(t.key for t in batch)}")
+        if args.no_progress:
+            return
+        if event == "start":
+            began[0] = time.perf_counter()
+            console.print(f"worker: start {', '.join(t.key for t in batch)}")
+        else:  # one plain line per finished trial, with its key metrics
+            lines.batch(batch, sweep.finished(), time.perf_counter() - began[0])
 
     with trust.active():
         sweep.work(
