@@ -30,6 +30,7 @@ from reglab.lab.sweep import DirectoryLock
 from reglab.lab.sweep.objective import choice_line
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -110,6 +111,7 @@ def _spawn_workers(
         "--exit-with-parent",
         str(os.getpid()),
     ]
+    cmd += ["--device", str(args.device)]
     if args.no_stack:
         cmd.append("--no-stack")
     if args.tensorboard is not None:
@@ -198,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
     study, text, run_dir, option = _study_and_dir(args)
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
+    check_device(study, args.device)
     _check_local_storage(args, run_dir)
     writable_directory(run_dir.path, option)
     lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
@@ -263,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
                 def on_epoch(epoch: int, epochs: int) -> None:
                     progress.update(epoch_task, completed=epoch, total=epochs)
 
-                context = TrialContext(on_epoch, args.tensorboard)
+                context = TrialContext(on_epoch, args.tensorboard, args.device)
                 sweep.work(run_dir, on_trial, context, stack=not args.no_stack)
             else:
                 workers = _spawn_workers(args, run_dir, storage, trust, lock)

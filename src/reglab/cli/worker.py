@@ -16,6 +16,7 @@ from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.storage import check_url
 from reglab.lab.trust import look_beside
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
+    check_device(study, args.device)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
     writable_directory(run_dir.path, "--run-dir")
     sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace)
@@ -77,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     with trust.active():
         sweep.work(
-            run_dir, on_trial, TrialContext(tensorboard=args.tensorboard), stack=not args.no_stack
+            run_dir,
+            on_trial,
+            TrialContext(tensorboard=args.tensorboard, device=args.device),
+            stack=not args.no_stack,
         )
     diverged = len(sweep.diverged())
     console.print(
