@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -13,25 +12,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from reglab.cli.lines import TrialLines, plain_output
 from reglab.cli.options import (
     OptionError,
     add_worker_options,
     positive_int,
     writable_directory,
 )
+from reglab.cli.tables import results_table
 from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summarize
-from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock
+from reglab.lab.sweep.objective import choice_line
 from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -86,26 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def results_table(summary: list[dict[str, Any]], title: str) -> Table:
-    """Console table: the metrics registry's console columns (at most 7) that the study
-    recorded; the full table is in the run's summary.md and report.html."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("config", no_wrap=True, max_width=22)
-    columns = pick({k for row in summary for k in row["metrics"]}, "console", 7)
-    for m in columns:
-        table.add_column(escape(m.header), justify="right", no_wrap=True)
-    notes = any(row["notes"] for row in summary)
-    if notes:
-        table.add_column("notes", max_width=40)
-    for row in summary:
-        cells = []
-        for m in columns:
-            mean, std = row["metrics"].get(m.key, (math.nan, 0.0))
-            cells.append(format_value(m, mean, std if m.spread else None).replace(" ± ", "±"))
-        table.add_row(escape(row["label"]), *cells, *([escape(row["notes"])] if notes else []))
-    return table
-
-
 def _spawn_workers(
     args: argparse.Namespace, run_dir: RunDir, storage: str, trust: Trust, lock: DirectoryLock
 ) -> list[subprocess.Popen[bytes]]:
@@ -132,6 +112,7 @@ def _spawn_workers(
         "--exit-with-parent",
         str(os.getpid()),
     ]
+    cmd += ["--device", str(args.device)]
     if args.no_stack:
         cmd.append("--no-stack")
     if args.tensorboard is not None:
@@ -220,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     study, text, run_dir, option = _study_and_dir(args)
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
+    check_device(study, args.device)
     _check_local_storage(args, run_dir)
     writable_directory(run_dir.path, option)
     lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
@@ -253,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         start = time.perf_counter()
+        # Without a terminal: one plain line per finished trial instead of progress bars.
+        lines = TrialLines(run_dir, total, sweep.objective) if plain_output() else None
         with (
             trust.active(),
             Progress(
@@ -261,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
                 console=console,
-                disable=args.no_progress,
+                disable=args.no_progress or lines is not None,
                 transient=True,
             ) as progress,
         ):
@@ -271,8 +255,11 @@ def run(args: argparse.Namespace) -> int:
                     torch.set_num_threads(args.threads)
                 epoch_task = progress.add_task("epochs", total=1)
 
+                began = [time.perf_counter()]
+
                 def on_trial(batch: list[Any], event: str) -> None:
                     if event == "start":
+                        began[0] = time.perf_counter()
                         first = batch[0]
                         more = f" + {len(batch) - 1} stacked" if len(batch) > 1 else ""
                         progress.update(
@@ -280,12 +267,15 @@ def run(args: argparse.Namespace) -> int:
                             description=f"{first.point.label} (seed {first.seed}){more}",
                         )
                     else:
-                        progress.update(trial_task, completed=sweep.finished())
+                        finished = sweep.finished()
+                        progress.update(trial_task, completed=finished)
+                        if lines is not None:
+                            lines.batch(batch, finished, time.perf_counter() - began[0])
 
                 def on_epoch(epoch: int, epochs: int) -> None:
                     progress.update(epoch_task, completed=epoch, total=epochs)
 
-                context = TrialContext(on_epoch, args.tensorboard)
+                context = TrialContext(on_epoch, args.tensorboard, args.device)
                 more = {"advance": True} if searched else {}  # coarse-to-fine's next stages
                 sweep.work(run_dir, on_trial, context, stack=not args.no_stack, **more)
             else:
@@ -294,12 +284,27 @@ def run(args: argparse.Namespace) -> int:
                     if isinstance(sweep, SearchSweep):
                         sweep.advance()
                     progress.update(trial_task, completed=sweep.finished())
+                    if lines is not None and not searched:  # a search's lines: its workers'
+                        lines.poll(sweep)
                     time.sleep(0.5)
+                if lines is not None and not searched:
+                    lines.poll(sweep)
         failed = [w.returncode for w in workers if w.returncode]
         total = len(sweep.trials)
         records = sweep.results()
         report = write_report(run_dir, study, records, total)
-        console.print(results_table(summarize(records), f"{study.name} (mean±std over seeds)"))
+        summary = summarize(records)
+        objective = sweep.objective
+        console.print(
+            results_table(
+                summary,
+                f"{study.name} (mean±std over seeds)",
+                console.width,
+                first=(objective.key, objective.test),
+            )
+        )
+        if len(summary) > 1:
+            console.print(escape(choice_line(summary, objective)))
         diverged = sum(1 for r in records if r["diverged"])
         pruned = sum(1 for r in records if r.get("pruned"))
         complete = len(records) - diverged - pruned

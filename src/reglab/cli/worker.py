@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
+from reglab.cli.lines import TrialLines
 from reglab.cli.options import OptionError, add_worker_options, positive_int, writable_directory
 from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
@@ -14,6 +17,7 @@ from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_url
 from reglab.lab.trust import look_beside
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
@@ -57,19 +61,31 @@ def run(args: argparse.Namespace) -> int:
         study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
+    check_device(study, args.device)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
     writable_directory(run_dir.path, "--run-dir")
     sweep: Sweep | SearchSweep = sweep_class(study).create(
         study, args.storage, args.heartbeat, args.grace
     )
 
+    lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)
+    began = [time.perf_counter()]
+
     def on_trial(batch: list, event: str) -> None:
-        if not args.no_progress:
-            console.print(f"worker: {event} {', '.join(t.key for t in batch)}")
+        if args.no_progress:
+            return
+        if event == "start":
+            began[0] = time.perf_counter()
+            console.print(f"worker: start {', '.join(t.key for t in batch)}")
+        else:  # one plain line per finished trial, with its key metrics
+            lines.batch(batch, sweep.finished(), time.perf_counter() - began[0])
 
     with trust.active():
         sweep.work(
-            run_dir, on_trial, TrialContext(tensorboard=args.tensorboard), stack=not args.no_stack
+            run_dir,
+            on_trial,
+            TrialContext(tensorboard=args.tensorboard, device=args.device),
+            stack=not args.no_stack,
         )
     diverged = len(sweep.diverged())
     console.print(

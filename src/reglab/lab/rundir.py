@@ -97,7 +97,8 @@ class RunDir:
         if not self.is_run():
             raise FileNotFoundError(f"{self.path} is not a reglab run directory (no study.json)")
         raw = json.loads(self.study_json.read_text())
-        return parse_study(raw, raw.get("name", "study"))
+        # As run: a run from before the default-validation rule keeps its fingerprint.
+        return parse_study(raw, raw.get("name", "study"), selection=False)
 
     # -- trials --------------------------------------------------------------------------
     def save_trial(self, key: str, outcome: TrialOutcome, metrics: dict[str, Any]) -> None:

@@ -62,7 +62,7 @@ def test_show_describes_a_searched_study(capsys) -> None:
     assert shown["search"]["method"] == "tpe"
     assert [a["axis"] for a in shown["axes"]] == ["train.lr", L2]
     assert main(["studies"]) == 0
-    assert "coarse-to-fine x 3" in capsys.readouterr().out
+    assert "coarse-to-fine x3" in capsys.readouterr().out
 
 
 def test_a_searched_factory_must_be_trusted_before_anything_runs(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import DataConfig, load_data
 from reglab.lab.settings.registry import Kind, register
 from reglab.lab.settings.schema import KeyPath, Table, fail
+from reglab.lab.work.init import load_init
 from reglab.lab.work.training import TrialContext, TrialOutcome, history_rows, train_model
 
 __all__ = ["KIND", "LinearModel", "equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
@@ -100,9 +101,10 @@ def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> Tri
     mean squared error, with the grid's penalties, constraints or norm bound; compared with
     the closed forms of ``reglab.lab.kinds.linear``. Zero initialisation keeps gradient
     descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
-    (train, test), _ = load_data(config.data, seed)
+    (train, test), val = load_data(config.data, seed)
     (x, y), (xt, yt) = train, test
     net = config.model.build(config.data)
+    load_init(config, seed, net, context.device)
 
     def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out.squeeze(-1), target)
@@ -122,6 +124,7 @@ def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> Tri
         metrics = {
             "train_mse": mse(net(x), y).item(),
             "test_mse": mse(net(xt), yt).item(),
+            **({} if val is None else {"val_mse": mse(net(val[0]), val[1]).item()}),
             "weight_norm": float(w.norm()),
             **ridge_metrics(w.numpy(), x.double().numpy(), y.double().numpy()),
             "epochs_run": float(len(history)),

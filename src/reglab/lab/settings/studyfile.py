@@ -6,7 +6,9 @@ A study file is study-level ``[data]``, ``[model]`` and ``[train]`` tables, ``se
 ``label_smoothing``, ...). :func:`parse_study` merges each entry over the study tables,
 expands its sweep axes (:mod:`reglab.lab.settings.grid`) and validates every resulting point
 (:class:`~reglab.lab.settings.config.TrialConfig`) — so every mistake is reported with its key path
-before a run directory or a trial exists::
+before a run directory or a trial exists. A study with more than one configuration holds out
+``validation = 0.2`` of its training rows unless it says otherwise
+(:mod:`reglab.lab.settings.selection`)::
 
     study.grid[1].rules."fc*".kernel: The 'l2' parameter of L2 must be a finite number >= 0...
 """
@@ -25,7 +27,10 @@ from reglab.lab.search.settings import SearchSettings
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
 from reglab.lab.settings.data import DATASETS, anchor
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
+from reglab.lab.settings.init import check_study as check_init
+from reglab.lab.settings.init import resolve_paths as resolve_init_paths
 from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
+from reglab.lab.settings.selection import with_validation
 
 __all__ = [
     "DATASETS",
@@ -120,14 +125,22 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
 
 
 def parse_study(
-    raw: Mapping[str, Any], origin: str = "study", *, root: str | Path | None = None
+    raw: Mapping[str, Any],
+    origin: str = "study",
+    *,
+    root: str | Path | None = None,
+    selection: bool = True,
 ) -> Study:
     """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
     ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
-    (and recorded absolute in ``Study.source``); without it, to the working directory."""
+    (and recorded absolute in ``Study.source``), and so are ``[train] init`` paths; without
+    it, to the working directory. ``selection=False`` skips the default-validation rule
+    (:mod:`~reglab.lab.settings.selection`): for a study recorded as run, which already holds
+    what the rule gave it."""
     raw = _table(origin, raw)
     if root is not None:
         raw = anchor(raw, root)
+        raw = resolve_init_paths(raw, root)  # [train] init paths, likewise
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
     if not isinstance(name, str):
@@ -193,6 +206,11 @@ def parse_study(
         raise StudyError(
             f"{origin}.grid: two grid points share the id {duplicate!r}; rename an entry"
         )
+    # A study that chooses among configurations holds out validation data (settings.selection).
+    data = with_validation(study_tables["data"], len(points), raw.get("search"), f"{origin}.data")
+    if selection and data is not None:
+        return parse_study({**raw, "data": data}, origin)  # paths already anchored
+    points = list(check_init(raw, points, origin))  # after every point exists: init may name one
     if searched is not None:
         check_searched(search, searched, origin)
     baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)

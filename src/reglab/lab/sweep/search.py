@@ -45,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
-from reglab.lab.metrics import strict_metrics
+from reglab.lab.metrics import FAMILY_OBJECTIVES, OBJECTIVES, Objective, strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import (
     first_stage,
@@ -61,6 +61,7 @@ from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.conclusion import choose, conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
+from reglab.lab.sweep.objective import named_objective
 from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.storage import open_storage, optuna_study_name
 from reglab.lab.sweep.sweep import MAX_STACK, NoResults, Sweep
@@ -75,6 +76,16 @@ __all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]  # 
 def sweep_class(study: Study) -> type[Sweep] | type[SearchSweep]:
     """The sweep that runs ``study``: :class:`Sweep` for grids, else :class:`SearchSweep`."""
     return Sweep if study.searched is None else SearchSweep
+
+
+def _search_objective(study: Study) -> Objective:
+    """``[search] objectives[0]`` (a named validation metric), else the default of the
+    searched entry's trial family (``val_acc`` for classifiers)."""
+    if study.search.objectives:
+        return named_objective(study.search.objectives[0])
+    families = [p.config.model_kind.family for p in study.example_points]
+    family = "classifier" if "classifier" in families else families[0]
+    return OBJECTIVES[FAMILY_OBJECTIVES[family]]
 
 
 def _finished(t: FrozenTrial) -> bool:
@@ -95,7 +106,9 @@ class SearchSweep:
         self.entry = study.searched
         self.name = optuna_study.study_name
         self.sampled = self.settings.method in SAMPLED
-        self.objective = self.settings.objectives[0] if self.settings.objectives else None
+        #: what the search chooses on: ``[search] objectives[0]``, else the family's default
+        #: validation metric (:mod:`reglab.lab.sweep.objective`, the sweep's one home)
+        self.objective = _search_objective(study)
         self._owned: dict[int, optuna.Trial] = {}
 
     # -- creating and opening ------------------------------------------------------------
@@ -383,7 +396,7 @@ class SearchSweep:
             on_trial(specs, "start")
         report = None
         if self.settings.pruner != "none":  # sampled: a batch of one
-            report = PruningReport(batch[0][0], self.objective)
+            report = PruningReport(batch[0][0], self.objective.key)
             context = dataclasses.replace(context, callbacks=(*context.callbacks, report))
         interval = self.storage.get_heartbeat_interval() or 10
         with Heartbeat(self.storage, [t._trial_id for t, _ in batch], interval):
@@ -441,12 +454,15 @@ class SearchSweep:
         trial.set_user_attr("tensors", tensor_shapes(outcome.model))
         if "stacked" in outcome.extra:
             trial.set_user_attr("stacked", outcome.extra["stacked"])
-        value = objective_value(outcome.history[-1], self.objective) if outcome.history else None
+        key = self.objective.key
+        value = objective_value(metrics, key)  # the final metric, as a grid's Optuna value
+        if value is None and outcome.history:
+            value = objective_value(outcome.history[-1], key)
         if report is not None and report.pruned_at is not None:
             trial.set_user_attr("pruned_at", report.pruned_at)
             self._tell(trial, state=TrialState.PRUNED)
         elif value is None:
-            reason = f"no finite {self.objective or 'val_acc / val_loss'} was logged"
+            reason = f"no finite {key} was logged"
             trial.set_user_attr("diverged", reason)
             self._tell(trial, state=TrialState.FAIL)
         else:
@@ -536,8 +552,7 @@ class SearchSweep:
             if t.state == TrialState.COMPLETE and "stage" in t.user_attrs:
                 params = stored_params(self.entry.space, t.params)
                 staged.setdefault(int(t.user_attrs["stage"]), []).append(params)
-        accuracy = not history or "val_acc" in history[-1]
-        name = self.objective or ("val_acc" if accuracy else "val_loss")
+        name = self.objective.key
         text = conclusion(self.entry, self._point_results(), staged, name, run_dir)
         return "\n".join([*self._pruning_lines(), text])
 

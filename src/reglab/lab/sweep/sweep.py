@@ -50,11 +50,12 @@ from optuna.trial import FrozenTrial, TrialState
 from reglab._internals.optuna import rdb_models, study_id
 from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
-from reglab.lab.metrics import objective, strict_metrics
+from reglab.lab.metrics import strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.heartbeat import Heartbeat
+from reglab.lab.sweep.objective import name_metric, optuna_value, study_objective
 from reglab.lab.sweep.storage import open_storage, optuna_study_name
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
@@ -97,6 +98,8 @@ class Sweep:
         self.optuna = optuna_study
         self.trials = {t.key: t for t in study.trials}
         self.name = optuna_study.study_name
+        #: The validation metric this sweep tells Optuna (never a test metric).
+        self.objective = study_objective(study)
         self._stack_keys: dict[str, Hashable | None] = {}
         self._owned: dict[int, optuna.Trial] = {}  # popped by this process, not yet told
         self._beatless: dict[int, float] = {}  # RUNNING, no heartbeat: first seen (monotonic)
@@ -117,8 +120,11 @@ class Sweep:
         trials instead of being enqueued."""
         storage = open_storage(storage_url, heartbeat, grace)
         name = optuna_study_name(study)
+        objective = study_objective(study)
         try:
-            created = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+            created = optuna.create_study(
+                storage=storage, study_name=name, direction=objective.direction
+            )
         except optuna.exceptions.DuplicatedStudyError:
             loaded = optuna.load_study(storage=storage, study_name=name)
             deadline = time.monotonic() + 120
@@ -127,6 +133,7 @@ class Sweep:
                     raise TimeoutError(f"study {name} was created but never enqueued") from None
                 time.sleep(0.5)
             return cls(study, storage, loaded)
+        name_metric(created, objective)
         sweep = cls(study, storage, created)
         finished = finished or {}
         for trial in sweep._enqueue_order():
@@ -144,7 +151,7 @@ class Sweep:
             state, value = TrialState.FAIL, None
             attrs["diverged"] = files["diverged"]
         else:
-            state, value = TrialState.COMPLETE, objective(files["metrics"])
+            state, value = TrialState.COMPLETE, optuna_value(files["metrics"], self.objective)
             attrs.update(
                 metrics=files["metrics"], history=files["history"], tensors=files["tensors"]
             )
@@ -438,7 +445,7 @@ class Sweep:
         trial.set_user_attr("tensors", tensor_shapes(outcome.model))
         if "stacked" in outcome.extra:
             trial.set_user_attr("stacked", outcome.extra["stacked"])
-        self._tell(trial, objective(outcome.metrics))
+        self._tell(trial, optuna_value(metrics, self.objective))
 
     def _store_divergence(
         self, trial: optuna.Trial, spec: Trial, reason: str, run_dir: RunDir | None

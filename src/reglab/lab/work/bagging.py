@@ -28,8 +28,8 @@ def _member_mean(stats: Iterable[dict[str, float]]) -> dict[str, float]:
 
 def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A bagged ensemble of ``members`` models (Adam, the study's training settings)."""
-    del context  # Bagging trains all members at once, without per-epoch callbacks
-    (train, test), _ = load_data(config.data)
+    # Bagging trains all members at once, without per-epoch callbacks, on the context's device
+    (train, test), val = load_data(config.data)
     (x, y), (xt, yt) = train, test
     ensemble, train_cfg = config.ensemble, config.train
     assert ensemble is not None
@@ -42,8 +42,10 @@ def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialO
         epochs=train_cfg.epochs,
         batch_size=train_cfg.batch_size,
         lr=train_cfg.lr,
+        device=context.device,
     ).fit(x, y)
     seconds = time.perf_counter() - start
+    bag.stack_.cpu()  # metrics on the CPU, as every trial's
     members = bag.member_proba(xt)  # (K, N, C)
     decomposition = error_decomposition(members, F.one_hot(yt, members.shape[-1]).double())
     member_acc = (members.argmax(-1) == yt).double().mean(1)
@@ -54,6 +56,7 @@ def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialO
         "train_acc": train_acc,
         "test_acc": test_acc,
         "gap": train_acc - test_acc,
+        **({} if val is None else {"val_acc": bag.score(*val)}),
         "test_ece": expected_calibration_error(proba, yt),
         "mean_member_acc": member_acc.mean().item(),
         "members": float(decomposition["k"]),
