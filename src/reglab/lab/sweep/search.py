@@ -45,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
-from reglab.lab.metrics import FAMILY_OBJECTIVES, OBJECTIVES, Objective, strict_metrics
+from reglab.lab.metrics import strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import (
     first_stage,
@@ -61,7 +61,7 @@ from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.conclusion import choose, conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
-from reglab.lab.sweep.objective import named_objective
+from reglab.lab.sweep.objective import study_objective
 from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.storage import open_storage, optuna_study_name
 from reglab.lab.sweep.sweep import MAX_STACK, NoResults, Sweep
@@ -76,16 +76,6 @@ __all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]  # 
 def sweep_class(study: Study) -> type[Sweep] | type[SearchSweep]:
     """The sweep that runs ``study``: :class:`Sweep` for grids, else :class:`SearchSweep`."""
     return Sweep if study.searched is None else SearchSweep
-
-
-def _search_objective(study: Study) -> Objective:
-    """``[search] objectives[0]`` (a named validation metric), else the default of the
-    searched entry's trial family (``val_acc`` for classifiers)."""
-    if study.search.objectives:
-        return named_objective(study.search.objectives[0])
-    families = [p.config.model_kind.family for p in study.example_points]
-    family = "classifier" if "classifier" in families else families[0]
-    return OBJECTIVES[FAMILY_OBJECTIVES[family]]
 
 
 def _finished(t: FrozenTrial) -> bool:
@@ -108,7 +98,7 @@ class SearchSweep:
         self.sampled = self.settings.method in SAMPLED
         #: what the search chooses on: ``[search] objectives[0]``, else the family's default
         #: validation metric (:mod:`reglab.lab.sweep.objective`, the sweep's one home)
-        self.objective = _search_objective(study)
+        self.objective = study_objective(study)
         self._owned: dict[int, optuna.Trial] = {}
 
     # -- creating and opening ------------------------------------------------------------
