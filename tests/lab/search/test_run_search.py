@@ -212,8 +212,12 @@ def test_a_search_needs_one_entry_and_a_validation_split(tmp_path: Path) -> None
     path.write_text(text + '\n[[grid]]\nname = "none"\n')
     with pytest.raises(StudyError, match=r"s\.grid: method 'tpe' searches one \[\[grid\]\] entry"):
         load_study(path)
+    # a search chooses: without a validation split it gets the default one (settings.selection)
     path.write_text(text.replace("validation = 0.25\n", ""))
-    with pytest.raises(StudyError, match=r"s\.data\.validation: method 'tpe' chooses on the"):
+    entry = load_study(path).searched
+    assert entry.point(entry.sample()).config.data.validation > 0
+    path.write_text(text.replace("validation = 0.25\n", "validation = 0\n"))
+    with pytest.raises(StudyError, match=r"s\.data\.validation: must be > 0"):
         load_study(path)
     path.write_text(text.replace("{ log = [1e-5, 10.0] }", "{ log = [1e-5, 10.0], bad = 1 }"))
     with pytest.raises(StudyError):

@@ -23,6 +23,7 @@ from reglab.lab.search.settings import SearchSettings
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.grid import GridPoint, value_path
 from reglab.lab.settings.schema import fail
+from reglab.lab.settings.selection import held_out_split
 
 __all__ = ["SearchedEntry", "check_searched", "parse_entry"]
 
@@ -148,7 +149,7 @@ def check_searched(settings: SearchSettings, entry: SearchedEntry, origin: str) 
             )
         first_stage(entry.space)  # needs a {log = [a, b]} axis
     data = entry.point(entry.sample()).config.data
-    if data.validation <= 0:
+    if held_out_split(data) != "validation":  # the default split is added when unset
         raise fail(
             f"{origin}.data.validation",
             f"method {settings.method!r} chooses on the validation metric: hold out a "
