@@ -20,7 +20,8 @@ def objective_value(logs: Mapping[str, Any], name: str | None = None) -> float |
     """What a search maximises, read from one epoch's logs (a history row): the validation
     metric ``name`` — by default ``val_acc`` when logged, else ``val_loss`` — negated when
     lower is better (a name ending in loss, mse, ece, nll, recon or ppl). None when it is
-    not logged or not finite. The one place that says what a search optimises.
+    not logged or not finite. :class:`~reglab.lab.sweep.search.SearchSweep` passes the key of
+    the sweep's objective (:func:`reglab.lab.sweep.objective.study_objective`).
 
     >>> objective_value({"val_acc": 0.9, "val_loss": 0.3})
     0.9
