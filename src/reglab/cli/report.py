@@ -8,8 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reglab.lab import RunDir, Sweep
+from reglab.lab import RunDir
 from reglab.lab.report import write_report
+from reglab.lab.sweep.search import sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
 
 NAME = "report"
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             f"`reglab run --resume {run_dir.path} --rebuild-storage` rebuilds it from the "
             "finished trials' folders",
         )
-    sweep = Sweep.open(study, args.storage or run_dir.storage_url)
+    sweep = sweep_class(study).open(study, args.storage or run_dir.storage_url)
     records = sweep.results()
     path = write_report(run_dir, study, records, len(sweep.trials))
     Console().print(f"{len(records)}/{len(sweep.trials)} trials; report: {path}")

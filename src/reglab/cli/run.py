@@ -28,6 +28,7 @@ from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summa
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock
 from reglab.lab.sweep.objective import choice_line
+from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
@@ -210,13 +211,21 @@ def run(args: argparse.Namespace) -> int:
         run_dir.write_study(study, text)
         storage = args.storage or run_dir.storage_url
         finished = _rebuild(run_dir, console) if args.rebuild_storage else None
-        sweep = Sweep.create(study, storage, args.heartbeat, args.grace, finished)
+        sweep: Sweep | SearchSweep = sweep_class(study).create(
+            study, storage, args.heartbeat, args.grace, finished
+        )
+        searched = isinstance(sweep, SearchSweep)
         recovered = sweep.recover_local() if args.storage is None else 0
         total = len(sweep.trials)
         done_before = sweep.finished()
         console.print(
-            f"[bold]{escape(study.name)}[/]: {len(study.points)} grid points x "
-            f"{len(study.seeds)} seeds = {total} trials -> {escape(str(run_dir.path))}"
+            f"[bold]{escape(study.name)}[/]: "
+            + (
+                f"{study.search.method} search, {total} trials so far"
+                if searched
+                else f"{len(study.points)} grid points x {len(study.seeds)} seeds = {total} trials"
+            )
+            + f" -> {escape(str(run_dir.path))}"
             + (
                 f" (resuming: {done_before} finished, {total - done_before} to run"
                 + (f", {recovered} of them left unfinished by a killed run" if recovered else "")
@@ -267,17 +276,21 @@ def run(args: argparse.Namespace) -> int:
                     progress.update(epoch_task, completed=epoch, total=epochs)
 
                 context = TrialContext(on_epoch, args.tensorboard, args.device)
-                sweep.work(run_dir, on_trial, context, stack=not args.no_stack)
+                more = {"advance": True} if searched else {}  # coarse-to-fine's next stages
+                sweep.work(run_dir, on_trial, context, stack=not args.no_stack, **more)
             else:
                 workers = _spawn_workers(args, run_dir, storage, trust, lock)
                 while any(w.poll() is None for w in workers):
+                    if isinstance(sweep, SearchSweep):
+                        sweep.advance()
                     progress.update(trial_task, completed=sweep.finished())
-                    if lines is not None:
+                    if lines is not None and not searched:  # a search's lines: its workers'
                         lines.poll(sweep)
                     time.sleep(0.5)
-                if lines is not None:
+                if lines is not None and not searched:
                     lines.poll(sweep)
         failed = [w.returncode for w in workers if w.returncode]
+        total = len(sweep.trials)
         records = sweep.results()
         report = write_report(run_dir, study, records, total)
         summary = summarize(records)
@@ -293,9 +306,14 @@ def run(args: argparse.Namespace) -> int:
         if len(summary) > 1:
             console.print(escape(choice_line(summary, objective)))
         diverged = sum(1 for r in records if r["diverged"])
-        complete = len(records) - diverged
+        pruned = sum(1 for r in records if r.get("pruned"))
+        complete = len(records) - diverged - pruned
+        if isinstance(sweep, SearchSweep):
+            # soft_wrap: the attach call and the fragment are pasted, never wrapped
+            console.print(sweep.conclude(run_dir), soft_wrap=True, markup=False, highlight=False)
         console.print(
             f"{complete}/{total} trials complete"
+            + (f", {pruned} pruned" if pruned else "")
             + (f", {diverged} diverged" if diverged else "")
             + f"; {time.perf_counter() - start:.1f} s this run. Report: {escape(str(report))}"
         )
@@ -305,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{failed}); their messages are above",
                 file=sys.stderr,
             )
-        return 0 if len(records) == total and not failed else 1
+        return 0 if len(records) >= total and not failed else 1
     except KeyboardInterrupt as err:
         err.hint = (
             f"unfinished trials are queued again; continue with: reglab run --resume {run_dir.path}"  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ parsed into configurations and no model is imported or built, so the listing is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import textwrap
@@ -44,10 +45,18 @@ class StudyLine:
     configurations: int
     seeds: int
     description: str
+    search: str = "grid"  #: the [search] method; a search chooses its configurations
 
     @property
     def trials(self) -> int:
         return self.configurations * self.seeds
+
+    @property
+    def size(self) -> str:
+        """``8x3=24`` for a grid; ``tpe`` or ``coarse-to-fine x3`` (seeds) for a search."""
+        if self.search == "grid":
+            return f"{self.configurations}x{self.seeds}={self.trials}"
+        return f"{self.search} x{self.seeds}"
 
 
 def _axis_length(value: Mapping[str, Any]) -> int:
@@ -107,6 +116,7 @@ def study_line(text: str) -> StudyLine:
         configurations=configurations(document),
         seeds=len(document.get("seeds", [0, 1, 2])),
         description=" ".join(document.get("description", "").split()),
+        search=str(document.get("search", {}).get("method", "grid")),
     )
 
 
@@ -132,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             s.name,
             "+".join(s.kinds),
             s.dataset,
-            f"{s.configurations}x{s.seeds}={s.trials}",
+            s.size,
             data_needed(s.dataset),
         )
         for s in lines
@@ -177,6 +187,8 @@ class Show:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         study, _, _ = find_study(args.study)
+        if study.searched is not None:
+            return _show_search(study, args.json)
         points = study.points
         if args.json:
             print(
@@ -223,3 +235,26 @@ class Show:
             table.add_row(escape(p.key), escape(json.dumps(extra, default=str)))
         console.print(table)
         return 0
+
+
+def _show_search(study: Any, as_json: bool) -> int:
+    """A searched study: its method and settings, and the searched entry's axes."""
+    search = study.search
+    axes = [
+        {"axis": a.name, "kind": a.kind}
+        | ({"choices": list(a.choices)} if a.kind == "choice" else {"low": a.low, "high": a.high})
+        for a in study.searched.space.axes
+    ]
+    if as_json:
+        print(json.dumps({"search": dataclasses.asdict(search), "axes": axes}, default=str))
+        return 0
+    console = Console()
+    console.print(f"[bold]{study.name}[/]: {' '.join(study.description.split())}")
+    console.print(
+        f"search {dataclasses.asdict(search)}; seeds {list(study.seeds)}; entry "
+        f"{study.searched.name!r}",
+        markup=False,
+    )
+    for axis in axes:
+        console.print(f"  {json.dumps(axis, default=str)}", markup=False)
+    return 0

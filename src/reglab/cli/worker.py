@@ -14,6 +14,7 @@ from reglab.cli.options import OptionError, add_worker_options, positive_int, wr
 from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
+from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_url
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
@@ -63,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     check_device(study, args.device)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
     writable_directory(run_dir.path, "--run-dir")
-    sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace)
+    sweep: Sweep | SearchSweep = sweep_class(study).create(
+        study, args.storage, args.heartbeat, args.grace
+    )
 
     lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)
     began = [time.perf_counter()]

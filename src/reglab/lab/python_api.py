@@ -49,7 +49,8 @@ from reglab.lab.report import write_report
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.data import SOURCE_KEYS
 from reglab.lab.settings.studyfile import Study, StudyError, parse_study
-from reglab.lab.sweep import DirectoryLock, Sweep
+from reglab.lab.sweep import DirectoryLock
+from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.trust import Trust, provide
 from reglab.lab.work.device import DeviceError, parse_device
 from reglab.lab.work.device import check_study as check_study_device
@@ -279,10 +280,11 @@ def _run(study: Study, run_dir: RunDir, trust: Trust, device: torch.device) -> S
     try:
         run_dir.remove_partial_files()
         run_dir.write_study(study, _toml_note(study))
-        sweep = Sweep.create(study, run_dir.storage_url)
+        sweep = sweep_class(study).create(study, run_dir.storage_url)
         sweep.recover_local()
+        more = {"advance": True} if isinstance(sweep, SearchSweep) else {}  # next stages
         with trust.active():
-            sweep.work(run_dir, None, TrialContext(device=device))
+            sweep.work(run_dir, None, TrialContext(device=device), **more)
         records = sweep.results()
         write_report(run_dir, study, records, len(sweep.trials))
         return StudyResult(records, run_dir)

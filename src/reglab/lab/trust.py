@@ -133,7 +133,7 @@ class Trust:
         ``reglab run`` checks before it creates a run directory. Trusted modules are
         imported here; no factory is called."""
         factories = {}
-        for point in study.points:
+        for point in study.example_points:
             if point.config.model_kind.user_code:
                 where = f"{study.name}: grid point {point.label!r}"
                 model = point.config.model
@@ -149,7 +149,7 @@ class Trust:
         point with rules (trusted code, called here; the random state is left as it was), so a
         glob that matches none of its modules, or a factory that fails, stops the run before
         any run directory exists."""
-        for point in study.points:
+        for point in study.example_points:
             config = point.config
             if not (config.model_kind.user_code and config.rules):
                 continue

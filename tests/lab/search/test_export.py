@@ -43,13 +43,14 @@ def test_the_attach_call_evaluates_to_the_same_regularization():
         },
     )
     x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
-    model(x)  # records the activity term
+    out = model(x)  # records the activity term (kept alive: its graph carries the gradient)
     expected = direct.penalty()
     direct.remove()
     again = {"model": model}
     exec(code, again)
-    model(x)
+    out = model(x)
     torch.testing.assert_close(again["regularization"].penalty(), expected)
+    del out
     assert expected > 0
     assert "penalties.L2(l2=0.000316)" in code
     assert "constraints.MaxNorm(max_value=3.0" in code

@@ -132,7 +132,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         )
         curve_data = curves(trained)
         if curve_data:
-            held_out = held_out_split(study.points[0].config.data)
+            held_out = held_out_split(study.example_points[0].config.data)
             add(
                 "learning_curves.png",
                 f"Training vs {held_out} loss: the overfitting picture",
@@ -161,7 +161,8 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                 "v/k + (k-1)c/k, and the mean member",
                 figures.ensemble_figure(curve),
             )
-        image = study.points[0].config.data.dataset.image if study.points else None
+        examples = study.example_points
+        image = examples[0].config.data.dataset.image if examples else None
         if image is not None:
             from reglab.autoencoders import plot_filters
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from reglab._optional import toml
+from reglab.lab.search.entry import SearchedEntry, check_searched, parse_entry
+from reglab.lab.search.settings import SearchSettings
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
 from reglab.lab.settings.data import DATASETS, anchor
 from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
@@ -42,7 +44,7 @@ __all__ = [
     "parse_study",
 ]
 
-TOP_KEYS = ("baseline", "data", "description", "grid", "model", "name", "seeds", "train")
+TOP_KEYS = ("baseline", "data", "description", "grid", "model", "name", "search", "seeds", "train")
 GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
@@ -77,7 +79,9 @@ class Study:
     and what the Optuna study's name fingerprints. ``baseline`` is the key of the point the
     report compares every configuration with (``baseline = "name"``: a point's label or id, or
     a grid entry with one point); None when the file declares none (the report then looks for
-    a point named ``none``).
+    a point named ``none``). ``search`` is the ``[search]`` table; a
+    study searched by another method than ``"grid"`` has no fixed ``points`` but one
+    ``searched`` entry whose points the search chooses (:mod:`reglab.lab.search.entry`).
     """
 
     name: str
@@ -86,6 +90,17 @@ class Study:
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
     baseline: str | None = None
+    search: SearchSettings = field(default_factory=SearchSettings)
+    searched: SearchedEntry | None = None
+
+    @property
+    def example_points(self) -> tuple[GridPoint, ...]:
+        """The grid's points; for a searched study, one point per combination of its choice
+        axes (:meth:`~reglab.lab.search.entry.SearchedEntry.examples`): what the checks
+        before a run (trusted factories) look at."""
+        if self.searched is None:
+            return self.points
+        return tuple(self.searched.examples())
 
     @property
     def trials(self) -> list[Trial]:
@@ -147,8 +162,17 @@ def parse_study(
     grid = raw.get("grid")
     if not isinstance(grid, list) or not grid:
         raise fail(f"{origin}.grid", "expected a non-empty array of [[grid]] tables", grid)
+    search = SearchSettings.parse(raw.get("search"), f"{origin}.search")
+    if search.method != "grid" and len(grid) != 1:
+        raise fail(
+            f"{origin}.grid",
+            f"method {search.method!r} searches one [[grid]] entry; put alternatives in a "
+            "{values = [...]} axis",
+            f"{len(grid)} entries",
+        )
     points: list[GridPoint] = []
     names: set[str] = set()
+    searched = None
     for i, entry in enumerate(grid):
         path = f"{origin}.grid[{i}]"
         entry = _table(path, entry)
@@ -172,6 +196,9 @@ def parse_study(
         for key, value in entry.items():
             if key not in ("name", "mode", "model", "train"):
                 merged[key] = copy.deepcopy(value)
+        if search.method != "grid":
+            searched = parse_entry(gname, merged, path, origins)
+            continue
         points += expand_entry(gname, mode, merged, path, origins)
     keys = [p.key for p in points]
     duplicate = next((k for k in keys if keys.count(k) > 1), None)
@@ -184,8 +211,19 @@ def parse_study(
     if selection and data is not None:
         return parse_study({**raw, "data": data}, origin)  # paths already anchored
     points = list(check_init(raw, points, origin))  # after every point exists: init may name one
+    if searched is not None:
+        check_searched(search, searched, origin)
     baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
-    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
+    return Study(
+        name,
+        description,
+        tuple(seeds),
+        tuple(points),
+        copy.deepcopy(raw),
+        baseline,
+        search=search,
+        searched=searched,
+    )
 
 
 def _baseline(path: str, value: Any, points: list[GridPoint]) -> str | None:

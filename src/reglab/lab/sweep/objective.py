@@ -70,9 +70,11 @@ def study_objective(study: Any, name: str | None = None) -> Objective:
     else its family's default. A study that mixes families (e.g. autoencoders and the
     classifiers they pre-train) chooses on ``val_acc`` when any point is a classifier, else
     on its first point's family's."""
+    if name is None and study.search.objectives:  # a searched study names its objective
+        name = study.search.objectives[0]
     if name is not None:
         return named_objective(name)
-    families = [p.config.model_kind.family for p in study.points]
+    families = [p.config.model_kind.family for p in study.example_points]
     family = "classifier" if "classifier" in families else families[0]
     return OBJECTIVES[FAMILY_OBJECTIVES[family]]
 

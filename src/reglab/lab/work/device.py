@@ -90,7 +90,7 @@ def check_study(study: Any, device: torch.device) -> None:
     """Refuse, before anything runs, a study with a ``[train] precision`` that ``device``
     cannot train with (``fp16`` on the CPU: :class:`reglab.training.precision.Precision`),
     or with an optimizer that ``fp16``'s gradient scaler cannot drive (``sam``)."""
-    for point in study.points:
+    for point in study.example_points:  # a searched study: one per choice
         precision = point.config.train.precision
         if precision == "fp16" and point.config.train.optimizer == "sam":
             raise DeviceError(

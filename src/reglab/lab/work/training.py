@@ -47,12 +47,14 @@ __all__ = [
 @dataclass
 class TrialContext:
     """How a trial runs and reports: ``progress(epoch, epochs)`` after each epoch, TensorBoard
-    event files under ``tensorboard`` (``reglab run --tensorboard DIR``), and the ``device`` it
-    trains on (``reglab run --device``; :mod:`reglab.lab.work.device`)."""
+    event files under ``tensorboard`` (``reglab run --tensorboard DIR``), the ``device`` it
+    trains on (``reglab run --device``; :mod:`reglab.lab.work.device`), and ``callbacks``
+    added to the training loop (a search's pruning reports)."""
 
     progress: Callable[[int, int], None] | None = None
     tensorboard: str | os.PathLike[str] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    callbacks: tuple[Callback, ...] = ()
 
 
 @dataclass
@@ -181,6 +183,7 @@ def train_model(
     steps = _steps_per_epoch(train, config.train.batch_size)
     handles, schedules = optimizer_side(config, model, optimizer, regularizers, steps)
     callbacks = [*schedules, *callbacks]  # schedules log their values before other loggers
+    callbacks += context.callbacks
     if context.progress is not None:
         callbacks.append(EpochProgress(context.progress, config.train.epochs))
     if context.tensorboard is not None:

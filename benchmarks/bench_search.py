@@ -1,0 +1,131 @@
+"""Grid vs coarse-to-fine vs TPE vs TPE + ASHA: what each costs and what it finds.
+
+The task of the built-in search studies: an L2 coefficient in [1e-6, 1e-1] for a
+64-256-256-10 ReLU MLP on digits (Adam, lr 1e-3, 20 % of the training rows held out for
+validation), ``--epochs`` epochs, one seed. Each method runs through the lab as ``reglab run``
+does (its own SQLite storage, one worker, trials trained one by one):
+
+* ``grid``: ``--grid`` log-spaced values, every one trained alone (the exhaustive reference),
+  and ``grid (stacked)``: the same trained as one ModelStack, as ``reglab run`` does;
+* ``coarse-to-fine``: one value per decade, then 5 values in the best decade's cell, each
+  trial alone, and ``coarse-to-fine (stacked)``: each stage as one ModelStack;
+* ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA.
+
+For each: wall time, trials and epochs trained, the chosen coefficient (best validation
+accuracy at the last epoch), its validation and test accuracy, and whether its validation
+accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point). Stacked
+sampled search (K TPE candidates in one stack) and PBT are not wired into ``reglab run`` and
+are not measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
+relative to the first grid row that ran):
+
+    python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--methods ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from reglab.lab import RunDir, Sweep
+from reglab.lab.settings.studyfile import parse_study
+from reglab.lab.sweep.search import SearchSweep
+
+L2 = "rules.fc*.kernel.l2"
+
+
+def _study(search: dict | None, axis: dict, epochs: int) -> dict:
+    return {
+        "name": "bench",
+        "seeds": [0],
+        "data": {"name": "digits", "validation": 0.2},
+        "model": {"sizes": [64, 256, 256, 10]},
+        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": epochs, "batch_size": 64},
+        **({"search": search} if search else {}),
+        "grid": [
+            {
+                "name": "L2",
+                "rules": {"fc*": {"kernel": {"class_name": "L2", "config": {"l2": axis}}}},
+            }
+        ],
+    }
+
+
+def _run(method: str, raw: dict, folder: Path, stack: bool = False) -> dict:
+    study = parse_study(raw, "bench")
+    run_dir = RunDir(folder / method)
+    run_dir.path.mkdir(parents=True)
+    start = time.perf_counter()
+    if study.searched is None:
+        sweep = Sweep.create(study, run_dir.storage_url)
+        sweep.work(run_dir, stack=stack)
+    else:
+        sweep = SearchSweep.create(study, run_dir.storage_url)
+        sweep.work(run_dir, advance=True, stack=stack)
+    seconds = time.perf_counter() - start
+    records = sweep.results()
+    finished = [r for r in records if not r["diverged"] and not r.get("pruned")]
+    best = max(finished, key=lambda r: r["history"][-1]["val_acc"])
+    return {
+        "method": method,
+        "seconds": seconds,
+        "trials": len(records),
+        "epochs": sum(len(r["history"]) for r in records),
+        "l2": best["params"][L2],
+        "val": best["history"][-1]["val_acc"],
+        "test": best["metrics"]["test_acc"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--grid", type=int, default=16)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--noise", type=float, default=0.01)
+    parser.add_argument("--methods", nargs="*", help="run only these (default: all)")
+    args = parser.parse_args()
+    log = {"log": [1e-6, 1e-1]}
+    methods = {
+        "grid": (None, {**log, "num": args.grid}),
+        "grid (stacked)": (None, {**log, "num": args.grid}),
+        "coarse-to-fine": ({"method": "coarse-to-fine", "points": 5}, log),
+        "coarse-to-fine (stacked)": ({"method": "coarse-to-fine", "points": 5}, log),
+        "tpe": ({"method": "tpe", "trials": args.trials, "seed": 0}, log),
+        "tpe+asha": (
+            {"method": "tpe", "trials": args.trials, "pruner": "asha", "seed": 0},
+            log,
+        ),
+    }
+    print(f"digits, 64-256-256-10, {args.epochs} epochs, torch threads {torch.get_num_threads()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        # untimed warm-up: data loading, first imports and allocations count against no method
+        _run("warm-up", _study(None, {"values": [1e-4]}, 1), Path(folder))
+        for method, (search, axis) in methods.items():
+            if args.methods and method not in args.methods:
+                continue
+            raw = _study(search, axis, args.epochs)
+            rows.append(_run(method, raw, Path(folder), stack="stacked" in method))
+            r = rows[-1]
+            print(f"  {method}: {r['seconds']:.1f} s", flush=True)
+    # the reference: the exhaustive grid (alone if it ran, else stacked)
+    reference = next((r for r in rows if r["method"].startswith("grid")), rows[0])
+    print(
+        f"\n{'method':25} {'wall s':>7} {'x grid':>7} {'trials':>6} {'epochs':>6} "
+        f"{'chosen l2':>10} {'val %':>6} {'test %':>6}  within noise of grid's best"
+    )
+    for r in rows:
+        near = abs(r["val"] - reference["val"]) <= args.noise
+        print(
+            f"{r['method']:25} {r['seconds']:7.1f} {r['seconds'] / reference['seconds']:7.2f} "
+            f"{r['trials']:6d} {r['epochs']:6d} {r['l2']:10.3g} {100 * r['val']:6.1f} "
+            f"{100 * r['test']:6.1f}  {'yes' if near else 'no'}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""What a search optimises, and the callback that reports it to the pruner every epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from reglab.training import Callback
+
+__all__ = ["LOWER_IS_BETTER", "PruningReport", "objective_value"]
+
+#: Objective name endings whose lower values are better (they are negated: the study maximises).
+LOWER_IS_BETTER = ("loss", "mse", "ece", "nll", "recon", "ppl")
+
+
+def objective_value(logs: Mapping[str, Any], name: str | None = None) -> float | None:
+    """What a search maximises, read from one epoch's logs (a history row): the validation
+    metric ``name`` — by default ``val_acc`` when logged, else ``val_loss`` — negated when
+    lower is better (a name ending in loss, mse, ece, nll, recon or ppl). None when it is
+    not logged or not finite. :class:`~reglab.lab.sweep.search.SearchSweep` passes the key of
+    the sweep's objective (:func:`reglab.lab.sweep.objective.study_objective`).
+
+    >>> objective_value({"val_acc": 0.9, "val_loss": 0.3})
+    0.9
+    >>> objective_value({"val_loss": 0.3})
+    -0.3
+    """
+    if name is None:
+        name = "val_acc" if "val_acc" in logs else "val_loss"
+    value = logs.get(name)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return -float(value) if name.endswith(LOWER_IS_BETTER) else float(value)
+
+
+class PruningReport(Callback):
+    """Reports :func:`objective_value` to an Optuna trial after every epoch (step = epochs
+    done) and stops training when its pruner says so (``pruned_at``: that epoch)."""
+
+    def __init__(self, trial: optuna.Trial, name: str | None = None) -> None:
+        self.trial, self.name = trial, name
+        self.pruned_at: int | None = None
+
+    def on_epoch_end(self, state: Any) -> None:
+        value = objective_value(state.logs, self.name)
+        if value is None:
+            return
+        step = state.epoch + 1
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self.pruned_at = step
+            state.stop, state.stop_reason = True, f"pruned at epoch {step}"
