@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.multiprocessing.spawn import ProcessExitedException
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -168,10 +169,23 @@ def _distributed_order(epoch: int, world: int = 2, batch: int = 4) -> torch.Tens
     return torch.cat([torch.cat(batches) for batches in zip(*per_rank, strict=True)])
 
 
-def test_ddp_spawn_on_two_processes_equals_single_process() -> None:
-    net = Net()
+def _fit_ddp_spawn(net: Net) -> None:
     t = trainer(max_epochs=2, callbacks=[Regularize(RULES)], strategy="ddp_spawn", devices=2)
     t.fit(net, DataLoader(data(), batch_size=4))
+
+
+def test_ddp_spawn_on_two_processes_equals_single_process() -> None:
+    net = Net()
+    try:
+        _fit_ddp_spawn(net)
+    except ProcessExitedException as error:
+        # A spawned rank sometimes aborts in C++ teardown at interpreter exit ("terminate
+        # called without an active exception", SIGABRT) after training finished; seen on a
+        # 2-core CI machine, unrelated to reglab. Retry that one failure once, from scratch.
+        if error.signal_name != "SIGABRT":
+            raise
+        net = Net()
+        _fit_ddp_spawn(net)
     # DDP averages the ranks' gradients: one step on their 8 rows together by hand. Each rank
     # divides its activity term by its own 4 rows, and the average of the two is the 8-row mean.
     expected = by_hand(2, 8, order=_distributed_order)

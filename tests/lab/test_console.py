@@ -118,8 +118,13 @@ def test_studies_counts_what_the_parser_expands() -> None:
     for name, text in builtin_studies().items():
         line = study_line(text)
         study, raw, _ = find_study(name)
-        assert line.configurations == len(study.points), name
         assert line.seeds == len(study.seeds), name
+        assert line.search == study.search.method, name
+        if study.search.method != "grid":
+            # a search asks its configurations as it goes: the listing says the method
+            assert line.size == f"{study.search.method} x{len(study.seeds)}", name
+            continue
+        assert line.configurations == len(study.points), name
         assert configurations(raw) == len(study.points), name
 
 
