@@ -6,12 +6,14 @@ import argparse
 import os
 from pathlib import Path
 
+from reglab.lab.sweep.database import DEFAULT_RETRY
 from reglab.lab.trust import ENVIRONMENT
 
 __all__ = [
     "OptionError",
     "add_trust_option",
     "add_worker_options",
+    "duration",
     "positive_int",
     "writable_directory",
 ]
@@ -28,6 +30,23 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``300``, ``300s``, ``5m`` or ``1h`` (0 allowed: no waiting)."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 300s, 5m or 1h, got {text!r}"
+        ) from None
+    if not 0 <= value < 10**7:
+        raise argparse.ArgumentTypeError(f"expected a duration from 0s to 100 days, got {text}")
     return value
 
 
@@ -54,6 +73,15 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=30,
         help="seconds without heartbeat before a trial is retried (30)",
+    )
+    parser.add_argument(
+        "--db-retry",
+        type=duration,
+        default=DEFAULT_RETRY,
+        metavar="DURATION",
+        help="how long to keep retrying a lost connection to a database server (PostgreSQL, "
+        f"MySQL) before giving up, e.g. 300s or 10m ({DEFAULT_RETRY:g}s; 0: give up at once); "
+        "trials in flight keep training and are stored once it is back",
     )
     parser.add_argument(
         "--no-stack",

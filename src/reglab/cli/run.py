@@ -126,6 +126,8 @@ def _spawn_workers(
         str(args.heartbeat),
         "--grace",
         str(args.grace),
+        "--db-retry",
+        f"{args.db_retry}s",
         "--no-progress",
         "--exit-with-parent",
         str(os.getpid()),

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     trust.check(study)
     run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
     writable_directory(run_dir.path, "--run-dir")
-    sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace)
+    sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry)
 
     def on_trial(batch: list, event: str) -> None:
         if not args.no_progress:
