@@ -28,7 +28,7 @@ from reglab.cli.options import (
 from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summarize
 from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
-from reglab.lab.sweep import DirectoryLock
+from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.work.training import TrialContext
 
@@ -175,8 +175,7 @@ def _study_and_dir(args: argparse.Namespace) -> tuple[Study, str, RunDir, str]:
                 "(start a new run with --out for other settings)"
             )
         run_dir = RunDir(args.resume)
-        study = run_dir.study()
-        return study, run_dir.study_toml.read_text(encoding="utf-8"), run_dir, "--resume"
+        return run_dir.study(), "", run_dir, "--resume"
     if args.rebuild_storage:
         raise OptionError("--rebuild-storage: rebuilds a run's storage; use it with --resume")
     overrides = Overrides(epochs=args.epochs, seeds=args.seeds)
@@ -219,16 +218,29 @@ def run(args: argparse.Namespace) -> int:
         check_url(args.storage)
     study, text, run_dir, option = _study_and_dir(args)
     trust.check(study)
+    name = run_dir.optuna_study or optuna_study_name(study)
+    if args.resume is not None:  # the run directory is one study: refuse edited study files
+        run_dir.verify(study, name)
     _check_local_storage(args, run_dir)
     writable_directory(run_dir.path, option)
     lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         run_dir.remove_partial_files()
-        run_dir.write_study(study, text)
+        if args.resume is None:
+            run_dir.write_study(study, text, Overrides(args.epochs, args.seeds), name)
         storage = args.storage or run_dir.storage_url
         finished = _rebuild(run_dir, console) if args.rebuild_storage else None
-        sweep = Sweep.create(study, storage, args.heartbeat, args.grace, finished)
+        sweep = Sweep.create(
+            study,
+            storage,
+            args.heartbeat,
+            args.grace,
+            finished,
+            db_retry=args.db_retry,
+            name=name,
+            alone=args.storage is None,
+        )
         recovered = sweep.recover_local() if args.storage is None else 0
         total = len(sweep.trials)
         done_before = sweep.finished()

@@ -54,9 +54,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
     trust.check(study)
-    run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
+    name = optuna_study_name(study)
+    if args.study is None:  # the run directory's study, as its run began (never edited)
+        recorded = RunDir(args.run_dir)
+        name = recorded.optuna_study or name
+        recorded.verify(study, name)
+    run_dir = RunDir(args.run_dir or Path("runs") / name)
     writable_directory(run_dir.path, "--run-dir")
-    sweep = Sweep.create(study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry)
+    sweep = Sweep.create(
+        study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry, name=name
+    )
 
     def on_trial(batch: list, event: str) -> None:
         if not args.no_progress:

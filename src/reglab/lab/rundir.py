@@ -4,6 +4,11 @@
 
 * ``study.toml``: the study file as run; ``study.json``: the document as parsed (overrides
   applied; authoritative); ``resolved.json``: every grid point with its parsed settings;
+  ``run.json``: the record that makes the directory one study — the settings' content hash
+  (:attr:`Study.fingerprint`) and the settings themselves, the command-line overrides, and
+  the name of the Optuna study in the storage. A resume checks ``study.json`` and
+  ``study.toml`` (with the overrides) against it and refuses either file edited, naming
+  what changed;
 * ``storage.db``: the SQLite Optuna storage (unless ``--storage`` points elsewhere), which
   holds every result;
 * ``trials/<key>/history.csv``, ``metrics.json`` (strict JSON: a non-finite value is null and
@@ -25,10 +30,15 @@ from typing import Any
 import torch
 
 from reglab._io import atomic_write, atomic_write_json, atomic_write_text
-from reglab.lab.settings.studyfile import Study, parse_study
+from reglab.lab.settings.schema import StudyError
+from reglab.lab.settings.studyfile import Overrides, Study, changes, parse_study, read_toml
 from reglab.lab.work.training import TrialOutcome
 
-__all__ = ["CheckpointError", "RunDir"]
+__all__ = ["CheckpointError", "RunDir", "RunDirEdited"]
+
+
+class RunDirEdited(ValueError):
+    """A run directory's study files no longer say what its run began with."""
 
 
 class RunDir:
@@ -45,6 +55,10 @@ class RunDir:
     @property
     def study_toml(self) -> Path:
         return self.path / "study.toml"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
 
     @property
     def resolved_json(self) -> Path:
@@ -73,15 +87,32 @@ class RunDir:
     def is_run(self) -> bool:
         return self.study_json.is_file()
 
-    def write_study(self, study: Study, source_text: str) -> None:
-        """Record the study as run. Starting a run in a directory that holds another study
-        (or the same with other ``--epochs`` / ``--seeds``) is refused."""
+    def write_study(
+        self,
+        study: Study,
+        source_text: str,
+        overrides: Overrides | None = None,
+        optuna_study: str | None = None,
+        max_trials: int | None = None,
+    ) -> None:
+        """Record the study as run: ``study.json``, ``study.toml``, ``resolved.json`` and
+        ``run.json`` (``optuna_study``: the name of its Optuna study; ``max_trials``: the cap
+        it was parsed under). Starting a run in a directory that holds another study (or the
+        same with other ``--epochs`` / ``--seeds``) is refused."""
         document = json.loads(json.dumps(study.source, default=str))
-        if self.is_run() and json.loads(self.study_json.read_text()) != document:
-            raise ValueError(
-                f"{self.path} holds a run of a different study (or other --epochs/--seeds); "
-                "resume it with `reglab run --resume` or choose another --out directory."
+        if self.is_run():
+            record = self.record()
+            same = (
+                record["fingerprint"] == study.fingerprint
+                if record is not None
+                else self._document() == document
             )
+            if not same:
+                raise ValueError(
+                    f"{self.path} holds a run of a different study (or other --epochs/--seeds); "
+                    "resume it with `reglab run --resume` or choose another --out directory."
+                )
+        overrides = overrides or Overrides()
         atomic_write_json(self.study_json, document)
         atomic_write_text(self.study_toml, source_text)
         atomic_write_json(
@@ -91,13 +122,109 @@ class RunDir:
                 for p in study.points
             ],
         )
+        self._write_record(study, overrides, optuna_study, max_trials)
 
-    def study(self) -> Study:
-        """The study this directory ran, parsed from ``study.json``."""
+    def _write_record(
+        self,
+        study: Study,
+        overrides: Overrides,
+        optuna_study: str | None,
+        max_trials: int | None,
+    ) -> None:
+        atomic_write_json(
+            self.run_json,
+            {
+                "fingerprint": study.fingerprint,
+                "settings": study.settings(),
+                "overrides": {"epochs": overrides.epochs, "seeds": overrides.seeds},
+                "optuna_study": optuna_study,
+                "max_trials": max_trials,
+            },
+        )
+
+    def record(self) -> dict[str, Any] | None:
+        """``run.json`` (None for a run directory made before it existed)."""
+        if not self.run_json.is_file():
+            return None
+        record = _read_json(self.run_json)
+        wanted = {"fingerprint": str, "settings": dict, "overrides": dict}
+        if not isinstance(record, dict) or any(
+            not isinstance(record.get(k), t) for k, t in wanted.items()
+        ):
+            raise StudyError(
+                f"{self.run_json}: not a run record (expected an object with "
+                f"{', '.join(wanted)}); was it edited?"
+            )
+        return record
+
+    @property
+    def optuna_study(self) -> str | None:
+        """The name of the run's Optuna study as recorded (None: not recorded)."""
+        record = self.record()
+        name = record.get("optuna_study") if record is not None else None
+        return name if isinstance(name, str) else None
+
+    def is_run(self) -> bool:
+        return self.study_json.is_file()
+
+    def _document(self) -> dict[str, Any]:
+        raw = _read_json(self.study_json)
+        if not isinstance(raw, dict):
+            raise StudyError(
+                f"{self.study_json}: expected a JSON object (a study document), got "
+                f"{type(raw).__name__}; restore it from study.toml or start a new run"
+            )
+        return raw
+
+    def study(self, max_trials: int | None = None) -> Study:
+        """The study this directory ran, parsed from ``study.json`` (under the cap recorded
+        in ``run.json``); every error names the file."""
         if not self.is_run():
             raise FileNotFoundError(f"{self.path} is not a reglab run directory (no study.json)")
-        raw = json.loads(self.study_json.read_text())
-        return parse_study(raw, raw.get("name", "study"))
+        raw = self._document()
+        record = self.record()
+        if max_trials is None and record is not None:
+            max_trials = record.get("max_trials")
+        name = raw.get("name")
+        try:
+            return parse_study(raw, name if isinstance(name, str) else "study", **_cap(max_trials))
+        except StudyError as err:
+            raise StudyError(f"{self.study_json}: {err}") from None
+
+    def verify(self, study: Study, optuna_study: str | None = None) -> None:
+        """Check that ``study`` (parsed from ``study.json``) and ``study.toml`` (with the
+        recorded overrides) are still what the run began with; :class:`RunDirEdited` names
+        the file and what changed. A run directory from before ``run.json`` gets one now,
+        recording ``study`` (and ``optuna_study``)."""
+        record = self.record()
+        if record is None:
+            overrides = Overrides()
+            self._write_record(study, overrides, optuna_study, None)
+            return
+        self._same(self.study_json, record, study)
+        if self.study_toml.is_file():
+            overrides = Overrides(**{k: record["overrides"].get(k) for k in ("epochs", "seeds")})
+            raw, _ = read_toml(self.study_toml)
+            try:
+                toml_study = parse_study(
+                    overrides.apply(raw), study.name, **_cap(record.get("max_trials"))
+                )
+            except StudyError as err:
+                raise RunDirEdited(
+                    f"{self.study_toml} was edited since the run began and no longer parses "
+                    f"({err}); restore it"
+                ) from None
+            self._same(self.study_toml, record, toml_study)
+
+    @staticmethod
+    def _same(path: Path, record: Mapping[str, Any], study: Study) -> None:
+        if study.fingerprint == record["fingerprint"]:
+            return
+        what = "; ".join(changes(record["settings"], study.settings())) or "settings differ"
+        raise RunDirEdited(
+            f"{path} was edited since the run began ({what}); a run directory holds one "
+            "study: restore the file, or start a new run with --out"
+        )
 
     # -- trials --------------------------------------------------------------------------
     def save_trial(self, key: str, outcome: TrialOutcome, metrics: dict[str, Any]) -> None:
@@ -192,6 +319,24 @@ class RunDir:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's value; errors name the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise StudyError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise StudyError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise StudyError(f"{path}: nested too deeply to be a study") from None
+
+
+def _cap(max_trials: Any) -> dict[str, Any]:
+    return {"max_trials": max_trials} if isinstance(max_trials, int) else {}
 
 
 def _number(text: str) -> float | None:

@@ -14,6 +14,8 @@ before a run directory or a trial exists::
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ __all__ = [
     "Study",
     "StudyError",
     "axis_values",
+    "changes",
     "is_axis",
     "load_study",
     "parse_study",
@@ -87,6 +90,75 @@ class Study:
         """The study-level ``[data]``, ``[model]`` or ``[train]`` table as written."""
         return dict(self.source.get(section, {}))
 
+    def settings(self) -> dict[str, Any]:
+        """What the study runs, as plain data: name, description, seeds and every grid point's
+        parsed settings (defaults filled in) by key — whatever the document's spelling.
+        Keys that may differ between machines running the same study (:data:`VARIABLE`) are
+        left out."""
+        return json.loads(
+            json.dumps(
+                {
+                    "name": self.name,
+                    "description": self.description,
+                    "seeds": list(self.seeds),
+                    "points": {p.key: _fixed(p.config.to_dict()) for p in self.points},
+                },
+                default=str,
+            )
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """A content hash of :meth:`settings` (16 hex digits): equal for equal studies."""
+        text = json.dumps(self.settings(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: Settings that may legitimately differ between runs of one study (never fingerprinted).
+VARIABLE = frozenset({"device"})
+
+
+def _fixed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _fixed(v) for k, v in value.items() if k not in VARIABLE}
+    if isinstance(value, (list, tuple)):
+        return [_fixed(v) for v in value]
+    return value
+
+
+def changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> list[str]:
+    """What differs from settings ``old`` to ``new`` (both from :meth:`Study.settings`), at
+    most ``limit`` items, e.g. ``points.none.train.epochs: 3 -> 5``, ``grid point 'b' added``."""
+    out: list[str] = []
+    old_points, new_points = old.get("points", {}), new.get("points", {})
+    out += [f"grid point {k!r} added" for k in new_points if k not in old_points]
+    out += [f"grid point {k!r} removed" for k in old_points if k not in new_points]
+    rest_old = {k: v for k, v in old.items() if k != "points"}
+    rest_new = {k: v for k, v in new.items() if k != "points"}
+    _diff(rest_old, rest_new, "", out)
+    for key in (k for k in new_points if k in old_points):
+        _diff(old_points[key], new_points[key], f"points.{key}", out)
+    return out[:limit]
+
+
+def _diff(old: Any, new: Any, path: str, out: list[str]) -> None:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for k in dict.fromkeys([*old, *new]):
+            where = f"{path}.{k}" if path else str(k)
+            if k not in new:
+                out.append(f"{where} removed")
+            elif k not in old:
+                out.append(f"{where} added ({_short(new[k])})")
+            else:
+                _diff(old[k], new[k], where, out)
+    elif old != new:
+        out.append(f"{path}: {_short(old)} -> {_short(new)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 def _table(path: str, value: Any) -> dict[str, Any]:
     if value is None:
@@ -100,7 +172,9 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
     check_keys(key_path(path), table, allowed)
 
 
-def parse_study(raw: Mapping[str, Any], origin: str = "study") -> Study:
+def parse_study(
+    raw: Mapping[str, Any], origin: str = "study", max_trials: int | None = None
+) -> Study:
     """Validate a decoded TOML document; raise :class:`StudyError` naming the key path."""
     raw = _table(origin, raw)
     _keys(origin, raw, TOP_KEYS)

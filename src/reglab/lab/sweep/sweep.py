@@ -65,17 +65,21 @@ from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
 from reglab.lab.sweep.heartbeat import Heartbeat
-from reglab.lab.sweep.storage import open_storage, optuna_study_name
+from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
 from reglab.training import Diverged
 
-__all__ = ["MAX_STACK", "NoResults", "Sweep"]
+__all__ = ["MAX_STACK", "NoResults", "StorageMismatch", "Sweep"]
 
 
 class NoResults(FileNotFoundError):
     """The storage holds no sweep of this study."""
+
+
+class StorageMismatch(ValueError):
+    """A run's storage holds the sweep of another study."""
 
 
 # Optuna logs every failed trial with its traceback at WARNING; reglab reports failures itself
@@ -129,17 +133,27 @@ class Sweep:
         finished: Mapping[str, Mapping[str, Any]] | None = None,
         db_retry: float = DEFAULT_RETRY,
         name: str | None = None,
+        alone: bool = False,
     ) -> Sweep:
         """The sweep of ``study``: created and enqueued if the storage has none yet, completed
         if its creator died before marking it ready, else joined. ``finished`` (from
         :meth:`RunDir.finished_trials`, to rebuild a lost storage) are added as finished
         trials instead of being enqueued. ``name``: the Optuna study's name (default
-        :func:`optuna_study_name`; a run directory records the one it uses)."""
+        :func:`optuna_study_name`; a run directory records the one it uses). ``alone``: the
+        storage belongs to one run directory; one holding another study is refused
+        (:class:`StorageMismatch`) instead of receiving a second."""
         storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
         name = name or optuna_study_name(study)
 
         def create_or_complete() -> Sweep:
             with creation_lock(storage_url, f"reglab:study:{name}", db_retry):
+                others = [s.study_name for s in storage.get_all_studies() if s.study_name != name]
+                if alone and others:
+                    raise StorageMismatch(
+                        f"{shown(storage_url)} holds the sweep of another study ({others[0]}), "
+                        f"not of this one ({name}): a run's storage holds one study; was its "
+                        "study.json edited? Restore it, or start a new run with --out"
+                    )
                 try:
                     created = optuna.create_study(
                         storage=storage, study_name=name, direction="maximize"
