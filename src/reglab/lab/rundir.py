@@ -164,9 +164,6 @@ class RunDir:
         name = record.get("optuna_study") if record is not None else None
         return name if isinstance(name, str) else None
 
-    def is_run(self) -> bool:
-        return self.study_json.is_file()
-
     def _document(self) -> dict[str, Any]:
         raw = _read_json(self.study_json)
         if not isinstance(raw, dict):
