@@ -313,3 +313,54 @@ def test_fingerprint_is_of_the_parsed_settings() -> None:
     in_entry = parse_study({**common, "grid": [{"name": "a", "train": {"epochs": 2}}]})
     other = parse_study({**common, "train": {"epochs": 3}, "grid": [{"name": "a"}]})
     assert at_top.fingerprint == in_entry.fingerprint != other.fingerprint
+
+
+# -- rebuild never destroys (issue 24, case 3) --------------------------------------------
+
+
+def test_rebuild_names_every_unreadable_trial_file_and_changes_nothing(
+    finished_run: Path, capsys
+) -> None:
+    """Before: a JSON error naming no file, after storage.db had been renamed aside; the new
+    storage.db held 0 studies."""
+    db = finished_run / "storage.db"
+    healthy = db.read_bytes()
+    bad = sorted(finished_run.glob("trials/*/metrics.json"))
+    bad[0].write_text('{"accuracy": 0.5, oops}')
+    weights = bad[1].with_name("model.safetensors")
+    weights.write_bytes(b"garbage")
+    assert _run("--resume", str(finished_run), "--rebuild-storage") == 2
+    err = _one_line(capsys)
+    assert "--rebuild-storage: 2 trial file(s) cannot be read: " in err
+    assert f"{bad[0]}: not valid JSON (Expecting property name" in err
+    assert f"{weights}: not a readable safetensors file" in err
+    assert "nothing was changed" in err
+    assert db.read_bytes() == healthy
+    assert sorted(p.name for p in finished_run.iterdir() if p.name.startswith("storage.db")) == [
+        "storage.db",
+        "storage.db.lock",
+    ]
+
+
+def test_rebuild_skips_unreadable_trials_when_asked(finished_run: Path, capsys) -> None:
+    db = finished_run / "storage.db"
+    bad = sorted(finished_run.glob("trials/*/metrics.json"))[0]
+    bad.write_text("{")
+    db.write_bytes(b"not sqlite at all")
+    args = ("--resume", str(finished_run), "--rebuild-storage", "--skip-unreadable")
+    assert _run(*args) == 0
+    out = capsys.readouterr().out
+    assert f"skipped (runs again): {bad}: not valid JSON" in out.replace("\n", "")
+    assert "rebuilding the storage from 1 finished trial folders" in out
+    assert "2/2 trials complete" in out
+    assert json.loads(bad.read_text())  # the trial ran again and wrote its files
+    assert len(_studies(finished_run)) == 1
+    assert [p.name for p in finished_run.glob("storage.db.damaged-*")], "set aside, not lost"
+    assert not list(finished_run.glob("storage.db.rebuilding*"))
+
+
+def test_skip_unreadable_needs_rebuild(finished_run: Path, capsys) -> None:
+    assert _run("--resume", str(finished_run), "--skip-unreadable") == 2
+    assert "--skip-unreadable: use it with --resume RUN_DIR --rebuild-storage" in (
+        _one_line(capsys)
+    )

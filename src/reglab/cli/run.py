@@ -77,8 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rebuild-storage",
         action="store_true",
-        help="with --resume: set a damaged storage.db aside and rebuild it from the trial "
-        "folders (finished trials are kept, the rest run again)",
+        help="with --resume: rebuild storage.db from the trial folders (finished trials are "
+        "kept, the rest run again); the new storage is built aside and replaces the old one, "
+        "which is kept as storage.db.damaged-<time>, only once it is complete",
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="with --rebuild-storage: leave out trials whose files cannot be read (they run "
+        "again) instead of stopping",
     )
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -198,24 +205,55 @@ def _check_local_storage(args: argparse.Namespace, run_dir: RunDir) -> None:
     )
 
 
-def _rebuild(run_dir: RunDir, console: Console) -> dict[str, dict[str, Any]]:
-    """Set storage.db aside; return the trial folders' finished trials."""
+def _rebuild(
+    args: argparse.Namespace, run_dir: RunDir, study: Study, name: str, console: Console
+) -> None:
+    """Rebuild storage.db from the trial folders: built aside, swapped in only when complete
+    (the old file is kept as ``storage.db.damaged-<time>``). Unreadable trial files stop it,
+    every one named, before anything changes (``--skip-unreadable``: left out, run again)."""
+    finished, unreadable = run_dir.finished_trials()
+    if unreadable and not args.skip_unreadable:
+        raise OptionError(
+            f"--rebuild-storage: {len(unreadable)} trial file(s) cannot be read: "
+            f"{'; '.join(unreadable)}; nothing was changed: repair or delete them, or pass "
+            "--skip-unreadable to rebuild without those trials (they run again)"
+        )
+    for problem in unreadable:
+        console.print(f"skipped (runs again): {escape(problem)}", markup=True)
+    console.print(f"rebuilding the storage from {len(finished)} finished trial folders")
     db = run_dir.storage_db
+    new = db.with_name("storage.db.rebuilding")
+    for leftover in (new, new.with_name(new.name + ".lock")):  # from an earlier attempt
+        leftover.unlink(missing_ok=True)
+    try:
+        built = Sweep.create(
+            study, f"sqlite:///{new.resolve()}", finished=finished, name=name, alone=True
+        )
+        built.storage.engine.dispose()
+    except BaseException:
+        new.unlink(missing_ok=True)
+        raise
+    finally:
+        new.with_name(new.name + ".lock").unlink(missing_ok=True)
     if db.exists():
         aside = db.with_name(f"storage.db.damaged-{datetime.now():%Y%m%d-%H%M%S}")
         db.rename(aside)
-        console.print(f"set {db} aside as {aside.name}")
-    finished = run_dir.finished_trials()
-    console.print(f"rebuilding the storage from {len(finished)} finished trial folders")
-    return finished
+        console.print(f"set {escape(str(db))} aside as {aside.name}")
+    new.replace(db)
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
     trust = Trust.of(args.trust_factory)
     # Every check that can fail comes before the run directory is created or written.
+    if args.skip_unreadable and not args.rebuild_storage:
+        raise OptionError("--skip-unreadable: use it with --resume RUN_DIR --rebuild-storage")
     if args.storage is not None:
         check_url(args.storage)
+        if args.rebuild_storage:
+            raise OptionError(
+                "--rebuild-storage rebuilds the run directory's storage.db; drop --storage"
+            )
     study, text, run_dir, option = _study_and_dir(args)
     trust.check(study)
     name = run_dir.optuna_study or optuna_study_name(study)
@@ -230,13 +268,13 @@ def run(args: argparse.Namespace) -> int:
         if args.resume is None:
             run_dir.write_study(study, text, Overrides(args.epochs, args.seeds), name)
         storage = args.storage or run_dir.storage_url
-        finished = _rebuild(run_dir, console) if args.rebuild_storage else None
+        if args.rebuild_storage:
+            _rebuild(args, run_dir, study, name, console)
         sweep = Sweep.create(
             study,
             storage,
             args.heartbeat,
             args.grace,
-            finished,
             db_retry=args.db_retry,
             name=name,
             alone=args.storage is None,

@@ -10,7 +10,8 @@
   ``study.toml`` (with the overrides) against it and refuses either file edited, naming
   what changed;
 * ``storage.db``: the SQLite Optuna storage (unless ``--storage`` points elsewhere), which
-  holds every result;
+  holds every result (``storage.db.lock``: the lock its schema and study are created under;
+  ``storage.db.damaged-<time>``: one set aside by ``--rebuild-storage``);
 * ``trials/<key>/history.csv``, ``metrics.json`` (strict JSON: a non-finite value is null and
   named under ``nonfinite``), ``model.safetensors``: files of the trials run on this machine;
   ``trials/<key>/diverged.json`` instead, for a trial whose training diverged;
@@ -276,39 +277,24 @@ class RunDir:
             raise CheckpointError(f"{path}: not the trial's model ({_difference(found, wanted)})")
         return load_file(str(path))
 
-    def finished_trials(self) -> dict[str, dict[str, Any]]:
+    def finished_trials(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """What the trial folders hold of finished trials, to rebuild a lost storage:
         ``{key: {"metrics", "history", "tensors"}}`` for each trial whose files are complete
         (``metrics.json`` is written last), ``{key: {"diverged": reason}}`` for diverged
-        ones. (Reliability bins live only in the storage.)"""
-        from safetensors import safe_open
-
+        ones (reliability bins live only in the storage) — and one ``"path: why"`` for every
+        file of a finished trial that cannot be read (that trial is left out). Reads only."""
         out: dict[str, dict[str, Any]] = {}
+        unreadable: list[str] = []
         folder = self.path / "trials"
         for trial in sorted(folder.iterdir()) if folder.is_dir() else ():
-            key = trial.name
-            if (trial / "diverged.json").is_file():
-                out[key] = json.loads((trial / "diverged.json").read_text())
+            try:
+                found = _finished(trial)
+            except _Unreadable as err:
+                unreadable.append(str(err))
                 continue
-            metrics_file, weights = trial / "metrics.json", trial / "model.safetensors"
-            if not (metrics_file.is_file() and weights.is_file()):
-                continue
-            with safe_open(str(weights), framework="numpy") as f:
-                tied = json.loads((f.metadata() or {}).get("tied", "{}"))
-                tensors = {n: list(f.get_slice(n).get_shape()) for n in f.keys()}  # noqa: SIM118
-            tensors.update({dropped: tensors[kept] for dropped, kept in tied.items()})
-            history_file = trial / "history.csv"
-            rows = (
-                list(csv.DictReader(io.StringIO(history_file.read_text())))
-                if history_file.is_file()
-                else []
-            )
-            out[key] = {
-                "metrics": json.loads(metrics_file.read_text()),
-                "history": [{k: _number(v) for k, v in row.items()} for row in rows],
-                "tensors": tensors,
-            }
-        return out
+            if found is not None:
+                out[trial.name] = found
+        return out, unreadable
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a process killed mid-write; returns how many."""
@@ -316,6 +302,59 @@ class RunDir:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+
+class _Unreadable(Exception):
+    """``path: why`` of a trial file that cannot be read."""
+
+
+def _finished(trial: Path) -> dict[str, Any] | None:
+    """A trial folder's record of a finished trial, None when it holds none (unfinished)."""
+    from safetensors import safe_open
+
+    if (trial / "diverged.json").is_file():
+        record = _trial_json(trial / "diverged.json")
+        if not isinstance(record, dict) or not isinstance(record.get("diverged"), str):
+            raise _Unreadable(f'{trial / "diverged.json"}: expected {{"diverged": reason}}')
+        return record
+    metrics_file, weights = trial / "metrics.json", trial / "model.safetensors"
+    if not (metrics_file.is_file() and weights.is_file()):
+        return None
+    metrics = _trial_json(metrics_file)
+    if not isinstance(metrics, dict):
+        raise _Unreadable(f"{metrics_file}: expected a JSON object of metrics")
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            tied = json.loads((f.metadata() or {}).get("tied", "{}"))
+            tensors = {n: list(f.get_slice(n).get_shape()) for n in f.keys()}  # noqa: SIM118
+        tensors.update({dropped: tensors[kept] for dropped, kept in tied.items()})
+    except Exception as err:  # safetensors raises its own error type for bad files
+        raise _Unreadable(f"{weights}: not a readable safetensors file ({err})") from None
+    history_file = trial / "history.csv"
+    try:
+        rows = (
+            list(csv.DictReader(io.StringIO(history_file.read_text(encoding="utf-8"))))
+            if history_file.is_file()
+            else []
+        )
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise _Unreadable(f"{history_file}: {err}") from None
+    return {
+        "metrics": metrics,
+        "history": [{k: _number(v) for k, v in row.items()} for row in rows],
+        "tensors": tensors,
+    }
+
+
+def _trial_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise _Unreadable(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _Unreadable(f"{path}: {err}") from None
 
 
 def _read_json(path: Path) -> Any:
@@ -339,7 +378,7 @@ def _cap(max_trials: Any) -> dict[str, Any]:
 def _number(text: str) -> float | None:
     try:
         value = float(text)
-    except ValueError:
+    except (TypeError, ValueError):  # a short row's missing cell is None
         return None
     return value if math.isfinite(value) else None
 
