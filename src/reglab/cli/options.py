@@ -6,11 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
+from reglab.lab.settings.studyfile import MAX_TRIALS
 from reglab.lab.sweep.database import DEFAULT_RETRY
 from reglab.lab.trust import ENVIRONMENT
 
 __all__ = [
     "OptionError",
+    "add_max_trials_option",
     "add_trust_option",
     "add_worker_options",
     "duration",
@@ -48,6 +50,16 @@ def duration(text: str) -> float:
     if not 0 <= value < 10**7:
         raise argparse.ArgumentTypeError(f"expected a duration from 0s to 100 days, got {text}")
     return value
+
+
+def add_max_trials_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-trials",
+        type=positive_int,
+        metavar="N",
+        help=f"allow a study of up to N trials (grid points x seeds; default {MAX_TRIALS:,}), "
+        "counted before the grid is built",
+    )
 
 
 def add_trust_option(parser: argparse.ArgumentParser) -> None:

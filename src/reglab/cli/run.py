@@ -21,6 +21,7 @@ from rich.table import Table
 
 from reglab.cli.options import (
     OptionError,
+    add_max_trials_option,
     add_worker_options,
     positive_int,
     writable_directory,
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=positive_int, help="override every grid point's epochs")
     parser.add_argument("--seeds", type=positive_int, help="use only the first N seeds")
+    add_max_trials_option(parser)
     parser.add_argument(
         "--tensorboard",
         type=Path,
@@ -182,11 +184,11 @@ def _study_and_dir(args: argparse.Namespace) -> tuple[Study, str, RunDir, str]:
                 "(start a new run with --out for other settings)"
             )
         run_dir = RunDir(args.resume)
-        return run_dir.study(), "", run_dir, "--resume"
+        return run_dir.study(args.max_trials), "", run_dir, "--resume"
     if args.rebuild_storage:
         raise OptionError("--rebuild-storage: rebuilds a run's storage; use it with --resume")
     overrides = Overrides(epochs=args.epochs, seeds=args.seeds)
-    study, _, text = find_study(args.study or "default", overrides)
+    study, _, text = find_study(args.study or "default", overrides, args.max_trials)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return study, text, RunDir(args.out or Path("runs") / f"{study.name}-{stamp}"), "--out"
 
@@ -266,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_dir.remove_partial_files()
         if args.resume is None:
-            run_dir.write_study(study, text, Overrides(args.epochs, args.seeds), name)
+            run_dir.write_study(
+                study, text, Overrides(args.epochs, args.seeds), name, args.max_trials
+            )
         storage = args.storage or run_dir.storage_url
         if args.rebuild_storage:
             _rebuild(args, run_dir, study, name, console)

@@ -23,10 +23,10 @@ def builtin_studies() -> dict[str, str]:
 
 
 def find_study(
-    name_or_path: str, overrides: Overrides | None = None
+    name_or_path: str, overrides: Overrides | None = None, max_trials: int | None = None
 ) -> tuple[Study, dict[str, Any], str]:
     """Resolve a built-in study name or a path to a TOML file, apply ``overrides`` and parse
-    once: ``(study, document as parsed, file text)``."""
+    once (under the cap ``max_trials``): ``(study, document as parsed, file text)``."""
     studies = builtin_studies()
     if name_or_path in studies:
         text, origin = studies[name_or_path], name_or_path
@@ -45,7 +45,7 @@ def find_study(
         raw, text = read_toml(path)
         origin = path.stem
     raw = (overrides or Overrides()).apply(raw)
-    return parse_study(raw, origin), raw, text
+    return parse_study(raw, origin, max_trials), raw, text
 
 
 def expand(study: Study) -> list[Any]:

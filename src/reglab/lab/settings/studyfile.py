@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,30 @@ from typing import Any
 from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
 from reglab.lab.settings.data import DATASETS
-from reglab.lab.settings.grid import GridPoint, Trial, axis_values, expand_entry, is_axis
-from reglab.lab.settings.schema import StudyError, check_keys, choice, fail, key_path
+from reglab.lab.settings.grid import (
+    GridPoint,
+    Trial,
+    axis_values,
+    entry_size,
+    expand_entry,
+    is_axis,
+)
+from reglab.lab.settings.schema import (
+    INT_MAX,
+    StudyError,
+    check_keys,
+    choice,
+    fail,
+    key_path,
+    shown_value,
+)
 
 __all__ = [
     "DATASETS",
     "GRID_KEYS",
+    "MAX_DEPTH",
+    "MAX_TRIALS",
+    "GridTooLarge",
     "Overrides",
     "Study",
     "StudyError",
@@ -41,6 +60,27 @@ __all__ = [
 ]
 
 TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
+#: The most trials (grid points x seeds) a study may have unless ``--max-trials`` says more;
+#: counted before any grid point is built.
+MAX_TRIALS = 10_000
+#: The deepest nesting of tables and arrays a study document may have (a real one: about 8).
+MAX_DEPTH = 32
+#: The suffix a run directory adds to the study's name (``-YYYYmmdd-HHMMSS``), and the one
+#: the Optuna study's name adds (``-`` and 10 hex digits).
+_RUN_SUFFIX, _OPTUNA_SUFFIX = 16, 11
+
+
+class GridTooLarge(StudyError):
+    """A study with more trials than the cap; ``entries`` says what each grid entry holds:
+    ``(name, grid points, [(axis, size), ...])``."""
+
+    def __init__(
+        self, message: str, trials: int, entries: list[tuple[str, int, list[tuple[str, int]]]]
+    ) -> None:
+        super().__init__(message)
+        self.trials, self.entries = trials, entries
+
+
 GRID_KEYS = ("mode", "model", "name", "rules", "schedules", "train", *TECHNIQUES, *LEVELS)
 
 
@@ -175,7 +215,12 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
 def parse_study(
     raw: Mapping[str, Any], origin: str = "study", max_trials: int | None = None
 ) -> Study:
-    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path."""
+    """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
+
+    The grid is counted before it is expanded: more than ``max_trials`` trials (default
+    :data:`MAX_TRIALS`) raises :class:`GridTooLarge`. Trial folder names are checked against
+    the file system's limit on a name (that of the current directory)."""
+    _check_depth(raw, origin)
     raw = _table(origin, raw)
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
@@ -183,6 +228,7 @@ def parse_study(
         raise fail(f"{origin}.name", "expected a string", name)
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise fail(f"{origin}.name", "use letters, digits, '-' and '_'", name)
+    _fits_a_name(f"{origin}.name", name, max(_RUN_SUFFIX, _OPTUNA_SUFFIX), "the run directory")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail(f"{origin}.description", "expected a string", description)
@@ -190,15 +236,17 @@ def parse_study(
     if (
         not isinstance(seeds, list)
         or not seeds
+        or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= INT_MAX for s in seeds
+        )
         or len(set(seeds)) != len(seeds)
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
     ):
-        raise fail(f"{origin}.seeds", "expected a list of distinct ints >= 0", seeds)
+        raise fail(f"{origin}.seeds", "expected a list of distinct ints in [0, 2^63)", seeds)
     study_tables = {s: _table(f"{origin}.{s}", raw.get(s)) for s in ("data", "model", "train")}
     grid = raw.get("grid")
     if not isinstance(grid, list) or not grid:
         raise fail(f"{origin}.grid", "expected a non-empty array of [[grid]] tables", grid)
-    points: list[GridPoint] = []
+    entries = []
     names: set[str] = set()
     for i, entry in enumerate(grid):
         path = f"{origin}.grid[{i}]"
@@ -223,6 +271,10 @@ def parse_study(
         for key, value in entry.items():
             if key not in ("name", "mode", "model", "train"):
                 merged[key] = copy.deepcopy(value)
+        entries.append((gname, mode, merged, path, origins))
+    _check_size(origin, entries, len(seeds), MAX_TRIALS if max_trials is None else max_trials)
+    points: list[GridPoint] = []
+    for gname, mode, merged, path, origins in entries:
         points += expand_entry(gname, mode, merged, path, origins)
     keys = [p.key for p in points]
     duplicate = next((k for k in keys if keys.count(k) > 1), None)
@@ -230,7 +282,62 @@ def parse_study(
         raise StudyError(
             f"{origin}.grid: two grid points share the id {duplicate!r}; rename an entry"
         )
+    seed_suffix = max(len(f"__seed{s}") for s in seeds)
+    paths = {gname: path for gname, _, _, path, _ in entries}
+    for point in points:
+        _fits_a_name(f"{paths[point.entry]}.name", point.key, seed_suffix, "a trial folder")
     return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
+
+
+def _check_size(origin: str, entries: list[tuple[Any, ...]], n_seeds: int, max_trials: int) -> None:
+    counted = [
+        (gname, *entry_size(mode, merged, path, origins))
+        for gname, mode, merged, path, origins in entries
+    ]
+    trials = sum(count for _, count, _ in counted) * n_seeds
+    if trials > max_trials:
+        raise GridTooLarge(
+            f"{origin}.grid: {trials:,} trials (grid points x {n_seeds} seeds) exceed the cap "
+            f"of {max_trials:,}; shrink the grid, or pass --max-trials {trials} if you mean it",
+            trials,
+            counted,
+        )
+
+
+def name_max() -> int:
+    """The longest file name (bytes) the file system of the current directory allows."""
+    try:
+        return int(os.pathconf(".", "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _fits_a_name(path: str, name: str, suffix: int, what: str) -> None:
+    """``name`` plus ``suffix`` characters is a file name the file system allows."""
+    limit = name_max()
+    size = len(name.encode("utf-8")) + suffix
+    if size > limit:
+        raise StudyError(
+            f"{path}: too long for a file name: {what} would be named "
+            f"{shown_value(name[:40] + '...')} ({size} bytes; the file system allows {limit})"
+        )
+
+
+def _check_depth(raw: Any, origin: str) -> None:
+    """Tables and arrays nested deeper than :data:`MAX_DEPTH` are refused at their path,
+    before anything recursive (copies, checks, messages) touches them."""
+    stack: list[tuple[Any, str, int]] = [(raw, origin, 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise StudyError(
+                f"{path}: nested more than {MAX_DEPTH} tables or arrays deep; a study needs "
+                "far fewer"
+            )
+        if isinstance(value, Mapping):
+            stack += [(v, f"{path}.{k}", depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -253,6 +360,10 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as err:
         raise StudyError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise StudyError(f"{path}: nested too deeply to be a study") from None
+    except ValueError as err:  # an int of more than 4300 digits
+        raise StudyError(f"{path}: a value cannot be read ({err})") from None
 
 
 def load_study(path: str | Path, overrides: Overrides | None = None) -> Study:
