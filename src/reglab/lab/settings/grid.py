@@ -73,22 +73,18 @@ def axis_size(path: str, value: Mapping[str, Any]) -> int:
 
 def _log_bounds(path: str, bounds: Any) -> tuple[float, float]:
     """``log10`` of the bounds of a log axis ``[low, high]`` (finite floats, ``0 < low``)."""
+    if not (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in bounds)
+    ):
+        raise fail(path, "'log' must be [low, high] with 0 < low", bounds)
     try:
-        ok = (
-            isinstance(bounds, list)
-            and len(bounds) == 2
-            and all(
-                isinstance(b, (int, float))
-                and not isinstance(b, bool)
-                and b > 0
-                and math.isfinite(float(b))
-                for b in bounds
-            )
-        )
+        finite = all(math.isfinite(float(b)) for b in bounds)
     except OverflowError:  # an int beyond the range of a float
-        ok = False
-    if not ok:
-        raise fail(path, "'log' must be [low, high] with 0 < low, both finite floats", bounds)
+        finite = False
+    if not finite:
+        raise fail(path, "'log' bounds must be finite floats", bounds)
     lo, hi = (math.log10(b) for b in bounds)
     return lo, hi
 

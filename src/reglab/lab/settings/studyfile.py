@@ -236,12 +236,12 @@ def parse_study(
     if (
         not isinstance(seeds, list)
         or not seeds
-        or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= INT_MAX for s in seeds
-        )
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
         or len(set(seeds)) != len(seeds)
     ):
-        raise fail(f"{origin}.seeds", "expected a list of distinct ints in [0, 2^63)", seeds)
+        raise fail(f"{origin}.seeds", "expected a list of distinct ints >= 0", seeds)
+    if max(seeds) > INT_MAX:  # torch and NumPy take 64-bit seeds
+        raise fail(f"{origin}.seeds", "expected seeds below 2^63", seeds)
     study_tables = {s: _table(f"{origin}.{s}", raw.get(s)) for s in ("data", "model", "train")}
     grid = raw.get("grid")
     if not isinstance(grid, list) or not grid:
