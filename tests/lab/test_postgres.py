@@ -141,7 +141,7 @@ def _server_running() -> None:
 def test_server_restarted_mid_sweep_under_two_workers(tmp_path: Path, empty_database: str) -> None:
     """Stop the server (``-m fast``: connections cut) while two workers train, start it again
     8 s later: both workers reconnect, finish their trials in flight and the rest, and every
-    trial is COMPLETE exactly once, with no other attempt (nothing failed or re-run)."""
+    trial is COMPLETE exactly once and trained once."""
     cluster = _cluster()
     if cluster is None:
         if os.environ.get("REGLAB_REQUIRE_POSTGRES"):
@@ -176,6 +176,15 @@ def test_server_restarted_mid_sweep_under_two_workers(tmp_path: Path, empty_data
     for w in workers:
         _, err = w.communicate(timeout=600)
         assert w.returncode == 0, err
-    states = _attempts(empty_database, study_path)
-    assert all(s == [TrialState.COMPLETE] for s in states.values()), states
     assert "6/6 trials complete" in err
+    states = _attempts(empty_database, study_path)
+    assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
+    # Another attempt may exist only where a pop's commit was lost with the connection: that
+    # attempt never trained (no heartbeat, no result) and was re-queued after the grace
+    # period. No trial ran twice: each trial's files are in one worker's run directory.
+    loaded = optuna.load_study(study_name=optuna_study_name(study), storage=empty_database)
+    for t in loaded.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        assert "metrics" not in t.user_attrs, t
+        assert t.user_attrs.get("interrupted"), t
+    folders = [p.name for run in ("a", "b") for p in (tmp_path / run / "trials").glob("*")]
+    assert sorted(folders) == sorted(states), folders
