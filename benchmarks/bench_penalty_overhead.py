@@ -9,7 +9,8 @@ Two models:
   kernel and L1(1e-5) on every MLP activation.
 
 Variants, timed round-robin in one process so machine noise hits them alike (medians and
-ratios to the unregularized step are printed, with the interquartile range):
+ratios to the unregularized step are printed, with the interquartile range, and the minimum
+of each variant with its ratio to the unregularized minimum):
 
 * ``none``: no penalty.
 * ``hand-written``: what users write today — forward hooks keep the activations, autograd
@@ -17,6 +18,8 @@ ratios to the unregularized step are printed, with the interquartile range):
 * ``injection floor``: not a usable implementation: closed-form kernel gradients added straight
   into ``.grad`` after backward (no penalty value computed at all), activity through autograd;
   what any exact loss-side method must pay on this machine.
+* ``reglab (activity only)``: ``loss + reg.penalty()`` with the activity rules alone; its
+  ratio minus 1 is what the activity penalties cost (issue 26's goal: at most 0.02 of a step).
 * ``reglab``: ``loss + reg.penalty()``.
 * ``reglab (folded)``: ``reg.fold_into(optimizer)``: weight penalties added inside the optimizer
   step, ``penalty()`` holds the activity terms only.
@@ -28,15 +31,26 @@ ratios to the unregularized step are printed, with the interquartile range):
 The two compiled rows compile on their first (warm-up) step; ``--no-compiled-update`` leaves
 them out.
 
+``--model activity`` times the activity penalty alone, forward and backward of one activation
+feeding a small linear head, without it, on the token path (``fused_activity = False``: the
+path every activity penalty took before issue 26) and fused: ReLU + L1 (the MLP's
+``(128, 1024)``), GELU + L1 and GELU + L2 (a ``(1024, 512)`` transformer MLP activation).
+It reports the minimum over repeats (the least disturbed time on a shared machine) and the
+microseconds each path adds.
+
 Run by hand:
 
-    python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all] [--steps N]
-        [--device cpu|cuda] [--compile] [--weights-only] [--threads N]
+    python benchmarks/bench_penalty_overhead.py [--model mlp|transformer|all|activity] [--steps N]
+        [--device cpu|cuda] [--compile] [--weights-only] [--threads N] [--optimizers sgd,adam]
+
+To compare two checkouts on a noisy machine, alternate runs of this file with
+``PYTHONPATH=<checkout>/src`` and compare each run's ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import statistics
 import time
@@ -54,6 +68,7 @@ VARIANTS = (
     "none",
     "hand-written",
     "injection floor",
+    "reglab (activity only)",
     "reglab",
     "reglab (folded)",
     "none (compiled update)",
@@ -138,6 +153,10 @@ def make_step(
             if isinstance(m, c["acts"]):
                 m.register_forward_hook(lambda _m, _i, out: acts.append(out))
     reg = None
+    if variant == "reglab (activity only)":
+        rules = {k: v for k, v in rules.items() if "activity" in v}
+        if not rules:  # --weights-only: nothing to measure, time the unregularized step
+            variant = "none"
     if variant.startswith("reglab"):
         reg = reglab.attach(model, rules)
         if variant.startswith("reglab (folded"):
@@ -186,7 +205,7 @@ def _sync(device: torch.device) -> None:
 
 def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None:
     variants = [v for v in VARIANTS if args.compiled_update or v not in COMPILED_UPDATE]
-    for opt_name in ("sgd", "adam"):
+    for opt_name in args.optimizers.split(","):
         steps = {v: make_step(v, model_name, opt_name, device, args) for v in variants}
         times: dict[str, list[float]] = {v: [] for v in variants}
         for i in range(args.warmup + args.steps):
@@ -197,26 +216,76 @@ def run(model_name: str, args: argparse.Namespace, device: torch.device) -> None
                 _sync(device)
                 if i >= args.warmup:
                     times[v].append(time.perf_counter() - start)
-        base = statistics.median(times["none"])
-        print(f"\n{model_name} {opt_name.upper()} step, median of {args.steps}:")
+        base, base_min = statistics.median(times["none"]), min(times["none"])
+        print(f"\n{model_name} {opt_name.upper()} step, median of {args.steps} (and minimum):")
         for v in variants:
             med = statistics.median(times[v])
             q1, _, q3 = statistics.quantiles(times[v], n=4)
+            # On a shared machine the minimum is the step with the least interference.
             print(
                 f"  {v:<26} {1e3 * med:8.2f} ms  (IQR {1e3 * q1:.2f}-{1e3 * q3:.2f})  "
-                f"{med / base:5.3f}x"
+                f"{med / base:5.3f}x   min {1e3 * min(times[v]):7.2f} ms "
+                f"{min(times[v]) / base_min:5.3f}x"
             )
+
+
+def activity_cost(args: argparse.Namespace, device: torch.device) -> None:
+    """The activity penalty alone: none / token / fused, minimum of interleaved repeats."""
+    cases = [
+        (nn.ReLU(), L1(1e-3), (128, 1024)),
+        (nn.GELU(), L1(1e-5), (1024, 512)),
+        (nn.GELU(), L2(1e-5), (1024, 512)),
+    ]
+    repeats = args.steps or 300
+    for act, penalty, shape in cases:
+        torch.manual_seed(0)
+        z = torch.randn(*shape, device=device, requires_grad=True)
+        head = nn.Linear(shape[1], 64).to(device)
+        steps = {}
+        for kind in ("none", "token", "fused"):
+            model = nn.Sequential(copy.deepcopy(act))
+            reg = None
+            if kind != "none":
+                reg = reglab.attach(model, {"0": dict(activity=penalty)})
+                reg.fused_activity = kind == "fused"
+
+            def step(model=model, reg=reg, z=z, head=head) -> None:
+                loss = head(model(z)).sum()
+                if reg is not None:
+                    loss = loss + reg.penalty()
+                z.grad = None
+                head.zero_grad(set_to_none=True)
+                loss.backward()
+
+            steps[kind] = step
+        times: dict[str, list[float]] = {k: [] for k in steps}
+        for i in range(repeats + 10):
+            for kind, step in steps.items():
+                _sync(device)
+                start = time.perf_counter()
+                step()
+                _sync(device)
+                if i >= 10:
+                    times[kind].append(time.perf_counter() - start)
+        best = {k: min(v) for k, v in times.items()}
+        print(
+            f"{type(act).__name__} {penalty!r} on {shape}: fwd+bwd minimum of {repeats}: "
+            + ", ".join(f"{k} {1e6 * v:.0f} us" for k, v in best.items())
+            + f"; activity adds: token {1e6 * (best['token'] - best['none']):.0f} us, "
+            f"fused {1e6 * (best['fused'] - best['none']):.0f} us"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("mlp", "transformer", "all"), default="all")
+    parser.add_argument("--model", choices=("mlp", "transformer", "all", "activity"), default="all")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--weights-only", action="store_true", help="no activity penalty")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--optimizers", default="sgd,adam", help="comma-separated: sgd, adam")
     parser.add_argument(
         "--no-compiled-update",
         dest="compiled_update",
@@ -231,6 +300,9 @@ def main() -> None:
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
         f"compile {args.compile}, weights only {args.weights_only}"
     )
+    if args.model == "activity":
+        activity_cost(args, device)
+        return
     models = ("mlp", "transformer") if args.model == "all" else (args.model,)
     for name in models:
         small = name == "mlp" or device.type == "cuda"

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.utils.checkpoint
 
-from reglab._internals.torch import current_autograd_node, unwrapped_step
+from reglab._internals.torch import (
+    current_autograd_node,
+    saved_tensors_hooks_active,
+    unwrapped_step,
+)
 
 
 def test_current_autograd_node_is_none_outside_backward_and_the_node_inside() -> None:
@@ -20,6 +25,20 @@ def test_current_autograd_node_is_none_outside_backward_and_the_node_inside() ->
     # a tensor hook on y runs as the node that consumes y's gradient starts: exp's backward
     assert seen == ["ExpBackward0"]
     assert current_autograd_node() is None
+
+
+def test_saved_tensors_hooks_active_inside_checkpointing_and_offloading_only() -> None:
+    assert hasattr(torch._C._autograd, "_top_saved_tensors_default_hooks"), "moved"
+    assert not saved_tensors_hooks_active()
+    with torch.autograd.graph.save_on_cpu():
+        assert saved_tensors_hooks_active()
+    seen = []
+    x = torch.ones(3, requires_grad=True)
+    torch.utils.checkpoint.checkpoint(
+        lambda t: seen.append(saved_tensors_hooks_active()) or t.exp(), x, use_reentrant=False
+    )
+    assert seen == [True]
+    assert not saved_tensors_hooks_active()
 
 
 def test_unwrapped_step_is_the_optimizer_classes_own_update() -> None:

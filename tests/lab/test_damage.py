@@ -78,7 +78,8 @@ def test_the_report_says_diverged_and_still_renders(diverged_run, capsys) -> Non
     out, _ = diverged_run
     summary = (out / "summary.md").read_text()
     assert "2 of 4 trials complete, 2 diverged." in summary
-    (boom,) = [line for line in summary.splitlines() if line.startswith("| boom |")]
+    first, boom = [line for line in summary.splitlines() if line.startswith("| boom |")]
+    assert first.endswith("| diverged: no seed trained to the end |"), first  # first screen
     assert boom.endswith("| diverged: loss is nan at step 2 (epoch 1) |"), boom
     assert "diverged: loss is nan at step 2 (epoch 1)" in (out / "report.html").read_text()
     assert main(["report", str(out)]) == 0

@@ -64,9 +64,13 @@ model.dropout = { values = [0.1, 0.6] }
     assert a.metrics["train_loss"] != b.metrics["train_loss"]
 
 
-def make_small_net(hidden: int = 8) -> nn.Module:
-    """A user model factory, referenced from a study file by its dotted path."""
-    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+def make_small_net(
+    features: int, classes: int, image_shape: tuple[int, int, int] | None, hidden: int = 8
+) -> nn.Module:
+    """A user model factory, referenced from a study file by its dotted path: called with the
+    data's features, classes and image shape, and the study's options."""
+    assert image_shape == (1, 8, 8)  # digits are 8×8 grayscale images
+    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
 
 def test_factory_model_kind(tmp_path) -> None:

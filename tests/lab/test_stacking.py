@@ -87,6 +87,10 @@ def test_a_stacked_trial_reports_what_it_would_alone(group: list[str]) -> None:
             [r["val_loss"] for r in alone.history], rel=RELATIVE_TOLERANCE
         )
         assert together.extra["stacked"] == len(members)
+        # A member has no time of its own: the stack's time, the same in every member.
+        assert "seconds" not in together.metrics
+        assert together.metrics["stack_size"] == len(members)
+        assert together.metrics["stack_seconds"] == stacked[0].metrics["stack_seconds"] > 0
 
 
 def _storage_trials(out: Path) -> list[dict]:

@@ -89,6 +89,8 @@ def test_bagging_study(tmp_path: Path) -> None:
     for m in (one, four):
         assert m["predicted_mse"] == pytest.approx(m["ensemble_mse"], rel=1e-9)
     assert four["ensemble_mse"] <= four["mean_member_mse"]
+    # ‖W‖₂ is a member's (mean over members), not all members' kernels together (≈ 2× at k=4)
+    assert four["weight_norm"] == pytest.approx(one["weight_norm"], rel=0.25)
     assert (out / "ensemble.png").is_file()
     assert not (out / "learning_curves.png").exists()  # bagging logs no per-epoch history
 

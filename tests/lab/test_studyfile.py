@@ -57,7 +57,8 @@ def test_cross_and_zip() -> None:
         ),
         (
             {**BASE, "epochs": 3},
-            r"^s\.epochs: unknown key; allowed: data, description, grid, model, name, seeds, train",
+            r"^s\.epochs: unknown key; allowed: baseline, data, description, grid, model, name, seeds, "
+            r"train",
         ),
         (
             {**BASE, "seeds": [1, 1]},
@@ -70,7 +71,7 @@ def test_cross_and_zip() -> None:
         ({**BASE, "train": {"lr": "fast"}}, r"^s\.train\.lr: expected a number \(got 'fast'\)"),
         (
             {**BASE, "train": {"optimizer": "rmsprop"}},
-            r"^s\.train\.optimizer: expected 'adam', 'adamw' or 'sgd'",
+            r"^s\.train\.optimizer: expected 'adam', 'adamw', 'sgd' or 'sam'",
         ),
         (
             {**BASE, "model": {"depth": 3}},

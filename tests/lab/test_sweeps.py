@@ -68,9 +68,11 @@ def test_sweep_end_to_end_with_report(
     assert "L2 l2=0.01" in printed
     _check_run_dir(out, 6)
     html = (out / "report.html").read_text()
-    sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 5  # results, learning curves, weights, reliability, coefficients
-    assert all(s.startswith("data:image/png;base64,") for s in sources)  # self-contained
+    shown = re.findall(r'<figure id="fig-([^"]+)"', html)  # inline SVG, with hover values
+    assert shown == ["results", "learning_curves", "weights", "reliability", "coefficients"]
+    assert html.count("<svg") == 5
+    links = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert all(s.startswith(("data:", "#")) for s in links), links  # self-contained
     for png in (
         "results.png",
         "learning_curves.png",

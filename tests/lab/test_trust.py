@@ -25,9 +25,9 @@ HERE = Path(__file__).parent
 (HERE / "imported").touch()
 
 
-def make(hidden: int = 8):
+def make(features, classes, image_shape=None, hidden: int = 8):
     (HERE / "called").touch()
-    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 """
 
 STUDY = """

@@ -26,11 +26,21 @@ from reglab.cli.options import (
     positive_int,
     writable_directory,
 )
-from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summarize
+from reglab.lab import (
+    Overrides,
+    RunDir,
+    Study,
+    Sweep,
+    Trust,
+    builtin_studies,
+    find_study,
+    summarize,
+)
 from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.storage import check_file, check_url
+from reglab.lab.trust import look_beside
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -257,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
                 "--rebuild-storage rebuilds the run directory's storage.db; drop --storage"
             )
     study, text, run_dir, option = _study_and_dir(args)
+    look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     name = run_dir.optuna_study or optuna_study_name(study)
     if args.resume is not None:  # the run directory is one study: refuse edited study files
@@ -268,8 +279,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_dir.remove_partial_files()
         if args.resume is None:
+            given = args.study or "default"
+            root = "" if given in builtin_studies() else Path(given).resolve().parent
             run_dir.write_study(
-                study, text, Overrides(args.epochs, args.seeds), name, args.max_trials
+                study, text, Overrides(args.epochs, args.seeds), name, args.max_trials, root
             )
         storage = args.storage or run_dir.storage_url
         if args.rebuild_storage:

@@ -18,6 +18,7 @@ from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.storage import check_url
+from reglab.lab.trust import look_beside
 from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         overrides = Overrides(epochs=args.epochs, seeds=args.seeds)
         study, _, _ = find_study(args.study, overrides, args.max_trials)
+    look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     name = optuna_study_name(study)
     if args.study is None:  # the run directory's study, as its run began (never edited)

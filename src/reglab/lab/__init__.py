@@ -10,6 +10,7 @@ from reglab.lab import _moved
 from reglab.lab.catalog import builtin_studies, expand, find_study, trials
 from reglab.lab.kinds.language import LSTMLanguageModel
 from reglab.lab.kinds.mlp import mlp
+from reglab.lab.python_api import StudyResult, run_study
 from reglab.lab.report import coefficient_series, curves, summarize, write_report
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.config import TrialConfig
@@ -30,6 +31,7 @@ __all__ = [
     "RunDir",
     "Study",
     "StudyError",
+    "StudyResult",
     "Sweep",
     "Trial",
     "TrialConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "load_study",
     "mlp",
     "parse_study",
+    "run_study",
     "run_trial",
     "summarize",
     "trials",

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DECIDING",
+    "DESCRIPTIONS",
     "METRICS",
     "NONFINITE",
     "STOP_EPOCH",
     "Metric",
+    "describe",
     "format_value",
     "metric",
     "objective",
@@ -174,10 +177,101 @@ METRICS: tuple[Metric, ...] = (
     Metric("max_unit_norm", "max unit ‖w‖", "largest unit norm", decimals=2),
     Metric("weight_small_frac", "w≈0 %", "kernel entries with |w| < 1e-3", **_PCT),
     Metric("weight_zero_frac", "w=0 %", "kernel entries exactly 0", **_PCT),
+    Metric("test_acc_final", "final %", "test accuracy of the last epoch", **_PCT, better="max"),
+    Metric("test_acc_oracle", "oracle %", "best test accuracy of any epoch", **_PCT, better="max"),
     Metric("epochs_run", "epochs", "epochs trained", decimals=0),
     Metric("seconds", "s", "training seconds", decimals=1, console=21),
+    Metric("stack_seconds", "stack s", "training seconds of the whole stack", decimals=1),
+    Metric("stack_size", "stack k", "members of the stack", decimals=0),
 )
 _BY_KEY = {m.key: m for m in METRICS}
+
+#: What each registered metric measures, in one sentence: the report's glossary. Kept apart
+#: from :data:`METRICS` (one entry per key; a test checks that every metric has one).
+DESCRIPTIONS: dict[str, str] = {
+    "train_acc": "Accuracy on the training rows (labelled ones), after the last epoch.",
+    "test_acc": "Accuracy on the test split, after the last epoch (or the restored best "
+    "weights with early stopping).",
+    "gap": "Training accuracy minus test accuracy, in percentage points: how much the model "
+    "overfits.",
+    "test_loss": "Mean cross-entropy (negative log-likelihood) of the true class on the test "
+    "split; lower means better probabilities.",
+    "test_ece": "Expected calibration error on the test split (15 equal-width confidence "
+    "bins): the count-weighted mean |accuracy − confidence|.",
+    "test_ece_ts": "ECE after fitting a temperature on the validation split (temperature scaling).",
+    "temperature": "The temperature T fitted on the validation split (logits / T); > 1 means "
+    "the model was over-confident.",
+    "test_acc_mc": "Test accuracy of MC dropout: the mean prediction of 20 stochastic forward "
+    "passes with dropout on.",
+    "parity_acc": "Test accuracy of the multi-task parity head (is the digit odd?).",
+    "probe_test_acc": "Test accuracy of a logistic-regression probe trained on the codes.",
+    "probe_raw_acc": "Test accuracy of the same probe trained on the raw inputs (reference).",
+    "mean_activation": "Mean hidden activation over the test split (hooked `act*` modules).",
+    "train_ppl": "Perplexity (exp of the mean token NLL) on the training text.",
+    "val_ppl": "Perplexity on the validation text.",
+    "test_ppl": "Perplexity on the test text.",
+    "act_sq": "Mean squared hidden activation E[h²] (what activation regularization, AR, "
+    "penalises).",
+    "act_diff_sq": "Mean squared change of the hidden state between time steps E[Δh²] (what "
+    "temporal activation regularization, TAR, penalises).",
+    "train_mse": "Mean squared error on the training rows.",
+    "test_mse": "Mean squared error on the test rows.",
+    "equiv_l2": "The L2 coefficient whose ridge solution is closest to the learned weights.",
+    "ridge_gap": "Distance of the learned weights from the ridge-regression path.",
+    "pinv_gap": "Distance of the learned weights from the minimum-norm solution pinv(X) y.",
+    "mean_member_acc": "Mean test accuracy of the ensemble's members, each alone.",
+    "members": "Number of members k of the ensemble.",
+    "ensemble_mse": "Squared error of the ensemble's class probabilities against the one-hot "
+    "labels.",
+    "predicted_mse": "The ensemble error predicted from the members' variance v and "
+    "covariance c: v/k + (k−1)c/k.",
+    "test_recon": "Reconstruction error (mean squared error) on the test split.",
+    "pca_recon": "Reconstruction error of PCA with as many components as code units "
+    "(the optimum for a linear autoencoder).",
+    "max_angle": "Largest principal angle between the learned subspace and PCA's, in degrees.",
+    "fvu": "Fraction of variance unexplained by the reconstruction.",
+    "l0": "Mean number of non-zero code units per input.",
+    "dead_fraction": "Share of code units that are zero on every test input.",
+    "zero_frac": "Share of hidden activations (hooked `act*` modules) that are exactly 0 on the "
+    "test split; n/a for a model without recorded activations.",
+    "weight_norm": "L2 norm of all kernels together, sqrt(Σ w²) (biases excluded); for an "
+    "ensemble, the mean over its members.",
+    "max_unit_norm": "Largest L2 norm of one output unit's incoming weights (what MaxNorm bounds).",
+    "weight_small_frac": "Share of kernel entries with |w| < 1e-3.",
+    "weight_zero_frac": "Share of kernel entries exactly 0 (proximal L1, pruning).",
+    "test_acc_final": "Test accuracy of the last epoch, without any stopping rule.",
+    "test_acc_oracle": "Best test accuracy of any epoch: an upper bound that no stopping rule "
+    "may reach honestly (it peeks at the test split).",
+    "epochs_run": "Epochs actually trained (fewer when early stopping fired).",
+    "seconds": "Wall-clock training time of a trial trained alone; n/a for a stacked trial.",
+    "stack_seconds": "Wall-clock training time of the whole stack a trial was trained in, "
+    "shared by its members (counted once per stack in the totals).",
+    "stack_size": "Number of trials trained together in the stack.",
+}
+
+#: The metrics that decide whether a configuration helped: compared with the baseline, per
+#: seed, on the report's first screen (those a study recorded, in this order).
+DECIDING: tuple[str, ...] = (
+    "val_acc",
+    "test_acc",
+    "gap",
+    "test_loss",
+    "test_ece",
+    "test_mse",
+    "val_ppl",
+    "test_ppl",
+    "test_recon",
+    "zero_frac",
+    "weight_small_frac",
+    "weight_norm",
+)
+
+
+def describe(key: str) -> str:
+    """One sentence saying what metric ``key`` measures ("" when it has none)."""
+    return DESCRIPTIONS.get(key, "")
+
+
 #: Post-hoc stopping's ``stop/<criterion>``: the epoch a criterion stops at (mean over seeds).
 STOP_EPOCH = Metric("stop", "stop epoch", "epoch the criterion stops at", decimals=1)
 

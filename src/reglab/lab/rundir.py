@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from reglab._io import atomic_write, atomic_write_json, atomic_write_text
+from reglab.lab.settings.data import anchor
 from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Overrides, Study, changes, parse_study, read_toml
 from reglab.lab.work.training import TrialOutcome
@@ -95,11 +96,15 @@ class RunDir:
         overrides: Overrides | None = None,
         optuna_study: str | None = None,
         max_trials: int | None = None,
+        toml_root: str | Path | None = None,
     ) -> None:
         """Record the study as run: ``study.json``, ``study.toml``, ``resolved.json`` and
         ``run.json`` (``optuna_study``: the name of its Optuna study; ``max_trials``: the cap
-        it was parsed under). Starting a run in a directory that holds another study (or the
-        same with other ``--epochs`` / ``--seeds``) is refused."""
+        it was parsed under; ``toml_root``: when ``source_text`` is the study file itself,
+        its folder — ``[data]`` paths are relative to it — and ``study.toml`` is checked on
+        resume; ``""`` for a built-in study; None: ``study.toml`` is only a note). Starting a
+        run in a directory that holds another study (or the same with other ``--epochs`` /
+        ``--seeds``) is refused."""
         document = json.loads(json.dumps(study.source, default=str))
         if self.is_run():
             record = self.record()
@@ -123,7 +128,7 @@ class RunDir:
                 for p in study.points
             ],
         )
-        self._write_record(study, overrides, optuna_study, max_trials)
+        self._write_record(study, overrides, optuna_study, max_trials, toml_root)
 
     def _write_record(
         self,
@@ -131,6 +136,7 @@ class RunDir:
         overrides: Overrides,
         optuna_study: str | None,
         max_trials: int | None,
+        toml_root: str | Path | None = None,
     ) -> None:
         atomic_write_json(
             self.run_json,
@@ -140,6 +146,7 @@ class RunDir:
                 "overrides": {"epochs": overrides.epochs, "seeds": overrides.seeds},
                 "optuna_study": optuna_study,
                 "max_trials": max_trials,
+                "toml_root": None if toml_root is None else str(toml_root),
             },
         )
 
@@ -200,9 +207,11 @@ class RunDir:
             self._write_record(study, overrides, optuna_study, None)
             return
         self._same(self.study_json, record, study)
-        if self.study_toml.is_file():
+        root = record.get("toml_root")
+        if isinstance(root, str) and self.study_toml.is_file():
             overrides = Overrides(**{k: record["overrides"].get(k) for k in ("epochs", "seeds")})
             raw, _ = read_toml(self.study_toml)
+            raw = anchor(raw, root) if root else raw  # [data] paths, as when the run began
             try:
                 toml_study = parse_study(
                     overrides.apply(raw), study.name, **_cap(record.get("max_trials"))

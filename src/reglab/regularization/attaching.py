@@ -51,8 +51,9 @@ def attach(
             ``alpha * h.pow(2).mean()`` with ``L2(alpha)``). Penalties that are already batch
             means (``KLSparsity``, ``TemporalDifference``) are never divided.
         max_pending: how many recorded outputs may wait for ``Regularization.penalty``
-            (each keeps its forward's graph alive); beyond it the oldest are dropped with a
-            warning. Default: the outputs of 8 forwards, at least 64.
+            (a fused record keeps no graph; a token, under ``torch.compile`` or for custom
+            callables, keeps its forward's graph alive); beyond it the oldest are dropped with
+            a warning. Default: the outputs of 8 forwards, at least 64.
 
     Returns:
         A ``Regularization`` handle: add ``reg.penalty()`` to the loss each step; log
@@ -60,7 +61,8 @@ def attach(
         ``reg.bind(optimizer)`` once; ``reg.remove()`` (or ``with``) detaches everything.
 
     Raises:
-        InvalidParameterError: a rule matches no module (the message lists the module names),
+        InvalidParameterError: an activity rule reaches a traced or scripted (TorchScript)
+            module, a rule matches no module (the message lists the module names),
             two rules give one module or parameter the same kind (both rules are named), a rule
             asks for a kind none of its modules has, or a penalty/constraint is not understood.
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from reglab._internals.torch import current_autograd_node
+from reglab._internals.torch import current_autograd_node, saved_tensors_hooks_active
 from reglab._validation import InvalidParameterError, check_positive_int
 from reglab.constraints._base import Constraint, beyond_rounding
 from reglab.regularization.activity import (
@@ -32,6 +32,7 @@ from reglab.regularization.activity import (
     value_of,
 )
 from reglab.regularization.folding import FoldHandle
+from reglab.regularization.fused_activity import Fused, connect, fused_kind, fused_record
 from reglab.regularization.rules import ActivityBinding, Bindings
 from reglab.regularization.sharding import is_sharded, project_shard
 from reglab.regularization.tracking import Structure
@@ -56,14 +57,23 @@ class Regularization:
     gradients — or, after ``fold_into``, added to the gradients inside the optimizer step.
 
     **Activity penalties** are recorded where the output is produced: a hooked module's forward,
-    in training mode with gradients enabled, computes the penalty's value right away as a
-    0-dim token in the autograd graph (the closed-form gradient is written in backward, no
-    buffer is kept); ``penalty`` sums the tokens recorded since the previous call.
+    in training mode with gradients enabled, computes the penalty's value right away; in eager
+    mode every built-in penalty is *fused*: its closed-form gradient is added to the output's
+    gradient by a hook in the same backward pass (for ``L1`` on a ReLU output, one add that
+    ReLU's own mask turns into ``l1 · 1[h > 0]``), and the record keeps no tensor of the
+    forward's graph. ``penalty`` adds the values recorded since the previous call.
     ``model.eval()``, ``torch.no_grad()`` and ``paused`` forwards record nothing;
     recomputation by activation checkpointing never records twice (see
-    ``reglab.regularization.activity``). At most ``max_pending`` tokens wait for
-    ``penalty`` (each keeps its forward's graph alive): beyond that the oldest are dropped,
-    with one warning.
+    ``reglab.regularization.activity``). At most ``max_pending`` records wait for
+    ``penalty``: beyond that the oldest are dropped, with one warning. Under
+    ``torch.compile``, for custom callables, for penalties that read the output while
+    saved-tensor hooks are active (checkpointing, offloading) and with
+    ``fused_activity = False``, a record is a token in the autograd graph instead, which keeps
+    its forward's graph alive until ``penalty`` (or until dropped).
+
+    Tracing (``torch.jit.trace``) a model whose modules have activity rules is an error, and
+    so is an activity rule on a traced or scripted module: a compiled TorchScript graph never
+    calls the hook, so the penalty would silently be 0.
 
     **Copies** of the model (``copy.deepcopy``, ``torch.optim.swa_utils.AveragedModel``,
     pickling) carry no regularization: their forwards record nothing here. Attach to a copy to
@@ -88,13 +98,17 @@ class Regularization:
             max_pending = max(64, PENDING_FORWARDS * len(bindings.activities))
         self.max_pending = check_positive_int(max_pending, "max_pending", "attach")
         self._weights = WeightPenalties(bindings.weights)
-        self._pending: list[Record | Deferred] = []
+        self._pending: list[Record | Deferred | Fused] = []
         # Reentrant checkpointing: deferred records whose recomputation is still to come.
         self._awaiting: dict[int, deque[Deferred]] = {}
         self._anchor: torch.Tensor | None = None
         self._terms: list[tuple[str, torch.Tensor]] = []
         self._folded: torch.optim.Optimizer | None = None
         self._paused = 0
+        #: Fuse built-in activity penalties' gradients into the output's backward (eager
+        #: mode). ``False`` records every activity penalty as a token in the autograd graph:
+        #: exact under double backward (``create_graph=True``) for penalties with curvature.
+        self.fused_activity = True
         #: Record ``statistics`` (output sparsity, units projected); off by default
         #: because it costs a pass over each penalised output and constrained weight.
         self.monitoring = False
@@ -117,7 +131,10 @@ class Regularization:
                 f"({type(binding.module).__name__}) needs a tensor output (or a tuple, list or "
                 f"mapping whose first item is one). Got {type(output).__name__}."
             )
-        if not _compiling():
+        compiling = _compiling()
+        if not compiling:
+            if torch.jit.is_tracing():
+                raise InvalidParameterError(_traced_message(binding, "runs under torch.jit.trace"))
             node = current_autograd_node()
             if node is not None:  # a forward inside backward: checkpoint recomputation
                 return self._recomputed(binding, output, h, node.name())
@@ -128,23 +145,34 @@ class Regularization:
                 return None
         elif not torch.is_grad_enabled():
             return None
-        record = Record(binding, token(binding, h))
-        self._append(record)
+        kind = self._fused_kind(binding, h) if not compiling else None
+        if kind is not None:
+            self._append(fused_record(binding, h, kind))
+        else:
+            record = Record(binding, token(binding, h))
+            self._append(record)
+            if h.requires_grad and not compiling:
+                h.register_hook(SpentMarker(record))
         if self.monitoring:
             counts = self._zeros.setdefault(binding.module_name or "<root>", [])
             counts.append(torch.stack([(h.detach() == 0).sum(), torch.tensor(h.numel())]))
-        if h.requires_grad and not _compiling():
-            h.register_hook(SpentMarker(record))
         return None
 
-    def _append(self, record: Record | Deferred) -> None:
+    def _fused_kind(self, binding: ActivityBinding, h: torch.Tensor) -> str | None:
+        """How this eager record is fused, or None for a token (see ``activity``)."""
+        if not self.fused_activity:
+            return None
+        return fused_kind(binding, h, saved_tensors_hooks_active())
+
+    def _append(self, record: Record | Deferred | Fused) -> None:
         if len(self._pending) >= self.max_pending:
             del self._pending[0]
             self._warn_once(
                 "pending",
                 f"reglab: more than {self.max_pending} module outputs were recorded in training "
                 "mode with gradients enabled without a penalty() call; the oldest are dropped "
-                "to bound memory (each keeps its forward's graph alive). Call reg.penalty() in "
+                "to bound memory (a token record keeps its forward's graph alive; any record "
+                "dropped is not penalised). Call reg.penalty() in "
                 "every training step, run forwards that should not be regularized under "
                 "model.eval(), torch.no_grad() or reg.paused(), or raise "
                 "attach(max_pending=...) for more forwards per step.",
@@ -160,8 +188,8 @@ class Regularization:
                 return replace_first_tensor(output, new)
             return None
         # Non-reentrant checkpointing matches saved tensors by position: replay the token
-        # node exactly as in the forward, and drop the token.
-        if torch.is_grad_enabled():
+        # node exactly as in the forward, and drop the token. A fused record saved nothing.
+        if torch.is_grad_enabled() and self._fused_kind(binding, h) is None:
             token(binding, h)
         return None
 
@@ -214,12 +242,16 @@ class Regularization:
         self._pending.clear()
         self._awaiting.clear()  # recomputations belong to the latest penalty()'s step
         total, values = self._weights.loss_term(include_closed=self._folded is None)
-        tokens, deferred, spent = [], [], 0
+        tokens, deferred, fused, spent, freed = [], [], [], 0, 0
         for r in records:
             if isinstance(r, Deferred):
                 deferred.append(r)
             elif r.spent:
                 spent += 1
+            elif isinstance(r, Fused):
+                freed += r.freed
+                fused.append(r)
+                values.append((r.binding.term, r.value))
             else:
                 tokens.append(r.token)
                 values.append((r.binding.term, r.token.detach()))
@@ -231,11 +263,20 @@ class Regularization:
                 "loss of the forward that produced them (with gradient accumulation: to every "
                 "micro-batch's loss), or run such forwards under reg.paused() or model.eval().",
             )
+        if freed:
+            self._warn_once(
+                "freed",
+                f"reglab: {freed} recorded outputs were freed (their forward's output was "
+                "dropped) before penalty() was called: their values are in penalty(), but no "
+                "gradient can reach the model through a graph that is gone. Call reg.penalty() "
+                "in the step of the forward whose loss you backpropagate, and run other "
+                "forwards under model.eval(), torch.no_grad() or reg.paused().",
+            )
         if tokens:
             activity = torch.stack(tokens).sum() if len(tokens) > 1 else tokens[0]
             total = activity if total is None else total + activity.to(total.dtype)
-        if deferred:
-            total = self._capture(total, deferred)
+        if deferred or fused:
+            total = self._capture(total, deferred, fused)
             values += [(d.binding.term, d.value) for d in deferred]
         self._terms = values
         if self._zeros:
@@ -247,18 +288,28 @@ class Regularization:
             return torch.zeros((), device=self._device())
         return total
 
-    def _capture(self, total: torch.Tensor | None, deferred: list[Deferred]) -> torch.Tensor:
-        """Add the deferred (reentrant-checkpoint) values and route the gradient factor this
-        penalty receives to their recomputation."""
-        constant = torch.stack([d.value for d in deferred]).sum()
+    def _capture(
+        self, total: torch.Tensor | None, deferred: list[Deferred], fused: list[Fused]
+    ) -> torch.Tensor:
+        """Add the values of fused and deferred (reentrant-checkpoint) records and route the
+        gradient factor this penalty receives to their hooks and recomputations."""
+        parts = [r.value for r in fused] + [d.value for d in deferred]
+        dtype = parts[0].dtype
+        for part in parts[1:]:
+            dtype = torch.promote_types(dtype, part.dtype)
+        constant = parts[0] if len(parts) == 1 else torch.stack([p.to(dtype) for p in parts]).sum()
         total = constant if total is None else total + constant.to(total.dtype)
         if self._anchor is None or self._anchor.device != total.device:
             self._anchor = torch.zeros((), device=total.device, requires_grad=True)
         cell = Cell()
+        for r in fused:
+            r.cell = cell
+        outputs = connect(fused)
         for d in deferred:
             d.cell = cell
             self._awaiting.setdefault(id(d.binding), deque()).append(d)
-        return Capture.apply(total, self._anchor, cell)
+        connected = [r for r in fused if r.connected]
+        return Capture.apply(total, self._anchor, cell, connected, *outputs)
 
     def terms(self) -> dict[str, torch.Tensor]:
         """Detached per-term values of the last ``penalty`` call, for logging.
@@ -418,6 +469,16 @@ class Regularization:
     def __repr__(self) -> str:
         lines = "".join(f"\n  {line}" for line in self)
         return f"Regularization({type(self.model).__name__}){lines}"
+
+
+def _traced_message(binding: ActivityBinding, what: str) -> str:
+    return (
+        f"The activity rule on {binding.module_name or '<root>'!r} "
+        f"({type(binding.module).__name__}) cannot work when the module {what}: a TorchScript "
+        "graph (torch.jit.trace or torch.jit.script) never calls the Python hook that records "
+        "the penalty, so it would silently be 0. Train the plain nn.Module (eagerly or with "
+        "torch.compile) and trace a copy (copy.deepcopy) or the model after reg.remove()."
+    )
 
 
 def _project(binding: Any) -> None:

@@ -245,6 +245,14 @@ def resolve(
         if spec["activity"] is not None:
             reduction = spec["activity_reduction"] or activity_reduction
             for mname, module in matched:
+                if isinstance(module, torch.jit.ScriptModule):
+                    raise InvalidParameterError(
+                        f"Rule {_rule_name(key)} gives an activity penalty to module "
+                        f"{mname or '<root>'!r}, a traced or scripted TorchScript module "
+                        f"({type(module).__name__}): its compiled graph never calls the Python "
+                        "hook that records the penalty, so it would silently be 0. Attach to "
+                        "the plain nn.Module (eager or torch.compile) instead."
+                    )
                 if claim(module, "activity", key, f"module {mname!r}"):
                     term = f"{mname}.activity" if mname else "activity"
                     activities.append(

@@ -99,8 +99,9 @@ class Structure:
     def check(self) -> None:
         """Raise ``ModelChangedError`` if the model's modules changed since ``attach``."""
         for modules, key, child, name in self._edges:
-            if modules.get(key) is not child:
-                now = modules.get(key)
+            # TorchScript's module dict has no get()
+            now = modules[key] if key in modules else None  # noqa: SIM401
+            if now is not child:
                 what = "removed" if now is None else f"replaced by a new {type(now).__name__}"
                 self._raise(f"module {name!r} ({type(child).__name__}) was {what}")
         if self._version != _version:

@@ -71,7 +71,7 @@ class AutoencoderModel(Table):
         if data.features is not None and self.sizes[0] != data.features:
             raise fail(
                 where("sizes"),
-                f"must start with the {data.features} input features of '{data.name}'",
+                f"must start with the {data.features} input features of '{data.title}'",
                 list(self.sizes),
             )
         if self.sparsity == "topk" and not 0 < self.k <= self.sizes[1]:

@@ -49,7 +49,7 @@ __all__ = ["CNN_KIND", "RESNET_KIND", "CNNModel", "PreActBlock", "ResNetModel", 
 def _image(data: DataConfig, where: KeyPath) -> tuple[int, int, int]:
     image = data.dataset.image
     if image is None or data.dataset.classes is None:
-        raise fail(where("kind"), f"'{data.name}' is not a set of labelled images", data.name)
+        raise fail(where("kind"), f"'{data.title}' is not a set of labelled images", data.title)
     return image
 
 

@@ -96,13 +96,13 @@ class MLPModel(Table):
         if dataset.features is not None and self.sizes[0] != data.features:
             raise fail(
                 where("sizes"),
-                f"must start with the {data.features} input features of '{data.name}'",
+                f"must start with the {data.features} input features of '{data.title}'",
                 list(self.sizes),
             )
         if dataset.classes is not None and self.sizes[-1] != dataset.classes:
             raise fail(
                 where("sizes"),
-                f"must end with the {dataset.classes} classes of '{data.name}'",
+                f"must end with the {dataset.classes} classes of '{data.title}'",
                 list(self.sizes),
             )
 

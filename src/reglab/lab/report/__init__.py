@@ -1,6 +1,8 @@
-"""Reports of a run: pure summaries (:mod:`~reglab.lab.report.summaries`), figures
-(:mod:`~reglab.lab.report.figures`) and the pages (:mod:`~reglab.lab.report.page`), put
-together by :func:`write_report`."""
+"""Reports of a run: pure summaries (:mod:`~reglab.lab.report.summaries`), the comparison
+with the baseline (:mod:`~reglab.lab.report.comparison`), settings in words
+(:mod:`~reglab.lab.report.describe`), the glossary (:mod:`~reglab.lab.report.glossary`),
+figures (:mod:`~reglab.lab.report.figures`) and the pages (:mod:`~reglab.lab.report.page`),
+put together by :func:`write_report`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import torch
 from reglab._io import atomic_write, atomic_write_text
 from reglab.lab.metrics import metric, pick
 from reglab.lab.report import figures
-from reglab.lab.report.page import html_page, markdown_page
+from reglab.lab.report.comparison import Comparison, compare, deciding_metrics, find_baseline
+from reglab.lab.report.describe import describe_point
+from reglab.lab.report.glossary import glossary
+from reglab.lab.report.page import Figure, Page, html_page, markdown_page
 from reglab.lab.report.summaries import (
     coefficient_series,
     curves,
@@ -24,18 +29,22 @@ from reglab.lab.report.summaries import (
     table_columns,
     weight_histograms,
 )
+from reglab.lab.report.timing import describe_time, training_time
 from reglab.lab.rundir import CheckpointError, RunDir
 from reglab.layouts import is_kernel
 
 __all__ = [
     "coefficient_series",
+    "compare",
     "curves",
+    "describe_point",
     "ensemble_curve",
     "markdown_table",
     "reliability",
     "stopping_rows",
     "summarize",
     "table_columns",
+    "training_time",
     "weight_histograms",
     "write_report",
 ]
@@ -81,17 +90,33 @@ def _filters(
     return out
 
 
+def _comparisons(study: Any, records: Sequence[Record]) -> tuple[list[Comparison], str | None]:
+    """The first screen's rows and the baseline's key (the study's ``baseline``, else the
+    point named ``none``)."""
+    points = list(getattr(study, "points", ()))
+    declared = getattr(study, "baseline", None)
+    baseline = declared or find_baseline([(p.key, p.label, p.entry) for p in points])
+    base = {s: study.table(s) for s in ("data", "model", "train")} if points else {}
+    settings = {p.key: describe_point(p.config.raw, base) for p in points}
+    return compare(records, baseline, settings), baseline
+
+
 def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_trials: int) -> Any:
     """Write the figures, ``summary.md`` and ``report.html`` of ``study``'s ``records`` into
     ``run_dir``; returns the HTML path."""
     summary = summarize(records)
     columns = table_columns(summary)
-    rendered: list[tuple[str, str, bytes]] = []
+    comparisons, baseline = _comparisons(study, records)
+    collapsed = {c.point for c in comparisons if c.collapsed}
+    rendered: list[Figure] = []
 
-    def add(name: str, caption: str, figure: Any) -> None:
+    def add(name: str, caption: str, figure: Any, vector: bool = True) -> None:
+        """Save the PNG; the HTML gets the SVG (hover values) unless ``vector`` is False
+        (pictures such as filter grids, which would be hundreds of embedded PNG tiles)."""
         data = figures.png(figure)
         atomic_write(run_dir.output(name), lambda f: f.write(data))
-        rendered.append((name, caption, data))
+        drawing = figures.svg(figure) if vector else None
+        rendered.append(Figure(name, caption, data, drawing, figures.axis_labels(figure)))
 
     trained = [r for r in records if not r.get("diverged")]  # figures show trained models
     notes: list[str] = []
@@ -99,8 +124,9 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         recorded = {k for row in summary for k in row["metrics"]}
         add(
             "results.png",
-            "Results per configuration (mean ± std over seeds)",
-            figures.results_figure(summary, pick(recorded, "bar", 3)),
+            "Results per configuration (mean ± std over seeds)"
+            + ("; ◀ marks a collapsed configuration, off the fitted axis" if collapsed else ""),
+            figures.results_figure(summary, pick(recorded, "bar", 3), collapsed),
         )
         curve_data = curves(trained)
         if curve_data:
@@ -120,7 +146,8 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         if bins:
             add(
                 "reliability.png",
-                "Calibration: points on the diagonal are calibrated",
+                "Calibration: points on the diagonal are calibrated; the numbers are the test "
+                "samples in each bin",
                 figures.reliability_figure(bins),
             )
         curve = ensemble_curve(summary)
@@ -140,21 +167,45 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     f"filters_{point}.png",
                     f"Encoder filters (first seed): {label}",
                     plot_filters(weight[:64], image[1:], ncols=16, title=label),
+                    vector=False,
                 )
         series = coefficient_series(summary)
         if series:
             keys = {k for s in series.values() for k in s["metrics"]}
+            base_row = next((r for r in summary if r["point"] == baseline), None)
             add(
                 "coefficients.png",
-                "Metrics vs swept coefficient (log axis, seed spread as error bars)",
-                figures.coefficients_figure(series, {k: metric(k) for k in keys}),
+                "Metrics vs swept coefficient (log axis; mean over seeds, ± std as error bars"
+                + ("; dashed: the baseline" if base_row else "")
+                + ")",
+                figures.coefficients_figure(
+                    series,
+                    {k: metric(k) for k in keys},
+                    base_row["metrics"] if base_row else None,
+                ),
             )
     title = f"reglab study: {study.name}"
     diverged = len(records) - len(trained)
     status = f"{len(trained)} of {total_trials} trials complete" + (
         f", {diverged} diverged." if diverged else "."
     )
-    stopping = stopping_rows(summary)
-    page = (title, study.description, status, summary, columns, stopping, rendered, notes)
-    atomic_write_text(run_dir.output("summary.md"), markdown_page(*page))
-    return atomic_write_text(run_dir.output("report.html"), html_page(*page))
+    recorded = {k for row in summary for k in row["metrics"]}
+    deciding = deciding_metrics(recorded)
+    label = next((c.label for c in comparisons if c.point == baseline), None)
+    page = Page(
+        title,
+        study.description,
+        status,
+        summary,
+        columns,
+        stopping_rows(summary),
+        rendered,
+        notes,
+        comparisons,
+        label,
+        deciding,
+        glossary([*deciding, *columns, *pick(recorded & {"stack_seconds", "stack_size"}, "table")]),
+        describe_time(training_time(records)),
+    )
+    atomic_write_text(run_dir.output("summary.md"), markdown_page(page))
+    return atomic_write_text(run_dir.output("report.html"), html_page(page))

@@ -27,6 +27,11 @@ __all__ = [
     "weight_histograms",
 ]
 
+#: A cell for a metric the configuration did not record: it does not apply (not 0).
+NOT_APPLICABLE = "n/a"
+#: Recorded per trial but reported once per stack (:func:`training_time`), not per row.
+_PER_STACK = ("stack_seconds", "stack_size")
+
 Record = dict[str, Any]
 
 
@@ -225,8 +230,10 @@ def weight_histograms(
 
 
 def table_columns(summary: Sequence[dict[str, Any]]) -> list[Metric]:
-    """The registered metrics that at least one row recorded, in the registry's order."""
-    return pick({k for row in summary for k in row["metrics"]}, "table")
+    """The registered metrics that at least one row recorded, in the registry's order (a
+    stack's time and size are reported once per stack, by :func:`training_time`)."""
+    recorded = {k for row in summary for k in row["metrics"]} - set(_PER_STACK)
+    return pick(recorded, "table")
 
 
 STOPPING_HEADERS = ("config", "criterion", "stop epoch", "test % (last)", "test % (best)")
@@ -277,7 +284,13 @@ def table_rows(
     headers = ["config", "seeds", *(m.header for m in columns), *(["notes"] if notes else [])]
     rows = []
     for row in summary:
-        cells = [format_value(m, *row["metrics"].get(m.key, (math.nan, math.nan))) for m in columns]
+        # n/a: the configuration's trials do not record it; "–": not measured (diverged)
+        cells = [
+            format_value(m, *row["metrics"].get(m.key, (math.nan, math.nan)))
+            if m.key in row["metrics"] or not row["seeds"]
+            else NOT_APPLICABLE
+            for m in columns
+        ]
         rows.append(
             [
                 row["label"],

@@ -41,13 +41,19 @@ from reglab.lab.settings.schema import (
 )
 from reglab.lab.settings.techniques import (
     AugmentConfig,
+    ConfidencePenaltyConfig,
     EarlyStoppingConfig,
     EnsembleConfig,
+    InputGradientConfig,
     LabelSmoothingConfig,
+    LayerDecayConfig,
     MixConfig,
     MultiTaskConfig,
     PostHocConfig,
     PretrainConfig,
+    PruneConfig,
+    RDropConfig,
+    SamConfig,
     SemiSupervisedConfig,
 )
 from reglab.lab.settings.train import NormBoundConfig, ScheduleConfig, TrainConfig
@@ -92,7 +98,16 @@ TECHNIQUES: dict[str, Any] = {
     "semi_supervised": SemiSupervisedConfig,
     "multitask": MultiTaskConfig,
     "post_hoc_stopping": PostHocConfig,
+    "sam": SamConfig,
+    "rdrop": RDropConfig,
+    "confidence_penalty": ConfidencePenaltyConfig,
+    "prune": PruneConfig,
+    "input_gradient": InputGradientConfig,
+    "layer_decay": LayerDecayConfig,
 }
+#: Techniques that replace or wrap the classifier's loss: the shared models (semi-supervised,
+#: multi-task) and bagged members have their own.
+LOSS_TECHNIQUES = ("rdrop", "confidence_penalty", "input_gradient")
 #: Grid keys that are a number each (0: off).
 LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0), "proximal_l1": number(0.0)}
 #: The keys of one rule (``rules."glob".<key>``): what :func:`reglab.attach` takes.
@@ -171,6 +186,13 @@ class TrialConfig:
     semi_supervised: SemiSupervisedConfig | None = None
     multitask: MultiTaskConfig | None = None
     post_hoc_stopping: PostHocConfig | None = None
+    #: set whenever ``train.optimizer = "sam"`` (the defaults without a ``sam`` table)
+    sam: SamConfig | None = None
+    rdrop: RDropConfig | None = None
+    confidence_penalty: ConfidencePenaltyConfig | None = None
+    prune: PruneConfig | None = None
+    input_gradient: InputGradientConfig | None = None
+    layer_decay: LayerDecayConfig | None = None
     input_noise: float = 0.0
     weight_noise: float = 0.0
     #: ``proximal_l1 = λ``: soft-threshold the kernels by ``lr · λ`` after each step
@@ -208,6 +230,8 @@ class TrialConfig:
                 values[key] = check(f"{path}.{key}", raw[key])
         if "schedules" in raw:
             values["schedules"] = _schedules(f"{path}.schedules", raw["schedules"])
+        if values["train"].optimizer == "sam" and "sam" not in values:
+            values["sam"] = SamConfig()
         concrete = copy.deepcopy(dict(raw))
         if isinstance(concrete.get("model"), Mapping):  # without another kind's study settings
             own = set(type(values["model"]).keys())
@@ -239,7 +263,7 @@ class TrialConfig:
         if self.data.subset and rows and self.data.subset > rows:
             raise fail(
                 data_key("subset"),
-                f"'{self.data.name}' has {rows} training rows",
+                f"'{self.data.title}' has {rows} training rows",
                 self.data.subset,
             )
         needs_validation = [k for k in ("early_stopping", "post_hoc_stopping") if getattr(self, k)]
@@ -258,9 +282,10 @@ class TrialConfig:
                 self.raw["semi_supervised"],
             )
         if self.ensemble is not None:
+            alone = ("rules", "early_stopping", "label_smoothing", "input_noise", "augment")
             clash = sorted(
                 k
-                for k in ("rules", "early_stopping", "label_smoothing", "input_noise", "augment")
+                for k in (*alone, *LOSS_TECHNIQUES, "sam", "prune", "layer_decay")
                 if k in self.raw
             )
             if clash:
@@ -278,6 +303,7 @@ class TrialConfig:
             )  # type: ignore[union-attr]
         if self.mix is not None:
             self._check_mix(path)
+        self._check_modern(path, model_key)
         if (self.pretrain or self.semi_supervised or self.multitask) and self.model.kind != "mlp":  # type: ignore[attr-defined]
             raise fail(
                 model_key("kind"),
@@ -286,7 +312,7 @@ class TrialConfig:
             )  # type: ignore[union-attr]
         if self.augment is not None and self.data.dataset.image is None:
             raise fail(
-                f"{path}.augment", f"'{self.data.name}' inputs are not images", self.raw["augment"]
+                f"{path}.augment", f"'{self.data.title}' inputs are not images", self.raw["augment"]
             )
         if self.rules:
             self._check_rules(path)
@@ -301,12 +327,70 @@ class TrialConfig:
             )
         mix: MixConfig = self.mix  # type: ignore[assignment]
         if mix.kind == "cutmix" and self.data.dataset.image is None:
-            raise fail(f"{path}.mix", f"'{self.data.name}' inputs are not images", self.raw["mix"])
+            raise fail(f"{path}.mix", f"'{self.data.title}' inputs are not images", self.raw["mix"])
         if self.label_smoothing is not None and self.label_smoothing.form != "uniform":
             raise fail(
                 f"{path}.mix",
                 "mixes uniformly smoothed labels: use label_smoothing.form = 'uniform'",
                 self.raw["mix"],
+            )
+
+    def _check_modern(self, path: str, model_key: Any) -> None:
+        """The issue-25 techniques against the rest of the point."""
+        if "sam" in self.raw and self.train.optimizer != "sam":
+            raise fail(
+                f"{path}.sam",
+                f"applies with train.optimizer = 'sam' (this point has {self.train.optimizer!r})",
+                self.raw["sam"],
+            )
+        if self.model_kind.family != "classifier":
+            for key in (*LOSS_TECHNIQUES, "prune"):
+                if key in self.raw:
+                    raise fail(
+                        f"{path}.{key}",
+                        "applies to classifier trials (model.kind = 'mlp', 'cnn', 'resnet' or "
+                        f"a factory), not {self.model.kind!r}",  # type: ignore[attr-defined]
+                        self.raw[key],
+                    )
+        shared = [k for k in ("semi_supervised", "multitask") if k in self.raw]
+        for key in LOSS_TECHNIQUES:
+            if key in self.raw and shared:
+                raise fail(
+                    f"{path}.{key}",
+                    f"cannot be combined with {shared[0]} (the shared model has its own loss)",
+                    self.raw[key],
+                )
+        if self.rdrop is not None and not self.model.stochastic:  # type: ignore[attr-defined]
+            raise fail(
+                f"{path}.rdrop",
+                "needs a model with dropout (e.g. model.dropout = 0.3): without it both passes "
+                "agree and the KL is 0",
+                self.raw["rdrop"],
+            )
+        if self.rdrop is not None and self.input_gradient is not None:
+            raise fail(
+                f"{path}.input_gradient",
+                "cannot be combined with rdrop (its second pass would replace the input whose "
+                "gradient is penalized)",
+                self.raw["input_gradient"],
+            )
+        if self.prune is not None:
+            begin, end = self.prune.window(self.train.epochs)
+            gradual = self.prune.schedule == "gradual"
+            if begin >= self.train.epochs or (gradual and not begin < end <= self.train.epochs):
+                raise fail(
+                    f"{path}.prune",
+                    f"needs begin < end <= train.epochs = {self.train.epochs} (one_shot: begin "
+                    "< train.epochs)",
+                    self.raw["prune"],
+                )
+        semi = self.semi_supervised
+        consistency = semi is not None and semi.method != "reconstruction"
+        if consistency and semi.rows == "unlabelled" and self.data.labels <= 0:  # type: ignore[union-attr]
+            raise fail(
+                f"{path}.semi_supervised.rows",
+                "'unlabelled' needs unlabelled rows: set data.labels > 0",
+                "unlabelled",
             )
 
     def _check_schedule(self, path: str, entry: ScheduleConfig) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from reglab._optional import toml
 from reglab.lab.settings.config import LEVELS, TECHNIQUES
-from reglab.lab.settings.data import DATASETS
+from reglab.lab.settings.data import DATASETS, anchor
 from reglab.lab.settings.grid import (
     GridPoint,
     Trial,
@@ -59,7 +59,7 @@ __all__ = [
     "parse_study",
 ]
 
-TOP_KEYS = ("data", "description", "grid", "model", "name", "seeds", "train")
+TOP_KEYS = ("baseline", "data", "description", "grid", "model", "name", "seeds", "train")
 #: The most trials (grid points x seeds) a study may have unless ``--max-trials`` says more;
 #: counted before any grid point is built.
 MAX_TRIALS = 10_000
@@ -112,7 +112,10 @@ class Study:
     """A parsed study: its grid points (each with a typed config) and seeds.
 
     ``source`` is the document as parsed (overrides applied): what run directories record
-    and what the Optuna study's name fingerprints.
+    and what the Optuna study's name fingerprints. ``baseline`` is the key of the point the
+    report compares every configuration with (``baseline = "name"``: a point's label or id, or
+    a grid entry with one point); None when the file declares none (the report then looks for
+    a point named ``none``).
     """
 
     name: str
@@ -120,6 +123,7 @@ class Study:
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
     source: dict[str, Any] = field(repr=False, compare=False)
+    baseline: str | None = None
 
     @property
     def trials(self) -> list[Trial]:
@@ -213,15 +217,23 @@ def _keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None
 
 
 def parse_study(
-    raw: Mapping[str, Any], origin: str = "study", max_trials: int | None = None
+    raw: Mapping[str, Any],
+    origin: str = "study",
+    max_trials: int | None = None,
+    *,
+    root: str | Path | None = None,
 ) -> Study:
     """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
+    ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
+    (and recorded absolute in ``Study.source``); without it, to the working directory.
 
     The grid is counted before it is expanded: more than ``max_trials`` trials (default
     :data:`MAX_TRIALS`) raises :class:`GridTooLarge`. Trial folder names are checked against
     the file system's limit on a name (that of the current directory)."""
     _check_depth(raw, origin)
     raw = _table(origin, raw)
+    if root is not None:
+        raw = anchor(raw, root)
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
     if not isinstance(name, str):
@@ -286,7 +298,28 @@ def parse_study(
     paths = {gname: path for gname, _, _, path, _ in entries}
     for point in points:
         _fits_a_name(f"{paths[point.entry]}.name", point.key, seed_suffix, "a trial folder")
-    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw))
+    baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
+    return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
+
+
+def _baseline(path: str, value: Any, points: list[GridPoint]) -> str | None:
+    """The key of the point ``baseline = "name"`` names (its label or id, or an entry of one
+    point)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise fail(path, "expected the name of a grid point", value)
+    for p in points:
+        if value in (p.key, p.label):
+            return p.key
+    entry = [p.key for p in points if p.entry == value]
+    if len(entry) == 1:
+        return entry[0]
+    if entry:
+        raise fail(path, f"grid entry {value!r} has {len(entry)} points; name one of them", value)
+    raise fail(
+        path, f"no grid point has this name (points: {', '.join(p.label for p in points)})", value
+    )
 
 
 def _check_size(origin: str, entries: list[tuple[Any, ...]], n_seeds: int, max_trials: int) -> None:
@@ -370,4 +403,4 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> Study:
     """Read and parse a study file."""
     path = Path(path)
     raw, _ = read_toml(path)
-    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem)
+    return parse_study((overrides or Overrides()).apply(raw), origin=path.stem, root=path.parent)

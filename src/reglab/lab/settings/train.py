@@ -18,7 +18,8 @@ __all__ = ["NormBoundConfig", "ScheduleConfig", "ScheduleTarget", "TrainConfig"]
 class TrainConfig(Table):
     """The ``[train]`` table."""
 
-    optimizer: str = spec("adam", choice("adam", "adamw", "sgd"))
+    #: ``"sam"``: SAM around the grid point's ``sam.base`` (``sam = {...}``, techniques.py)
+    optimizer: str = spec("adam", choice("adam", "adamw", "sgd", "sam"))
     lr: float = spec(1e-3, number(above=0.0))
     #: SGD's momentum
     momentum: float = spec(0.9, number(0.0, below=1.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from torch.nn import functional as F
 
@@ -16,6 +17,13 @@ from reglab.losses import (
 )
 
 __all__ = ["run_bagging"]
+
+
+def _member_mean(stats: Iterable[dict[str, float]]) -> dict[str, float]:
+    """The mean over members of each kernel statistic: ``weight_norm`` is a member's ‖W‖₂,
+    not the norm of all members' kernels together."""
+    stats = list(stats)
+    return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
 
 
 def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
@@ -53,7 +61,7 @@ def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialO
             k: float(decomposition[k])
             for k in ("v", "c", "predicted_mse", "ensemble_mse", "mean_member_mse", "correlation")
         },
-        **kernel_stats(bag.stack_),
+        **_member_mean(kernel_stats(m) for m in bag.stack_.unstack()),
         "seconds": seconds,
     }
     reliability = {

@@ -1,8 +1,11 @@
 """Classifier trials: an MLP, optionally pre-trained or sharing its trunk (semi-supervised,
-multi-task), with the grid's regularizers."""
+multi-task), with the grid's regularizers; the loss-side techniques (R-Drop, confidence
+penalty, input gradient), magnitude pruning and consistency training (mean teacher, Π-model)
+are wired in here (:func:`technique_loss`, :func:`pruning`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +16,8 @@ from torch.nn import functional as F
 from reglab.autoencoders import pretrain_layerwise
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
+from reglab.lab.settings.techniques import PruneConfig
+from reglab.lab.settings.train import TrainConfig
 from reglab.lab.work.bagging import run_bagging
 from reglab.lab.work.posthoc import post_hoc_stopping
 from reglab.lab.work.training import (
@@ -24,16 +29,27 @@ from reglab.lab.work.training import (
     train_model,
 )
 from reglab.losses import (
+    ConfidencePenalty,
     LabelSmoothingCrossEntropy,
+    RDrop,
     expected_calibration_error,
     fit_temperature,
     reliability_diagram,
 )
-from reglab.sharing import MultiTask, SemiSupervised
+from reglab.penalties import InputGradient
+from reglab.pruning import MagnitudePruning, magnitude_prune
+from reglab.sharing import MeanTeacher, MultiTask, PiModel, SemiSupervised
 from reglab.stochastic import CutMix, GaussianNoise, MixUp, RandomAffine, WeightNoise
 from reglab.training import Callback, accuracy
 
-__all__ = ["build_network", "classifier_metrics", "criterion", "run_classifier"]
+__all__ = [
+    "build_network",
+    "classifier_metrics",
+    "criterion",
+    "pruning",
+    "run_classifier",
+    "technique_loss",
+]
 
 
 def build_network(config: TrialConfig) -> nn.Module:
@@ -69,6 +85,13 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
     zeros = sum(int((c == 0).sum()) for c in codes)
     total = sum(c.numel() for c in codes)
     bins = reliability_diagram(probs, y, n_bins=15)
+    # activation statistics of the modules named act*; a model without them (a factory's)
+    # has none, reported as not measured rather than as 0
+    activations = (
+        {"zero_frac": zeros / total, "mean_activation": sum(float(c.sum()) for c in codes) / total}
+        if total
+        else {}
+    )
     return {
         "reliability": {
             "count": bins.count.tolist(),
@@ -78,8 +101,7 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
         "acc": accuracy(logits, y).item(),
         "loss": F.cross_entropy(logits, y).item(),
         "ece": expected_calibration_error(probs, y),
-        "zero_frac": zeros / total if total else 0.0,
-        "mean_activation": (sum(float(c.sum()) for c in codes) / total) if total else 0.0,
+        **activations,
     }
 
 
@@ -109,28 +131,37 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
     model, fit_train, fit_monitor, loss, weights, acc = _task_setup(
         config, net, criterion(config), train, val, test
     )
+    loss, loss_hooks = technique_loss(config, net, loss)
     callbacks: list[Callback] = []
+    if isinstance(model, PiModel):  # mean teacher too: count steps, move the teacher
+        callbacks.append(_BindConsistency(model))
+    if config.prune is not None:  # fit drives its schedule (after_step); removed after it
+        regularizers.append(pruning(config.prune, config.train, net, len(fit_train[0])))
     stopper = None
     if config.early_stopping is not None:
         stopper = config.early_stopping.build()
         callbacks.append(stopper)
     if config.post_hoc_stopping is not None:
         callbacks.append(_TestCurve(net, test))
-    history, seconds = train_model(
-        model,
-        fit_train,
-        fit_monitor,
-        config,
-        seed,
-        context,
-        regularizers=regularizers,
-        callbacks=callbacks,
-        loss=loss,
-        loss_weights=weights,
-        metrics={"acc": acc},
-        transform=_transform(config),
-        batch_transform=_mixer(config),
-    )
+    try:
+        history, seconds = train_model(
+            model,
+            fit_train,
+            fit_monitor,
+            config,
+            seed,
+            context,
+            regularizers=regularizers,
+            callbacks=callbacks,
+            loss=loss,
+            loss_weights=weights,
+            metrics={"acc": acc},
+            transform=_transform(config),
+            batch_transform=_mixer(config),
+        )
+    finally:
+        for hook in loss_hooks:
+            hook.remove()
     metrics = classifier_metrics(net, train, val, test, seed, model)
     metrics.update(epochs_run=float(len(history)), seconds=seconds)
     reliability = metrics.pop("reliability")
@@ -140,6 +171,72 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
     if config.post_hoc_stopping is not None:
         metrics.update(post_hoc_stopping(rows, config.post_hoc_stopping.settings()))
     return TrialOutcome(metrics, rows, net, reliability)
+
+
+def technique_loss(config: TrialConfig, net: nn.Module, loss: Any) -> tuple[Any, list[Any]]:
+    """``loss`` with the point's loss-side techniques, and the hooks to remove after training.
+
+    Built inside out: ``confidence_penalty`` (``loss − β·H``), then ``rdrop`` (a second
+    dropout pass of ``net``, ``loss`` averaged over both plus ``α``·symmetric KL), then
+    ``input_gradient`` (double backpropagation through ``net``). They act on training batches
+    only: held-out batches (``val_loss``, early stopping) get the plain ``loss``."""
+    plain, hooks = loss, []
+    if config.confidence_penalty is not None:
+        loss = ConfidencePenalty(config.confidence_penalty.beta, loss)
+    if config.rdrop is not None:
+        loss = RDrop(net, config.rdrop.alpha, loss)
+        hooks.append(loss)
+    if config.input_gradient is not None:
+        grad = config.input_gradient
+        penalty = InputGradient(grad.coefficient, grad.target, grad.n_projections or None)
+        loss = penalty.loss_for(net, loss)
+        hooks.append(loss)
+    if loss is plain:
+        return plain, []
+    return _TrainingOnly(net, loss, plain), hooks
+
+
+class _TrainingOnly:
+    """``loss`` while ``net`` trains, ``plain`` in eval mode (held-out batches)."""
+
+    def __init__(self, net: nn.Module, loss: Any, plain: Any) -> None:
+        self.net, self.loss, self.plain = net, loss, plain
+
+    def __call__(self, output: torch.Tensor, y: Any) -> torch.Tensor:
+        return (self.loss if self.net.training else self.plain)(output, y)
+
+
+def pruning(prune: PruneConfig, train: TrainConfig, net: nn.Module, rows: int) -> MagnitudePruning:
+    """The ``prune`` table as :func:`~reglab.pruning.magnitude_prune` on ``net`` for ``train``
+    on ``rows`` rows (its epochs become optimizer steps); ``fit`` advances it."""
+    per_epoch = max(1, math.ceil(rows / train.batch_size))
+    begin, end = prune.window(train.epochs)
+    if prune.schedule == "one_shot":  # the whole amount after step begin·per_epoch (>= 1)
+        start, steps = max(0, begin * per_epoch - 1), 1
+    else:
+        start, steps = begin * per_epoch, (end - begin) * per_epoch
+    return magnitude_prune(
+        net,
+        prune.amount,
+        scope=prune.scope,
+        steps=steps,
+        begin=start,
+        frequency=prune.frequency,
+    )
+
+
+class _BindConsistency(Callback):
+    """Binds a mean teacher / Π-model to ``fit``'s optimizer (step count for the ramp-up, the
+    teacher's EMA) for the run, and unbinds it after."""
+
+    def __init__(self, model: PiModel) -> None:
+        self.model = model
+
+    def on_train_begin(self, state: Any) -> None:
+        self.model.bind(state.optimizer)
+
+    def on_train_end(self, state: Any) -> None:
+        self.model.remove()
 
 
 def criterion(config: TrialConfig) -> Callable[..., torch.Tensor]:
@@ -192,8 +289,7 @@ def classifier_metrics(
         "train_loss": on_train["loss"],
         "test_loss": on_test["loss"],
         "test_ece": on_test["ece"],
-        "zero_frac": on_test["zero_frac"],
-        "mean_activation": on_test["mean_activation"],
+        **{k: on_test[k] for k in ("zero_frac", "mean_activation") if k in on_test},
         **kernel_stats(net),
         **_dropout_inference(net, *test, seed),
         **(_temperature_scaled(net, val, test) if val is not None else {}),
@@ -220,6 +316,21 @@ def _task_setup(
     hidden, d_in = _in_out(net)
     labelled = train[1] >= 0
     x, y = train[0][labelled], train[1][labelled]
+    if config.semi_supervised is not None and config.semi_supervised.method != "reconstruction":
+        semi_cfg = config.semi_supervised
+        per_epoch = max(1, math.ceil(len(train[0]) / config.train.batch_size))
+        options = dict(
+            consistency=semi_cfg.consistency,
+            ramp_up=semi_cfg.ramp_up * per_epoch,
+            noise=semi_cfg.noise,
+            rows=semi_cfg.rows,
+        )
+        consistency: PiModel = (
+            MeanTeacher(net, ema_decay=semi_cfg.ema_decay, **options)  # type: ignore[arg-type]
+            if semi_cfg.method == "mean_teacher"
+            else PiModel(net, **options)  # type: ignore[arg-type]
+        )
+        return consistency, train, monitor, consistency.loss, None, accuracy
     if config.semi_supervised is not None:
         recon = config.semi_supervised.recon_weight
         semi = SemiSupervised(trunk, nn.Linear(hidden, d_in), head, recon)
@@ -283,7 +394,8 @@ def _shared_task_metrics(
 ) -> dict[str, float]:
     """What the second task of a shared model learned, on the test rows: the semi-supervised
     decoder's reconstruction error (``test_recon``, squared error summed over features, with
-    ``input_var``, that of predicting the mean, for scale) or the parity head's accuracy."""
+    ``input_var``, that of predicting the mean, for scale), the mean teacher's accuracy
+    (``teacher_test_acc``) or the parity head's accuracy."""
     model.eval()
     if isinstance(model, SemiSupervised):
         out = model(test[0])
@@ -291,6 +403,9 @@ def _shared_task_metrics(
             "test_recon": float((out.reconstruction - test[0]).square().sum(1).mean()),
             "input_var": float(test[0].var(0, unbiased=False).sum()),
         }
+    if isinstance(model, MeanTeacher):
+        teacher = model.teacher.eval()(test[0]).argmax(-1)
+        return {"teacher_test_acc": float((teacher == test[1]).double().mean())}
     if isinstance(model, MultiTask) and "parity" in model.heads:
         parity = model(test[0])["parity"].argmax(-1)
         return {"parity_acc": float((parity == test[1] % 2).double().mean())}

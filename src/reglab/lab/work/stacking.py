@@ -15,8 +15,10 @@ initialisation and batch order (no dropout, noise, augmentation or pre-training)
 are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints, the same
 loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
 shared representations). Everything else runs alone, as before. A stacked trial's history
-has no ``penalty`` column (the terms are the stack's totals), and its ``seconds`` are the
-stack's training time divided by the number of members. When a member's loss or penalty
+has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
+has no training time of its own. It records ``stack_seconds`` (the whole stack's training
+time, the same value in every member) and ``stack_size`` instead; the report counts each
+stack's time once. When a member's loss or penalty
 turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are trained alone
 (so the one that diverged is named with its own step and term).
 """
@@ -56,7 +58,16 @@ _ALONE = (
     "ensemble",
     "pretrain",
     "augment",
+    "sam",
+    "rdrop",
+    "confidence_penalty",
+    "prune",
+    "input_gradient",
+    "layer_decay",
 )
+#: Constraints on a whole kernel matrix: a stack's kernel holds every member's, so they would
+#: mix the members (the per-unit norm constraints stack fine).
+_MATRIX_CONSTRAINTS = (constraints.SpectralNorm, constraints.Orthogonal)
 
 
 def _bindings(config: TrialConfig) -> Bindings:
@@ -91,6 +102,8 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
         if a.reduction != "batch":
             reductions.append((a.module_name, a.reduction))
     fixed = []
+    if any(isinstance(c.constraint, _MATRIX_CONSTRAINTS) for c in bindings.constraints):
+        return None
     for c in bindings.constraints:
         try:
             fixed.append(
@@ -256,13 +269,14 @@ def run_stacked(
     except Diverged as err:  # the Sweep trains each member alone, to say which diverged
         raise Diverged(f"{err} of a stack of {k}") from None
     histories = _split(history.epochs, k)
-    seconds /= k
     outcomes = []
     for net, config, seed, rows in zip(stack.unstack(), configs, seeds, histories, strict=True):
         net.eval()
         metrics = classifier_metrics(net, train, val, test, seed)
         reliability = metrics.pop("reliability")
-        metrics.update(epochs_run=float(config.train.epochs), seconds=seconds)
+        metrics.update(
+            epochs_run=float(config.train.epochs), stack_seconds=seconds, stack_size=float(k)
+        )
         outcomes.append(TrialOutcome(metrics, rows, net, reliability, {"stacked": k}))
     return outcomes
 

@@ -17,6 +17,7 @@ from torch import nn
 import reglab
 from reglab.constraints import NormBound
 from reglab.lab.settings.config import TrialConfig
+from reglab.lab.settings.techniques import LayerDecayConfig, SamConfig
 from reglab.lab.settings.train import (
     SCHEDULED_SLOTS,
     ScheduleConfig,
@@ -24,6 +25,7 @@ from reglab.lab.settings.train import (
     TrainConfig,
 )
 from reglab.layouts import named_kernels, unit_layout
+from reglab.optim import SAM
 from reglab.training import Callback, Diverged, History, fit
 
 __all__ = [
@@ -70,17 +72,45 @@ class EpochProgress(Callback):
 
 
 def make_optimizer(
-    model: nn.Module, train: TrainConfig, make: Callable[..., Any] | None = None
+    model: nn.Module,
+    train: TrainConfig,
+    make: Callable[..., Any] | None = None,
+    *,
+    sam: SamConfig | None = None,
+    layer_decay: LayerDecayConfig | None = None,
 ) -> torch.optim.Optimizer:
     """The ``[train]`` optimizer over ``model``'s parameters, with ``weight_decay`` on its
     kernels only (:func:`reglab.param_groups`). ``make(cls, params, **options)`` builds it
-    (default: torch's implementation; stacks pass ``fused_optimizer``)."""
+    (default: torch's implementation; stacks pass ``fused_optimizer``).
+
+    ``train.optimizer = "sam"``: :class:`reglab.optim.SAM` (``sam``'s settings, its defaults
+    when None) around ``sam.base``. ``layer_decay``: one group per layer, each with
+    ``lr = train.lr · lr_scale`` (:func:`reglab.param_groups`)."""
     make = make or (lambda cls, params, **options: cls(params, **options))
     wd = train.weight_decay
-    params = reglab.param_groups(model, wd) if wd else model.parameters()
-    if train.optimizer == "sgd":
+    kind = train.optimizer
+    if kind == "sam":
+        sam = sam or SamConfig()
+        kind = sam.base
+        inner, settings = make, sam
+
+        def make(cls: Any, params: Any, **options: Any) -> Any:
+            return inner(
+                SAM,
+                params,
+                base_optimizer=cls,
+                rho=settings.rho,
+                adaptive=settings.adaptive,
+                **options,
+            )
+
+    if layer_decay is not None:
+        params: Any = reglab.param_groups(model, wd, layer_decay=layer_decay.decay, lr=train.lr)
+    else:
+        params = reglab.param_groups(model, wd) if wd else model.parameters()
+    if kind == "sgd":
         return make(torch.optim.SGD, params, lr=train.lr, momentum=train.momentum)
-    if train.optimizer == "adamw":  # AdamW's default decay (0.01) must not reach biases
+    if kind == "adamw":  # AdamW's default decay (0.01) must not reach biases
         return make(torch.optim.AdamW, params, lr=train.lr, weight_decay=0.0)
     return make(torch.optim.Adam, params, lr=train.lr)
 
@@ -137,7 +167,9 @@ def train_model(
     value. ``optimizer_maker`` builds the optimizer (:func:`make_optimizer`'s ``make``)."""
     if regularizers is None:
         regularizers = grid_regularizers(config, model)
-    optimizer = make_optimizer(model, config.train, optimizer_maker)
+    optimizer = make_optimizer(
+        model, config.train, optimizer_maker, sam=config.sam, layer_decay=config.layer_decay
+    )
     steps = _steps_per_epoch(train, config.train.batch_size)
     handles, schedules = optimizer_side(config, model, optimizer, regularizers, steps)
     callbacks = [*schedules, *callbacks]  # schedules log their values before other loggers
