@@ -20,3 +20,19 @@ def test_cli_reports_an_internal_error_in_one_line(monkeypatch, capsys) -> None:
     assert "internal error (RuntimeError: boom)" in err
     with pytest.raises(RuntimeError, match="boom"):
         main(["--debug", "data", "list"])
+
+
+def test_a_closed_pipe_ends_the_cli_quietly() -> None:
+    # `reglab studies | head -1`: the reader is gone before the listing is written
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reglab", "studies", "--long"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the interpreter has even imported reglab
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert err == b""

@@ -432,8 +432,10 @@ def test_sparsity_routes_three_kinds_of_exact_zeros() -> None:
     assert proximal["weight_zero_frac"] > 0.3  # weights: the proximal step (measured 0.40)
     assert pruned["weight_zero_frac"] == pytest.approx(0.9, abs=1e-3)  # weights: the mask
     assert activity["zero_frac"] > none["zero_frac"] + 0.3  # activations: the activity L1
-    for m in (proximal, activity, pruned):  # measured 91-93 % vs 95 % at 20 epochs
-        assert m["test_acc"] > none["test_acc"] - 0.06, m
+    # measured 86.2-91.8 % vs 94.7 % at 20 epochs, 20 % of the rows held out for validation
+    # (the study's default since it chooses on validation; 91-93 % with every row)
+    for m in (proximal, activity, pruned):
+        assert m["test_acc"] > none["test_acc"] - 0.1, m
 
 
 def test_modern_regularizers_study_parses_with_every_technique() -> None:

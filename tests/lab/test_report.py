@@ -60,8 +60,8 @@ def test_coefficient_series_sorted_and_only_for_single_axis_sweeps() -> None:
 
 def test_markdown_table() -> None:
     table = markdown_table(summarize(RECORDS))
-    assert table.splitlines()[0].startswith("| config | seeds | train % | test %")
-    assert "| b | 2 | n/a | 70.0 ± 14.1 |" in table  # no train accuracy recorded
+    assert table.splitlines()[0].startswith("| config | seeds | train % | val % | val NLL | test %")
+    assert "| b | 2 | n/a | n/a | n/a | 70.0 ± 14.1 |" in table  # no train/val recorded
 
 
 def test_reliability_pools_bins_over_seeds() -> None:

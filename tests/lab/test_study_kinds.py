@@ -17,7 +17,7 @@ name = "ae"
 seeds = [0]
 [data]
 name = "digits"
-subset = 400
+subset = 500  # 400 train, 100 validation
 [model]
 kind = "autoencoder"
 sizes = [64, 96]

@@ -137,6 +137,9 @@ def test_jobs_run_trials_in_parallel_processes(tiny_study: Path, tmp_path: Path)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert "6/6 trials complete" in stdout
+    # no terminal: the coordinator prints one line per trial its workers finish, each once
+    lines = re.findall(r"^\[(\d)/6\] .* seed \d: val % ", stdout, re.M)
+    assert sorted(lines) == ["1", "2", "3", "4", "5", "6"], stdout
     states = _completions(f"sqlite:///{out / 'storage.db'}", tiny_study)
     assert all(s.count(TrialState.COMPLETE) == 1 for s in states.values()), states
 

@@ -8,6 +8,7 @@ option, study key or file; 128 + N interrupted by signal N (130 for Ctrl-C, 143 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -108,6 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(getattr(err, "exit_code", 130))
+    except BrokenPipeError:
+        # the reader went away (`reglab studies | head`): stop quietly, as Unix tools do on
+        # SIGPIPE, and keep the interpreter from failing on the closed stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + getattr(signal, "SIGPIPE", 13)
     except _user_errors() as err:
         if args.debug:
             raise

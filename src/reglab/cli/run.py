@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -13,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from reglab.cli.lines import TrialLines, plain_output
 from reglab.cli.options import (
     OptionError,
     add_max_trials_option,
@@ -26,6 +24,7 @@ from reglab.cli.options import (
     positive_int,
     writable_directory,
 )
+from reglab.cli.tables import results_table
 from reglab.lab import (
     Overrides,
     RunDir,
@@ -36,9 +35,9 @@ from reglab.lab import (
     find_study,
     summarize,
 )
-from reglab.lab.metrics import format_value, pick
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock, optuna_study_name
+from reglab.lab.sweep.objective import choice_line
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
 from reglab.lab.work.training import TrialContext
@@ -101,26 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
-def results_table(summary: list[dict[str, Any]], title: str) -> Table:
-    """Console table: the metrics registry's console columns (at most 7) that the study
-    recorded; the full table is in the run's summary.md and report.html."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("config", no_wrap=True, max_width=22)
-    columns = pick({k for row in summary for k in row["metrics"]}, "console", 7)
-    for m in columns:
-        table.add_column(escape(m.header), justify="right", no_wrap=True)
-    notes = any(row["notes"] for row in summary)
-    if notes:
-        table.add_column("notes", max_width=40)
-    for row in summary:
-        cells = []
-        for m in columns:
-            mean, std = row["metrics"].get(m.key, (math.nan, 0.0))
-            cells.append(format_value(m, mean, std if m.spread else None).replace(" ± ", "±"))
-        table.add_row(escape(row["label"]), *cells, *([escape(row["notes"])] if notes else []))
-    return table
 
 
 def _spawn_workers(
@@ -311,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         start = time.perf_counter()
+        # Without a terminal: one plain line per finished trial instead of progress bars.
+        lines = TrialLines(run_dir, total, sweep.objective) if plain_output() else None
         with (
             trust.active(),
             Progress(
@@ -319,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
                 console=console,
-                disable=args.no_progress,
+                disable=args.no_progress or lines is not None,
                 transient=True,
             ) as progress,
         ):
@@ -329,8 +310,11 @@ def run(args: argparse.Namespace) -> int:
                     torch.set_num_threads(args.threads)
                 epoch_task = progress.add_task("epochs", total=1)
 
+                began = [time.perf_counter()]
+
                 def on_trial(batch: list[Any], event: str) -> None:
                     if event == "start":
+                        began[0] = time.perf_counter()
                         first = batch[0]
                         more = f" + {len(batch) - 1} stacked" if len(batch) > 1 else ""
                         progress.update(
@@ -338,7 +322,10 @@ def run(args: argparse.Namespace) -> int:
                             description=f"{first.point.label} (seed {first.seed}){more}",
                         )
                     else:
-                        progress.update(trial_task, completed=sweep.finished())
+                        finished = sweep.finished()
+                        progress.update(trial_task, completed=finished)
+                        if lines is not None:
+                            lines.batch(batch, finished, time.perf_counter() - began[0])
 
                 def on_epoch(epoch: int, epochs: int) -> None:
                     progress.update(epoch_task, completed=epoch, total=epochs)
@@ -349,11 +336,26 @@ def run(args: argparse.Namespace) -> int:
                 workers = _spawn_workers(args, run_dir, storage, trust, lock)
                 while any(w.poll() is None for w in workers):
                     progress.update(trial_task, completed=sweep.finished())
+                    if lines is not None:
+                        lines.poll(sweep)
                     time.sleep(0.5)
+                if lines is not None:
+                    lines.poll(sweep)
         failed = [w.returncode for w in workers if w.returncode]
         records = sweep.results()
         report = write_report(run_dir, study, records, total)
-        console.print(results_table(summarize(records), f"{study.name} (mean±std over seeds)"))
+        summary = summarize(records)
+        objective = sweep.objective
+        console.print(
+            results_table(
+                summary,
+                f"{study.name} (mean±std over seeds)",
+                console.width,
+                first=(objective.key, objective.test),
+            )
+        )
+        if len(summary) > 1:
+            console.print(escape(choice_line(summary, objective)))
         diverged = sum(1 for r in records if r["diverged"])
         complete = len(records) - diverged
         console.print(

@@ -1,36 +1,169 @@
-"""``reglab studies`` and ``reglab show STUDY``."""
+"""``reglab studies`` and ``reglab show STUDY``.
+
+``reglab studies`` prints one line per built-in study — name, model kind(s), dataset, trials
+(configurations x seeds) and the data it needs — read from the TOML files alone: no study is
+parsed into configurations and no model is imported or built, so the listing is quick.
+``--long`` adds each study's description.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reglab._optional import toml
 from reglab.cli.options import add_max_trials_option
 from reglab.lab import builtin_studies, find_study
+from reglab.lab.settings.grid import is_axis
 from reglab.lab.settings.studyfile import GridTooLarge
 
 NAME = "studies"
-HELP = "list the built-in studies"
+HELP = "list the built-in studies (one line each; --long adds descriptions)"
+
+__all__ = ["StudyLine", "configurations", "data_needed", "study_line"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument("--long", action="store_true", help="add each study's description")
+
+
+@dataclass(frozen=True)
+class StudyLine:
+    """What ``reglab studies`` says about one study."""
+
+    name: str
+    kinds: tuple[str, ...]
+    dataset: str
+    configurations: int
+    seeds: int
+    description: str
+
+    @property
+    def trials(self) -> int:
+        return self.configurations * self.seeds
+
+
+def _axis_length(value: Mapping[str, Any]) -> int:
+    if "values" in value:
+        values = value["values"]
+        return len(values) if isinstance(values, list) else 1
+    num = value.get("num")
+    return num if isinstance(num, int) and num > 0 else 1
+
+
+def _axes(value: Any) -> list[int]:
+    """The lengths of the sweep axes in a (merged) table."""
+    if is_axis(value):
+        return [_axis_length(value)]
+    if isinstance(value, Mapping):
+        return [n for v in value.values() for n in _axes(v)]
+    return []
+
+
+def configurations(document: Mapping[str, Any]) -> int:
+    """How many configurations (grid points) a decoded study file expands to: each entry's
+    axes (its own and the study-level tables' it inherits) crossed, or zipped with
+    ``mode = "zip"``. Counted from the document alone (the parser checks it)."""
+    total = 0
+    for entry in document.get("grid", []):
+        if not isinstance(entry, Mapping):
+            continue
+        merged = {
+            k: {**document.get(k, {}), **entry.get(k, {})}
+            if isinstance(entry.get(k, {}), Mapping)
+            else entry[k]
+            for k in ("model", "train")
+        }
+        merged.update({k: v for k, v in entry.items() if k not in ("model", "train")})
+        lengths = _axes(merged) + _axes(document.get("data", {}))
+        if entry.get("mode") == "zip":
+            total += lengths[0] if lengths else 1
+        else:
+            total += math.prod(lengths)
+    return total
+
+
+def study_line(text: str) -> StudyLine:
+    """The listing of one study file's text (TOML, decoded; nothing parsed further)."""
+    document = toml().loads(text)
+    model = document.get("model", {})
+    kinds = [model.get("kind", "mlp")]
+    for entry in document.get("grid", []):
+        entry_model = entry.get("model", {}) if isinstance(entry, Mapping) else {}
+        kind = entry_model.get("kind") if isinstance(entry_model, Mapping) else None
+        if isinstance(kind, str) and kind not in kinds:
+            kinds.append(kind)
+    return StudyLine(
+        name=document.get("name", "?"),
+        kinds=tuple(kinds),
+        dataset=document.get("data", {}).get("name", "digits"),
+        configurations=configurations(document),
+        seeds=len(document.get("seeds", [0, 1, 2])),
+        description=" ".join(document.get("description", "").split()),
+    )
+
+
+def data_needed(dataset: str) -> str:
+    """Whether ``dataset`` is here, or how to get it (``reglab data list`` says the same)."""
+    if dataset == "teacher":
+        return "none (synthetic)"
+    from reglab.data import list_datasets
+
+    status = {row.name: row for row in list_datasets()}
+    row = status.get("image-patches" if dataset == "patches" else dataset)
+    if row is None:
+        return "?"
+    if row.available:
+        return "bundled" if row.how_to_get == "bundled" else "here"
+    return row.how_to_get
 
 
 def run(args: argparse.Namespace) -> int:
-    table = Table(title="built-in studies (reglab run NAME)")
-    table.add_column("name")
-    table.add_column("grid points x seeds", justify="right")
-    table.add_column("description")
-    for name in builtin_studies():
-        study, _, _ = find_study(name)
-        description = " ".join(study.description.split())
-        table.add_row(name, f"{len(study.points)} x {len(study.seeds)}", escape(description))
-    Console().print(table)
+    lines = [study_line(text) for text in builtin_studies().values()]
+    rows = [
+        (
+            s.name,
+            "+".join(s.kinds),
+            s.dataset,
+            f"{s.configurations}x{s.seeds}={s.trials}",
+            data_needed(s.dataset),
+        )
+        for s in lines
+    ]
+    header = ("name", "kind", "dataset", "trials", "data")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        *aligned, last = cells
+        padded = [
+            c.rjust(w) if i == 3 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(aligned, widths, strict=True))
+        ]
+        return "  ".join([*padded, last])
+
+    print(line(header))
+    for study, row in zip(lines, rows, strict=True):
+        print(line(row))
+        if args.long:
+            print(
+                textwrap.fill(
+                    study.description, 88, initial_indent="    ", subsequent_indent="    "
+                )
+            )
+            print()
+    print(
+        "reglab run NAME runs one; reglab show NAME lists its configurations"
+        + ("" if args.long else "; --long adds descriptions")
+    )
     return 0
 
 

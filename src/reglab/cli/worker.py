@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
+from reglab.cli.lines import TrialLines
 from reglab.cli.options import (
     OptionError,
     add_max_trials_option,
@@ -75,9 +78,17 @@ def run(args: argparse.Namespace) -> int:
         study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry, name=name
     )
 
+    lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)
+    began = [time.perf_counter()]
+
     def on_trial(batch: list, event: str) -> None:
-        if not args.no_progress:
-            console.print(f"worker: {event} {', '.join(t.key for t in batch)}")
+        if args.no_progress:
+            return
+        if event == "start":
+            began[0] = time.perf_counter()
+            console.print(f"worker: start {', '.join(t.key for t in batch)}")
+        else:  # one plain line per finished trial, with its key metrics
+            lines.batch(batch, sweep.finished(), time.perf_counter() - began[0])
 
     with trust.active():
         sweep.work(

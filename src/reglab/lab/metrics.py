@@ -3,6 +3,11 @@ where each view shows it.
 
 The console table, ``summary.md``, ``report.html``, the figures and the sweep's objective all
 ask this registry; nothing else spells a metric's header or precision.
+
+The sweep chooses on validation only: :data:`OBJECTIVES` names the validation metrics a study
+may be optimised for, and :data:`FAMILY_OBJECTIVES` each trial family's default (``val_acc``
+for classifiers; a validation loss for the others). Test metrics are reported for every
+configuration and decide nothing (:mod:`reglab.lab.sweep.objective` computes the value).
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from typing import Any
 __all__ = [
     "DECIDING",
     "DESCRIPTIONS",
+    "FAMILY_OBJECTIVES",
     "METRICS",
     "NONFINITE",
+    "OBJECTIVES",
     "STOP_EPOCH",
     "Metric",
+    "Objective",
     "describe",
     "format_value",
     "metric",
-    "objective",
     "pick",
     "strict_metrics",
 ]
@@ -43,7 +50,6 @@ class Metric:
         spread: the console shows ``mean±std`` (else the mean).
         bar: priority among the per-configuration bar panels (None: not drawn).
         sweep: priority among the metrics plotted against a swept coefficient.
-        objective: priority as the sweep's objective (the first recorded one).
     """
 
     key: str
@@ -56,13 +62,14 @@ class Metric:
     spread: bool = False
     bar: int | None = None
     sweep: int | None = None
-    objective: int | None = None
 
 
 _PCT = {"scale": 100.0, "decimals": 1}
 
 METRICS: tuple[Metric, ...] = (
     Metric("train_acc", "train %", "train accuracy", **_PCT, better="max", console=1),
+    Metric("val_acc", "val %", "validation accuracy", **_PCT, better="max", console=2, spread=True),
+    Metric("val_loss", "val NLL", "validation NLL", decimals=3, better="min"),
     Metric(
         "test_acc",
         "test %",
@@ -73,7 +80,6 @@ METRICS: tuple[Metric, ...] = (
         spread=True,
         bar=1,
         sweep=5,
-        objective=1,
     ),
     Metric(
         "gap",
@@ -125,13 +131,13 @@ METRICS: tuple[Metric, ...] = (
         console=10,
         spread=True,
         sweep=1,
-        objective=2,
     ),
     Metric("act_sq", "E[h²]", "E[h²] (AR)", decimals=5, console=11, bar=9),
     Metric("act_diff_sq", "E[Δh²]", "E[Δh²] (TAR)", decimals=6, console=12, bar=10),
     Metric(
         "train_mse", "train MSE", "train MSE", decimals=4, better="min", console=13, bar=6, sweep=3
     ),
+    Metric("val_mse", "val MSE", "validation MSE", decimals=4, better="min", console=8),
     Metric(
         "test_mse",
         "test MSE",
@@ -142,7 +148,6 @@ METRICS: tuple[Metric, ...] = (
         spread=True,
         bar=5,
         sweep=2,
-        objective=3,
     ),
     Metric("equiv_l2", "equiv. L2", "equivalent L2 coefficient", decimals=4, console=14),
     Metric("ridge_gap", "off ridge path", "distance from the ridge path", decimals=5),
@@ -154,6 +159,14 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("predicted_mse", "v/k+(k-1)c/k", "predicted ensemble error", decimals=4),
     Metric(
+        "val_recon",
+        "val recon",
+        "validation reconstruction error",
+        decimals=3,
+        better="min",
+        console=16,
+    ),
+    Metric(
         "test_recon",
         "recon",
         "test reconstruction error",
@@ -163,7 +176,6 @@ METRICS: tuple[Metric, ...] = (
         spread=True,
         bar=4,
         sweep=7,
-        objective=4,
     ),
     Metric("pca_recon", "PCA recon", "PCA reconstruction error", decimals=3),
     Metric("max_angle", "max angle °", "largest principal angle", decimals=2),
@@ -186,10 +198,51 @@ METRICS: tuple[Metric, ...] = (
 )
 _BY_KEY = {m.key: m for m in METRICS}
 
+
+@dataclass(frozen=True)
+class Objective:
+    """A validation metric a sweep chooses on: ``name`` is what Optuna's storage and
+    dashboards call it (``study.set_metric_names``), ``key`` the metric it reads from a
+    trial's metrics, ``direction`` Optuna's ``"maximize"`` or ``"minimize"``, ``test`` the
+    test metric reported next to the chosen configuration (it decides nothing)."""
+
+    name: str
+    key: str
+    direction: str
+    test: str
+
+    @property
+    def better(self) -> str:
+        """``"max"`` or ``"min"``, as :attr:`Metric.better` says it."""
+        return "max" if self.direction == "maximize" else "min"
+
+
+#: Every objective a sweep may choose on; each reads a validation metric, never a test one.
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("val_acc", "val_acc", "maximize", "test_acc"),
+        Objective("val_loss", "val_loss", "minimize", "test_loss"),
+        Objective("val_recon", "val_recon", "minimize", "test_recon"),
+        Objective("val_mse", "val_mse", "minimize", "test_mse"),
+        Objective("val_ppl", "val_ppl", "minimize", "test_ppl"),
+    )
+}
+#: The default objective of each trial family (:data:`reglab.lab.settings.registry.FAMILIES`).
+FAMILY_OBJECTIVES: dict[str, str] = {
+    "classifier": "val_acc",
+    "autoencoder": "val_recon",
+    "regression": "val_mse",
+    "language": "val_ppl",
+}
+
 #: What each registered metric measures, in one sentence: the report's glossary. Kept apart
 #: from :data:`METRICS` (one entry per key; a test checks that every metric has one).
 DESCRIPTIONS: dict[str, str] = {
     "train_acc": "Accuracy on the training rows (labelled ones), after the last epoch.",
+    "val_acc": "Accuracy on the validation rows held out of the training split: what the "
+    "sweep chooses on (the test split decides nothing).",
+    "val_loss": "Mean cross-entropy of the true class on the validation rows.",
     "test_acc": "Accuracy on the test split, after the last epoch (or the restored best "
     "weights with early stopping).",
     "gap": "Training accuracy minus test accuracy, in percentage points: how much the model "
@@ -215,6 +268,7 @@ DESCRIPTIONS: dict[str, str] = {
     "act_diff_sq": "Mean squared change of the hidden state between time steps E[Δh²] (what "
     "temporal activation regularization, TAR, penalises).",
     "train_mse": "Mean squared error on the training rows.",
+    "val_mse": "Mean squared error on the validation rows: what the sweep chooses on.",
     "test_mse": "Mean squared error on the test rows.",
     "equiv_l2": "The L2 coefficient whose ridge solution is closest to the learned weights.",
     "ridge_gap": "Distance of the learned weights from the ridge-regression path.",
@@ -225,6 +279,7 @@ DESCRIPTIONS: dict[str, str] = {
     "labels.",
     "predicted_mse": "The ensemble error predicted from the members' variance v and "
     "covariance c: v/k + (k−1)c/k.",
+    "val_recon": "Reconstruction error on the validation rows: what the sweep chooses on.",
     "test_recon": "Reconstruction error (mean squared error) on the test split.",
     "pca_recon": "Reconstruction error of PCA with as many components as code units "
     "(the optimum for a linear autoencoder).",
@@ -286,7 +341,7 @@ def metric(key: str) -> Metric:
 
 def pick(recorded: Iterable[str], view: str, limit: int | None = None) -> list[Metric]:
     """The registered metrics in ``recorded`` that ``view`` (``"console"``, ``"bar"``,
-    ``"sweep"``, ``"objective"``, or ``"table"`` for all) shows, in its order."""
+    ``"sweep"``, or ``"table"`` for all) shows, in its order."""
     present = set(recorded)
     if view == "table":
         chosen = [m for m in METRICS if m.key in present]
@@ -318,18 +373,6 @@ def strict_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
     if reasons:
         out[NONFINITE] = reasons
     return out
-
-
-def objective(metrics: dict[str, float]) -> float:
-    """The value Optuna records for a trial: its first objective metric, negated when lower
-    is better (the Optuna study maximises). 0 when none was recorded."""
-    chosen = pick(metrics, "objective", 1)
-    if not chosen:
-        return 0.0
-    value = metrics[chosen[0].key]
-    if value is None or not math.isfinite(value):
-        return 0.0
-    return value if chosen[0].better == "max" else -value
 
 
 def format_value(m: Metric, mean: float, std: float | None = None) -> str:

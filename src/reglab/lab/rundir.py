@@ -192,7 +192,10 @@ class RunDir:
             max_trials = record.get("max_trials")
         name = raw.get("name")
         try:
-            return parse_study(raw, name if isinstance(name, str) else "study", **_cap(max_trials))
+            # As run: a run from before the default-validation rule keeps its settings.
+            return parse_study(
+                raw, name if isinstance(name, str) else "study", selection=False, **_cap(max_trials)
+            )
         except StudyError as err:
             raise StudyError(f"{self.study_json}: {err}") from None
 

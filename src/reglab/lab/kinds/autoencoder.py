@@ -123,6 +123,7 @@ def run_autoencoder(config: TrialConfig, seed: int, context: TrialContext) -> Tr
     metrics = {
         "train_recon": ae.reconstruction_error(x).mean().item(),
         "test_recon": ae.reconstruction_error(xt).mean().item(),
+        **({} if val is None else {"val_recon": ae.reconstruction_error(val[0]).mean().item()}),
         "fvu": stats.fvu,
         "l0": stats.l0,
         "dead_fraction": stats.dead_fraction,

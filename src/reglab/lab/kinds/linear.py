@@ -100,7 +100,7 @@ def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> Tri
     mean squared error, with the grid's penalties, constraints or norm bound; compared with
     the closed forms of ``reglab.lab.kinds.linear``. Zero initialisation keeps gradient
     descent in the row space of X, so with no penalty it converges to ``pinv(X) y``."""
-    (train, test), _ = load_data(config.data, seed)
+    (train, test), val = load_data(config.data, seed)
     (x, y), (xt, yt) = train, test
     net = config.model.build(config.data)
 
@@ -122,6 +122,7 @@ def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> Tri
         metrics = {
             "train_mse": mse(net(x), y).item(),
             "test_mse": mse(net(xt), yt).item(),
+            **({} if val is None else {"val_mse": mse(net(val[0]), val[1]).item()}),
             "weight_norm": float(w.norm()),
             **ridge_metrics(w.numpy(), x.double().numpy(), y.double().numpy()),
             "epochs_run": float(len(history)),

@@ -31,6 +31,8 @@ from reglab.lab.report.summaries import (
 )
 from reglab.lab.report.timing import describe_time, training_time
 from reglab.lab.rundir import CheckpointError, RunDir
+from reglab.lab.settings.selection import held_out_split
+from reglab.lab.sweep.objective import choice_line, study_objective
 from reglab.layouts import is_kernel
 
 __all__ = [
@@ -130,10 +132,11 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         )
         curve_data = curves(trained)
         if curve_data:
+            held_out = held_out_split(study.points[0].config.data)
             add(
                 "learning_curves.png",
-                "Training vs held-out loss: the overfitting picture",
-                figures.learning_curves_figure(curve_data),
+                f"Training vs {held_out} loss: the overfitting picture",
+                figures.learning_curves_figure(curve_data, held_out=held_out),
             )
         histograms = weight_histograms(_kernels(run_dir, trained, notes))
         if histograms:
@@ -189,6 +192,8 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
     status = f"{len(trained)} of {total_trials} trials complete" + (
         f", {diverged} diverged." if diverged else "."
     )
+    if len(summary) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
+        status += " " + choice_line(summary, study_objective(study))
     recorded = {k for row in summary for k in row["metrics"]}
     deciding = deciding_metrics(recorded)
     label = next((c.label for c in comparisons if c.point == baseline), None)

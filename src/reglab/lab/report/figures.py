@@ -200,16 +200,19 @@ def results_figure(
     return fig
 
 
-def learning_curves_figure(curve_data: dict[str, dict[str, Any]], loss: str = "data loss") -> Any:
+def learning_curves_figure(
+    curve_data: dict[str, dict[str, Any]], loss: str = "data loss", held_out: str = "held-out"
+) -> Any:
     """One panel per configuration: the seed-mean training and held-out ``loss`` per epoch
-    (log axis)."""
+    (log axis); ``held_out`` names the held-out data (``"validation"`` or ``"test"``) in the
+    legend."""
     n = len(curve_data)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
     fig = _figure(figsize=(3.2 * ncols, 2.6 * nrows))
     axes = _grid_axes(fig, n, sharey=True)
     for i, (ax, c) in enumerate(zip(axes, curve_data.values(), strict=True)):
-        for key, name in (("loss", "train"), ("val_loss", "held-out")):
+        for key, name in (("loss", "train"), ("val_loss", held_out)):
             if key in c:
                 epochs = range(1, len(c[key]) + 1)
                 (line,) = ax.plot(epochs, c[key], label=name)

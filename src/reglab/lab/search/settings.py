@@ -75,6 +75,13 @@ class SearchSettings(Table):
         for key in ("stages", "points"):
             if settings.method != "coarse-to-fine" and key in given:
                 raise fail(at(key), "only used by method 'coarse-to-fine'", given[key])
+        for name in settings.objectives:  # test metrics are reported, never chosen on
+            if name.startswith("test_"):
+                raise fail(
+                    at("objectives"),
+                    "test metrics never decide; name a validation metric such as 'val_acc'",
+                    list(settings.objectives),
+                )
         if len(set(settings.objectives)) != len(settings.objectives):
             raise fail(
                 at("objectives"), "expected distinct metric names", list(settings.objectives)

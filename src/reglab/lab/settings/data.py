@@ -190,6 +190,19 @@ def _dataset(name: str) -> Split:
     return loaders[name]()
 
 
+def _hold_out(
+    train: tuple[torch.Tensor, torch.Tensor], fraction: float, generator: torch.Generator
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    """``(rest, validation)``: a seeded random ``fraction`` of the rows (at least one) held
+    out; ``(train, None)`` when ``fraction`` is 0."""
+    if fraction <= 0:
+        return train, None
+    x, y = train
+    n_val = max(1, round(len(x) * fraction))
+    rows = torch.randperm(len(x), generator=generator)
+    return (x[rows[n_val:]], y[rows[n_val:]]), (x[rows[:n_val]], y[rows[:n_val]])
+
+
 def load_data(
     data: DataConfig, seed: int = 0
 ) -> tuple[Split, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -204,25 +217,23 @@ def load_data(
     keeps the labels of ``n`` random training rows and sets the others to ``-1``
     (scikit-learn's "unlabelled"). The ``teacher`` regression problem is the one exception to
     "the same data for every trial": each ``seed`` draws a fresh teacher and sample, so seeds
-    average over problem instances as Krogh & Hertz do.
+    average over problem instances as Krogh & Hertz do; its validation rows are held out of
+    that sample.
     """
-    if data.name == "teacher":
-        return teacher_student(data.subset or 90, data.inputs, data.noise, seed=seed), None
+    generator = torch.Generator().manual_seed(12345)
+    if data.name == "teacher":  # validation rows: held out of this seed's training sample
+        train, test = teacher_student(data.subset or 90, data.inputs, data.noise, seed=seed)
+        train, val = _hold_out(train, data.validation, generator)
+        return (train, test), val
     if data.source is not None:
         loaded = load_source(data.source)  # cached: the tensors are shared, never changed
         (x, xt), y, yt = loaded.flat(), loaded.y_train, loaded.y_test
     else:
         (x, y), (xt, yt) = _dataset(data.name)
-    generator = torch.Generator().manual_seed(12345)
     if data.subset:
         rows = torch.randperm(len(x), generator=generator)[: data.subset]
         x, y = x[rows], y[rows]
-    val = None
-    if data.validation > 0:
-        n_val = max(1, round(len(x) * data.validation))
-        rows = torch.randperm(len(x), generator=generator)
-        val = (x[rows[:n_val]], y[rows[:n_val]])
-        x, y = x[rows[n_val:]], y[rows[n_val:]]
+    (x, y), val = _hold_out((x, y), data.validation, generator)
     if data.standardize:
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
         x, xt = (x - mean) / std, (xt - mean) / std

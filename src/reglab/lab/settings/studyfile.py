@@ -6,7 +6,9 @@ A study file is study-level ``[data]``, ``[model]`` and ``[train]`` tables, ``se
 ``label_smoothing``, ...). :func:`parse_study` merges each entry over the study tables,
 expands its sweep axes (:mod:`reglab.lab.settings.grid`) and validates every resulting point
 (:class:`~reglab.lab.settings.config.TrialConfig`) — so every mistake is reported with its key path
-before a run directory or a trial exists::
+before a run directory or a trial exists. A study with more than one configuration holds out
+``validation = 0.2`` of its training rows unless it says otherwise
+(:mod:`reglab.lab.settings.selection`)::
 
     study.grid[1].rules."fc*".kernel: The 'l2' parameter of L2 must be a finite number >= 0...
 """
@@ -42,6 +44,7 @@ from reglab.lab.settings.schema import (
     key_path,
     shown_value,
 )
+from reglab.lab.settings.selection import with_validation
 
 __all__ = [
     "DATASETS",
@@ -222,10 +225,13 @@ def parse_study(
     max_trials: int | None = None,
     *,
     root: str | Path | None = None,
+    selection: bool = True,
 ) -> Study:
     """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
     ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
     (and recorded absolute in ``Study.source``); without it, to the working directory.
+    ``selection=False`` skips the default-validation rule (:mod:`~reglab.lab.settings.selection`):
+    for a study recorded as run, which already holds what the rule gave it.
 
     The grid is counted before it is expanded: more than ``max_trials`` trials (default
     :data:`MAX_TRIALS`) raises :class:`GridTooLarge`. Trial folder names are checked against
@@ -298,6 +304,10 @@ def parse_study(
     paths = {gname: path for gname, _, _, path, _ in entries}
     for point in points:
         _fits_a_name(f"{paths[point.entry]}.name", point.key, seed_suffix, "a trial folder")
+    # A study that chooses among configurations holds out validation data (settings.selection).
+    data = with_validation(study_tables["data"], len(points), raw.get("search"), f"{origin}.data")
+    if selection and data is not None:
+        return parse_study({**raw, "data": data}, origin, max_trials)  # paths already anchored
     baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
     return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
 

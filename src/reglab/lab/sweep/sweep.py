@@ -59,12 +59,13 @@ from optuna.trial import FrozenTrial, TrialState
 from reglab._internals.optuna import rdb_models, study_id
 from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
-from reglab.lab.metrics import objective, strict_metrics
+from reglab.lab.metrics import strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
 from reglab.lab.sweep.heartbeat import Heartbeat
+from reglab.lab.sweep.objective import name_metric, optuna_value, study_objective
 from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
@@ -118,6 +119,8 @@ class Sweep:
         self.db_retry = db_retry
         self.trials = {t.key: t for t in study.trials}
         self.name = optuna_study.study_name
+        #: The validation metric this sweep tells Optuna (never a test metric).
+        self.objective = study_objective(study)
         self._stack_keys: dict[str, Hashable | None] = {}
         self._owned: dict[int, optuna.Trial] = {}  # popped by this process, not yet told
         self._beatless: dict[int, float] = {}  # RUNNING, no heartbeat: first seen (monotonic)
@@ -144,6 +147,7 @@ class Sweep:
         (:class:`StorageMismatch`) instead of receiving a second."""
         storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
         name = name or optuna_study_name(study)
+        objective = study_objective(study)
 
         def create_or_complete() -> Sweep:
             with creation_lock(storage_url, f"reglab:study:{name}", db_retry):
@@ -156,8 +160,9 @@ class Sweep:
                     )
                 try:
                     created = optuna.create_study(
-                        storage=storage, study_name=name, direction="maximize"
+                        storage=storage, study_name=name, direction=objective.direction
                     )
+                    name_metric(created, objective)
                 except optuna.exceptions.DuplicatedStudyError:
                     created = optuna.load_study(storage=storage, study_name=name)
                 sweep = cls(study, storage, created, db_retry)
@@ -191,7 +196,7 @@ class Sweep:
             state, value = TrialState.FAIL, None
             attrs["diverged"] = files["diverged"]
         else:
-            state, value = TrialState.COMPLETE, objective(files["metrics"])
+            state, value = TrialState.COMPLETE, optuna_value(files["metrics"], self.objective)
             attrs.update(
                 metrics=files["metrics"], history=files["history"], tensors=files["tensors"]
             )
@@ -502,7 +507,7 @@ class Sweep:
             attrs["stacked"] = outcome.extra["stacked"]
         for name, value in attrs.items():
             self._db(trial.set_user_attr, name, value)
-        self._tell(trial, objective(outcome.metrics))
+        self._tell(trial, optuna_value(metrics, self.objective))
 
     def _store_divergence(
         self, trial: optuna.Trial, spec: Trial, reason: str, run_dir: RunDir | None

@@ -29,7 +29,7 @@ def _member_mean(stats: Iterable[dict[str, float]]) -> dict[str, float]:
 def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A bagged ensemble of ``members`` models (Adam, the study's training settings)."""
     del context  # Bagging trains all members at once, without per-epoch callbacks
-    (train, test), _ = load_data(config.data)
+    (train, test), val = load_data(config.data)
     (x, y), (xt, yt) = train, test
     ensemble, train_cfg = config.ensemble, config.train
     assert ensemble is not None
@@ -54,6 +54,7 @@ def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialO
         "train_acc": train_acc,
         "test_acc": test_acc,
         "gap": train_acc - test_acc,
+        **({} if val is None else {"val_acc": bag.score(*val)}),
         "test_ece": expected_calibration_error(proba, yt),
         "mean_member_acc": member_acc.mean().item(),
         "members": float(decomposition["k"]),

@@ -278,12 +278,18 @@ def classifier_metrics(
 ) -> dict[str, Any]:
     """Everything a classifier trial reports about a trained ``net`` (``model``: the shared
     wrapper it was trained in, for the second task's metrics). ``reliability`` holds the
-    test set's bins."""
+    test set's bins. ``val_acc`` and ``val_loss`` (on the validation rows, when the study
+    holds some out) are what the sweep chooses on; the test metrics decide nothing."""
     labelled = train[1] >= 0
     on_train = _evaluate(net, train[0][labelled], train[1][labelled])
     on_test = _evaluate(net, *test)
+    on_val = {}
+    if val is not None:
+        scored = _evaluate(net, val[0][val[1] >= 0], val[1][val[1] >= 0])
+        on_val = {"val_acc": scored["acc"], "val_loss": scored["loss"]}
     return {
         "train_acc": on_train["acc"],
+        **on_val,
         "test_acc": on_test["acc"],
         "gap": on_train["acc"] - on_test["acc"],
         "train_loss": on_train["loss"],
