@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+import torch
+
 from reglab.lab.settings.studyfile import MAX_TRIALS
 from reglab.lab.sweep.database import DEFAULT_RETRY
 from reglab.lab.trust import ENVIRONMENT
@@ -73,7 +75,25 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def device(text: str) -> torch.device:
+    """``--device``: a device this machine has (:func:`reglab.lab.work.device.parse_device`)."""
+    from reglab.lab.work.device import DeviceError, parse_device
+
+    try:
+        return parse_device(text)
+    except DeviceError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        type=device,
+        default="cpu",
+        metavar="DEVICE",
+        help="where trials train: auto (cuda, else mps, else cpu), cpu (default; "
+        "deterministic), cuda, cuda:N or mps",
+    )
     parser.add_argument(
         "--heartbeat",
         type=positive_int,

@@ -40,6 +40,7 @@ from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.objective import choice_line
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -130,6 +131,7 @@ def _spawn_workers(
         "--exit-with-parent",
         str(os.getpid()),
     ]
+    cmd += ["--device", str(args.device)]
     if args.no_stack:
         cmd.append("--no-stack")
     if args.tensorboard is not None:
@@ -248,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
     study, text, run_dir, option = _study_and_dir(args)
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
+    check_device(study, args.device)
     name = run_dir.optuna_study or optuna_study_name(study)
     if args.resume is not None:  # the run directory is one study: refuse edited study files
         run_dir.verify(study, name)
@@ -330,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
                 def on_epoch(epoch: int, epochs: int) -> None:
                     progress.update(epoch_task, completed=epoch, total=epochs)
 
-                context = TrialContext(on_epoch, args.tensorboard)
+                context = TrialContext(on_epoch, args.tensorboard, args.device)
                 sweep.work(run_dir, on_trial, context, stack=not args.no_stack)
             else:
                 workers = _spawn_workers(args, run_dir, storage, trust, lock)

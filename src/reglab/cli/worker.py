@@ -22,6 +22,7 @@ from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.storage import check_url
 from reglab.lab.trust import look_beside
+from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         study, _, _ = find_study(args.study, overrides, args.max_trials)
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
+    check_device(study, args.device)
     name = optuna_study_name(study)
     if args.study is None:  # the run directory's study, as its run began (never edited)
         recorded = RunDir(args.run_dir)
@@ -92,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
 
     with trust.active():
         sweep.work(
-            run_dir, on_trial, TrialContext(tensorboard=args.tensorboard), stack=not args.no_stack
+            run_dir,
+            on_trial,
+            TrialContext(tensorboard=args.tensorboard, device=args.device),
+            stack=not args.no_stack,
         )
     diverged = len(sweep.diverged())
     console.print(

@@ -8,6 +8,7 @@ from typing import Any
 
 from reglab._optional import toml
 from reglab.lab.settings.data import anchor
+from reglab.lab.settings.init import resolve_paths as resolve_init_paths
 from reglab.lab.settings.studyfile import Overrides, Study, StudyError, parse_study, read_toml
 
 __all__ = ["builtin_studies", "expand", "find_study", "trials"]
@@ -46,6 +47,7 @@ def find_study(
         raw, text = read_toml(path)
         origin = path.stem
         raw = anchor(raw, path.parent)  # [data] paths are relative to the study file
+        raw = resolve_init_paths(raw, path.parent)  # [train] init paths, likewise
     raw = (overrides or Overrides()).apply(raw)
     return parse_study(raw, origin, max_trials), raw, text
 

@@ -51,6 +51,8 @@ from reglab.lab.settings.data import SOURCE_KEYS
 from reglab.lab.settings.studyfile import Study, StudyError, parse_study
 from reglab.lab.sweep import DirectoryLock, Sweep
 from reglab.lab.trust import Trust, provide
+from reglab.lab.work.device import DeviceError, parse_device
+from reglab.lab.work.device import check_study as check_study_device
 from reglab.lab.work.training import TrialContext
 
 __all__ = ["StudyResult", "run_study"]
@@ -94,14 +96,15 @@ def run_study(
     factory: ``model(features=..., classes=..., image_shape=..., **options)`` -> ``nn.Module``
     (``options`` are the study's ``[model] options`` when it names a factory). ``out`` is the
     run directory (default ``runs/<study>-<time>``); a directory that holds a run of the same
-    study is resumed. ``device``: ``None``, ``"cpu"`` or ``"auto"`` (the lab trains on the
-    CPU).
+    study is resumed. ``device``: where every trial trains, as ``reglab run --device``:
+    ``None`` or ``"cpu"`` (deterministic), ``"auto"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+    ``torch.device`` (:mod:`reglab.lab.work.device`); one this machine lacks is refused.
 
     Raises :class:`~reglab.lab.StudyError` (or another
     :class:`~reglab._validation.InvalidParameterError`) naming the problem before the run
     directory is created.
     """
-    _check_device(device)
+    where = _check_device(device)
     document, origin = _document(study)
     with contextlib.ExitStack() as stack:
         if model is not None:
@@ -114,6 +117,10 @@ def run_study(
         parsed = _parse(document, origin, staged)  # every check of the data and the settings
         trust = Trust.of(None)  # REGLAB_TRUST_FACTORIES; a model given here needs none
         trust.check(parsed)
+        try:
+            check_study_device(parsed, where)  # fp16 on the CPU
+        except DeviceError as err:
+            raise InvalidParameterError(f"The 'device' parameter of run_study: {err}.") from None
         run_dir = RunDir(out or Path("runs") / f"{parsed.name}-{datetime.now():%Y%m%d-%H%M%S}")
         if staged is not None:  # the data become part of the run's record
             document = _with_data(document, _paths(run_dir.path, staged))
@@ -124,7 +131,7 @@ def run_study(
             for file in staged.iterdir():
                 shutil.copyfile(file, run_dir.path / file.name)
             parsed = parse_study(document, origin)  # now reading the run directory's copy
-        return _run(parsed, run_dir, trust)
+        return _run(parsed, run_dir, trust, where)
 
 
 def _parse(document: dict[str, Any], origin: str, staged: Path | None) -> Study:
@@ -165,20 +172,14 @@ def _check_run_dir(run_dir: RunDir, study: Study, staged: Path | None) -> None:
             )
 
 
-def _check_device(device: Any) -> None:
-    if device is None or str(device) in ("cpu", "auto"):
-        return
+def _check_device(device: Any) -> torch.device:
+    """``device`` parsed (:func:`~reglab.lab.work.device.parse_device`); errors name it."""
+    if device is None:
+        return torch.device("cpu")
     try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidParameterError(
-            f"The 'device' parameter of run_study must be 'auto', 'cpu', 'cuda', 'cuda:N' or "
-            f"'mps'. Got {device!r} instead."
-        ) from None
-    raise InvalidParameterError(
-        f"The 'device' parameter of run_study: the lab trains on the CPU here (device "
-        f"'auto' or 'cpu'). Got {device!r} instead."
-    )
+        return parse_device(str(device))
+    except DeviceError as err:
+        raise InvalidParameterError(f"The 'device' parameter of run_study: {err}.") from None
 
 
 def _document(study: str | Path | Study) -> tuple[dict[str, Any], str]:
@@ -272,7 +273,7 @@ def _numpy(value: Any, where: str) -> np.ndarray:
     return array
 
 
-def _run(study: Study, run_dir: RunDir, trust: Trust) -> StudyResult:
+def _run(study: Study, run_dir: RunDir, trust: Trust, device: torch.device) -> StudyResult:
     """The sweep of ``study`` in ``run_dir`` (created and checked), then its report."""
     lock = DirectoryLock(run_dir.path)
     try:
@@ -281,7 +282,7 @@ def _run(study: Study, run_dir: RunDir, trust: Trust) -> StudyResult:
         sweep = Sweep.create(study, run_dir.storage_url)
         sweep.recover_local()
         with trust.active():
-            sweep.work(run_dir, None, TrialContext())
+            sweep.work(run_dir, None, TrialContext(device=device))
         records = sweep.results()
         write_report(run_dir, study, records, len(sweep.trials))
         return StudyResult(records, run_dir)

@@ -32,6 +32,7 @@ import torch
 
 from reglab._io import atomic_write, atomic_write_json, atomic_write_text
 from reglab.lab.settings.data import anchor
+from reglab.lab.settings.init import resolve_paths as resolve_init_paths
 from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Overrides, Study, changes, parse_study, read_toml
 from reglab.lab.work.training import TrialOutcome
@@ -214,7 +215,8 @@ class RunDir:
         if isinstance(root, str) and self.study_toml.is_file():
             overrides = Overrides(**{k: record["overrides"].get(k) for k in ("epochs", "seeds")})
             raw, _ = read_toml(self.study_toml)
-            raw = anchor(raw, root) if root else raw  # [data] paths, as when the run began
+            if root:  # [data] and [train] init paths, as when the run began
+                raw = resolve_init_paths(anchor(raw, root), root)
             try:
                 toml_study = parse_study(
                     overrides.apply(raw), study.name, **_cap(record.get("max_trials"))

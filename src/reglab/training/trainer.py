@@ -16,6 +16,7 @@ from reglab._validation import InvalidParameterError, check_positive_int, invali
 from reglab.training.callbacks import Callback, TrainState
 from reglab.training.divergence import FiniteWatch, Snapshot, all_finite
 from reglab.training.history import History
+from reglab.training.precision import Precision
 
 __all__ = ["Regularizer", "fit"]
 
@@ -135,6 +136,7 @@ def _evaluate(
     metrics: Mapping[str, LossFn],
     batch_size: int,
     device: torch.device,
+    precision: Precision | None = None,
 ) -> dict[str, float]:
     was_training = model.training
     model.eval()
@@ -142,8 +144,9 @@ def _evaluate(
     try:
         for x, y in _batches(data, batch_size, False, None, "val"):
             x, y = _to(x, device), _to(y, device)
-            output = model(x)
-            value, parts = _loss(loss, loss_weights, output, y)
+            with precision.autocast() if precision is not None else contextlib.nullcontext():
+                output = model(x)
+                value, parts = _loss(loss, loss_weights, output, y)
             n = len(x)
             means.add("loss", value, n)
             for task, part in parts.items():
@@ -216,14 +219,17 @@ def _stop_diverged(
     warnings.warn(f"fit stopped: {reason}; {kept}", RuntimeWarning, stacklevel=3)
 
 
-def _closure(model: nn.Module, loss: Any, weights: Any, x: Any, y: Any, regs: list) -> Any:
+def _closure(
+    model: nn.Module, loss: Any, weights: Any, x: Any, y: Any, regs: list, precision: Precision
+) -> Any:
     """The step's total loss again, backward included: the closure for optimizers that set
     ``requires_closure`` and evaluate it at other weights (``reglab.optim.SAM``)."""
 
     def closure() -> torch.Tensor:
-        total = _loss(loss, weights, model(x), y)[0]
-        for r in regs:
-            total = total + _penalty(r)
+        with precision.autocast():
+            total = _loss(loss, weights, model(x), y)[0]
+            for r in regs:
+                total = total + _penalty(r)
         total.backward()
         return total
 
@@ -249,6 +255,7 @@ def fit(
     loss_weights: Mapping[str, float] | None = None,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_transform: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None,
+    precision: str = "32",
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return its ``History``.
 
@@ -284,6 +291,10 @@ def fit(
         batch_transform: ``(x, y) -> (x, targets)`` on each training batch after
             ``transform`` (mixup, CutMix: targets become class probabilities, which
             ``F.cross_entropy`` and ``accuracy`` accept).
+        precision: ``"32"`` (float32), ``"bf16"`` or ``"fp16"``: the forward pass, loss and
+            penalties (training and ``val``) under ``torch.autocast`` in that dtype; ``fp16``
+            scales the loss with ``torch.amp.GradScaler`` and needs a CUDA or MPS device
+            (:mod:`reglab.training.precision`).
 
     Logs per epoch: ``loss`` (mean data loss over the epoch's training batches, without
     penalties), ``loss/<task>``, metrics, ``penalty`` (mean total penalty) and ``penalty/<term>``
@@ -324,6 +335,13 @@ def fit(
             )
     metrics = dict(metrics or {})
     device = torch.device(device)
+    amp = Precision(precision, device)
+    if amp.scaler is not None and getattr(optimizer, "requires_closure", False):
+        raise InvalidParameterError(
+            f"The 'precision' parameter of fit is 'fp16', which cannot be used with "
+            f"{type(optimizer).__name__} (it evaluates a closure, which GradScaler does not "
+            "support); use 'bf16' or '32'."
+        )
     model.to(device)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     history = History()
@@ -356,8 +374,9 @@ def fit(
                     x = transform(x)
                 if batch_transform is not None:
                     x, y = batch_transform(x, y)
-                output = model(x)
-                data_loss, parts = _loss(loss, loss_weights, output, y)
+                with amp.autocast():
+                    output = model(x)
+                    data_loss, parts = _loss(loss, loss_weights, output, y)
                 if not isinstance(data_loss, torch.Tensor) or data_loss.ndim != 0:
                     got = (
                         f"a tensor of shape {tuple(data_loss.shape)}"
@@ -372,7 +391,8 @@ def fit(
                 n = len(x)
                 step_logs: dict[str, torch.Tensor] = {"loss": data_loss.detach()}
                 if regularizers:
-                    penalties = [_penalty(r) for r in regularizers]
+                    with amp.autocast():
+                        penalties = [_penalty(r) for r in regularizers]
                     penalty = penalties[0] if len(penalties) == 1 else sum(penalties)
                     total = data_loss + penalty
                     for r in regularizers:
@@ -388,11 +408,11 @@ def fit(
                     if key != "loss":
                         means.add(key, value, n)
                 optimizer.zero_grad(set_to_none=True)
-                total.backward()
                 if getattr(optimizer, "requires_closure", False):  # SAM: a second pass
-                    optimizer.step(_closure(model, loss, loss_weights, x, y, regularizers))
+                    total.backward()
+                    optimizer.step(_closure(model, loss, loss_weights, x, y, regularizers, amp))
                 else:
-                    optimizer.step()
+                    amp.step(total, optimizer)
                 for r in regularizers:
                     if hasattr(r, "after_step"):
                         r.after_step()
@@ -421,7 +441,9 @@ def fit(
             if not step_times:
                 raise InvalidParameterError("The 'train' data of fit yielded no batch.")
             if val is not None:
-                logs.update(_evaluate(model, val, loss, loss_weights, metrics, batch_size, device))
+                logs.update(
+                    _evaluate(model, val, loss, loss_weights, metrics, batch_size, device, amp)
+                )
             logs["step_time"] = sum(step_times) / len(step_times)
             logs["epoch_time"] = time.perf_counter() - epoch_start
             logs["epoch"] = float(epoch)

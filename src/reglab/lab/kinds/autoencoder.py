@@ -32,6 +32,7 @@ from reglab.lab.settings.schema import (
     sequence_of,
     spec,
 )
+from reglab.lab.work.init import load_init
 from reglab.lab.work.training import (
     TrialContext,
     TrialOutcome,
@@ -105,6 +106,7 @@ def run_autoencoder(config: TrialConfig, seed: int, context: TrialContext) -> Tr
         val = None if val is None else (val[0] - mean, val[1])
     torch.manual_seed(seed)
     ae = m.build(config.data)
+    load_init(config, seed, ae, context.device)
     transform = None
     if m.corruption != "none":  # denoising: corrupt inputs, targets stay clean
 

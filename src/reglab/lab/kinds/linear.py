@@ -22,6 +22,7 @@ from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import DataConfig, load_data
 from reglab.lab.settings.registry import Kind, register
 from reglab.lab.settings.schema import KeyPath, Table, fail
+from reglab.lab.work.init import load_init
 from reglab.lab.work.training import TrialContext, TrialOutcome, history_rows, train_model
 
 __all__ = ["KIND", "LinearModel", "equivalent_l2", "ridge", "ridge_metrics", "run_regression"]
@@ -103,6 +104,7 @@ def run_regression(config: TrialConfig, seed: int, context: TrialContext) -> Tri
     (train, test), val = load_data(config.data, seed)
     (x, y), (xt, yt) = train, test
     net = config.model.build(config.data)
+    load_init(config, seed, net, context.device)
 
     def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out.squeeze(-1), target)

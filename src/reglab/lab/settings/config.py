@@ -200,6 +200,8 @@ class TrialConfig:
     proximal_l1: float = 0.0
     schedules: tuple[ScheduleConfig, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: ``[train] init`` parsed against the study (:mod:`reglab.lab.settings.init`), or None
+    init_source: Any = field(default=None, compare=False, repr=False)
 
     # -- parsing -------------------------------------------------------------------------
     @classmethod
@@ -501,7 +503,7 @@ class TrialConfig:
         """The parsed point with every default filled in (``reglab show``)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name == "raw":
+            if f.name in ("raw", "init_source"):
                 continue
             value = getattr(self, f.name)
             if (

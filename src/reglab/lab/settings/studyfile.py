@@ -35,6 +35,8 @@ from reglab.lab.settings.grid import (
     expand_entry,
     is_axis,
 )
+from reglab.lab.settings.init import check_study as check_init
+from reglab.lab.settings.init import resolve_paths as resolve_init_paths
 from reglab.lab.settings.schema import (
     INT_MAX,
     StudyError,
@@ -229,9 +231,10 @@ def parse_study(
 ) -> Study:
     """Validate a decoded TOML document; raise :class:`StudyError` naming the key path.
     ``root`` is the study file's folder: ``[data] path`` / ``test_path`` are relative to it
-    (and recorded absolute in ``Study.source``); without it, to the working directory.
-    ``selection=False`` skips the default-validation rule (:mod:`~reglab.lab.settings.selection`):
-    for a study recorded as run, which already holds what the rule gave it.
+    (and recorded absolute in ``Study.source``), and so are ``[train] init`` paths; without
+    it, to the working directory. ``selection=False`` skips the default-validation rule
+    (:mod:`~reglab.lab.settings.selection`): for a study recorded as run, which already holds
+    what the rule gave it.
 
     The grid is counted before it is expanded: more than ``max_trials`` trials (default
     :data:`MAX_TRIALS`) raises :class:`GridTooLarge`. Trial folder names are checked against
@@ -240,6 +243,7 @@ def parse_study(
     raw = _table(origin, raw)
     if root is not None:
         raw = anchor(raw, root)
+        raw = resolve_init_paths(raw, root)  # [train] init paths, likewise
     _keys(origin, raw, TOP_KEYS)
     name = raw.get("name")
     if not isinstance(name, str):
@@ -308,6 +312,7 @@ def parse_study(
     data = with_validation(study_tables["data"], len(points), raw.get("search"), f"{origin}.data")
     if selection and data is not None:
         return parse_study({**raw, "data": data}, origin, max_trials)  # paths already anchored
+    points = list(check_init(raw, points, origin))  # after every point exists: init may name one
     baseline = _baseline(f"{origin}.baseline", raw.get("baseline"), points)
     return Study(name, description, tuple(seeds), tuple(points), copy.deepcopy(raw), baseline)
 

@@ -14,6 +14,13 @@ from reglab.lab.settings.schema import Table, choice, fail, integer, number, spe
 __all__ = ["NormBoundConfig", "ScheduleConfig", "ScheduleTarget", "TrainConfig"]
 
 
+def _precision(path: str, value: Any) -> str:
+    """``"32"``, ``"bf16"`` or ``"fp16"`` (the number 32 is read as ``"32"``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 32:
+        value = "32"
+    return choice("32", "bf16", "fp16")(path, value)
+
+
 @dataclass(frozen=True)
 class TrainConfig(Table):
     """The ``[train]`` table."""
@@ -29,6 +36,14 @@ class TrainConfig(Table):
     weight_decay: float = spec(0.0, number(0.0))
     epochs: int = spec(30, integer(1))
     batch_size: int = spec(64, integer(1))
+    #: ``"32"``, ``"bf16"`` or ``"fp16"``: autocast dtype of the forward pass, loss and
+    #: penalties (:mod:`reglab.training.precision`); ``fp16`` needs ``--device cuda`` or ``mps``
+    precision: str = spec("32", _precision)
+    #: start every trial from these weights: a ``.safetensors`` file or a trial folder of an
+    #: earlier run (relative to the study file), or the name of a ``[[grid]]`` entry of this
+    #: study (its trial of the same seed); checked against the model at parse time
+    #: (:mod:`reglab.lab.settings.init`). ``""``: the model's own initialisation
+    init: str = spec("", string())
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def _member_mean(stats: Iterable[dict[str, float]]) -> dict[str, float]:
 
 def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialOutcome:
     """A bagged ensemble of ``members`` models (Adam, the study's training settings)."""
-    del context  # Bagging trains all members at once, without per-epoch callbacks
+    # Bagging trains all members at once, without per-epoch callbacks, on the context's device
     (train, test), val = load_data(config.data)
     (x, y), (xt, yt) = train, test
     ensemble, train_cfg = config.ensemble, config.train
@@ -42,8 +42,10 @@ def run_bagging(config: TrialConfig, seed: int, context: TrialContext) -> TrialO
         epochs=train_cfg.epochs,
         batch_size=train_cfg.batch_size,
         lr=train_cfg.lr,
+        device=context.device,
     ).fit(x, y)
     seconds = time.perf_counter() - start
+    bag.stack_.cpu()  # metrics on the CPU, as every trial's
     members = bag.member_proba(xt)  # (K, N, C)
     decomposition = error_decomposition(members, F.one_hot(yt, members.shape[-1]).double())
     member_acc = (members.argmax(-1) == yt).double().mean(1)

@@ -19,6 +19,7 @@ from reglab.lab.settings.data import load_data
 from reglab.lab.settings.techniques import PruneConfig
 from reglab.lab.settings.train import TrainConfig
 from reglab.lab.work.bagging import run_bagging
+from reglab.lab.work.init import load_init
 from reglab.lab.work.posthoc import post_hoc_stopping
 from reglab.lab.work.training import (
     TrialContext,
@@ -127,6 +128,7 @@ def run_classifier(config: TrialConfig, seed: int, context: TrialContext) -> Tri
             seed=seed,
         )
     net = _with_weight_noise(net, config)
+    load_init(config, seed, net, context.device)  # [train] init: start from trained weights
     regularizers = grid_regularizers(config, net)
     model, fit_train, fit_monitor, loss, weights, acc = _task_setup(
         config, net, criterion(config), train, val, test
@@ -389,6 +391,9 @@ class _TestCurve(Callback):
 
     def on_epoch_end(self, state: Any) -> None:
         was_training = self.net.training
+        device = next(self.net.parameters()).device
+        if self.test[0].device != device:  # moved once, to where the net trains
+            self.test = (self.test[0].to(device), self.test[1].to(device))
         on_test = _evaluate(self.net, *self.test)
         self.net.train(was_training)
         state.logs["test_acc"], state.logs["test_loss"] = on_test["acc"], on_test["loss"]

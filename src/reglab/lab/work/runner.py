@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
+from reglab.lab.work.init import remember
 from reglab.lab.work.training import TrialContext, TrialOutcome
 
 __all__ = ["TrialOutcome", "load_data", "run_trial"]
@@ -17,4 +18,7 @@ def run_trial(config: TrialConfig, seed: int, context: TrialContext | None = Non
     (:mod:`reglab.lab.settings.registry`): a classifier (default; bagged when the point has
     ``ensemble``), an autoencoder, a linear regression or a language model.
     """
-    return config.model_kind.run(config, seed, context or TrialContext())
+    context = context or TrialContext()
+    outcome = config.model_kind.run(config, seed, context)
+    remember(config, seed, outcome.model, context.device)  # when another point starts from it
+    return outcome

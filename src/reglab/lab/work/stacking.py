@@ -14,7 +14,9 @@ What stacks (:func:`stack_key`): MLP classifier trials with no randomness beyond
 initialisation and batch order (no dropout, noise, augmentation or pre-training), whose rules
 are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints, the same
 loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
-shared representations). Everything else runs alone, as before. A stacked trial's history
+shared representations), and that no other grid point starts from (``[train] init`` naming
+it: those train alone, so the weights others start from are exactly a lone trial's).
+Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
 has no training time of its own. It records ``stack_seconds`` (the whole stack's training
 time, the same value in every member) and ``stack_size`` instead; the report counts each
@@ -38,6 +40,8 @@ from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
 from reglab.lab.work.classifier import classifier_metrics, criterion
+from reglab.lab.work.device import to_device
+from reglab.lab.work.init import load_init, wanted
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
@@ -84,6 +88,8 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     if config.kind != "classifier" or not config.model_kind.stackable:
         return None
     if config.stochastic or any(getattr(config, k) for k in _ALONE):
+        return None
+    if wanted(config):  # others start from its trials: trained alone, exactly as they start
         return None
     bindings = _bindings(config)
     coefficients: dict[tuple[str, str], tuple] = {}
@@ -174,6 +180,7 @@ class _MemberBatches:
     def __iter__(self) -> Any:
         n = len(self.x)
         orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])  # (K, n)
+        orders = orders.to(self.x.device)  # the data may be on an accelerator
         for rows in orders.split(self.batch_size, dim=1):  # (K, b)
             yield self.x[rows].transpose(0, 1), self.y[rows].transpose(0, 1)
 
@@ -243,16 +250,19 @@ def run_stacked(
     labelled = train[1] >= 0
     x, y = train[0][labelled], train[1][labelled]
     monitor = val if val is not None else test  # learning curves, as run_classifier
+    context = context or TrialContext()
     models = []
     for config, seed in members:
         torch.manual_seed(seed)
         models.append(config.network())
+        load_init(config, seed, models[-1], context.device)  # [train] init, per member
     k = len(models)
     stack = ModelStack(models)
     rules = _rules(configs)
     reg = reglab.attach(stack, rules) if rules else None
     loss = _MemberLoss(criterion(first))
-    context = TrialContext(progress=(context or TrialContext()).progress)
+    context = TrialContext(progress=context.progress, device=context.device)
+    x, y = to_device((x, y), context.device)  # once, not per batch
     try:
         history, seconds = train_model(
             _PerMember(stack),

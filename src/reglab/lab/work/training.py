@@ -24,6 +24,7 @@ from reglab.lab.settings.train import (
     ScheduleTarget,
     TrainConfig,
 )
+from reglab.lab.work.device import to_device
 from reglab.layouts import named_kernels, unit_layout
 from reglab.optim import SAM
 from reglab.training import Callback, Diverged, History, fit
@@ -45,11 +46,13 @@ __all__ = [
 
 @dataclass
 class TrialContext:
-    """How a trial reports while it runs: ``progress(epoch, epochs)`` after each epoch, and
-    TensorBoard event files under ``tensorboard`` (``reglab run --tensorboard DIR``)."""
+    """How a trial runs and reports: ``progress(epoch, epochs)`` after each epoch, TensorBoard
+    event files under ``tensorboard`` (``reglab run --tensorboard DIR``), and the ``device`` it
+    trains on (``reglab run --device``; :mod:`reglab.lab.work.device`)."""
 
     progress: Callable[[int, int], None] | None = None
     tensorboard: str | os.PathLike[str] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 @dataclass
@@ -164,7 +167,12 @@ def train_model(
     grid's regularizers (unless given) and the context's progress and TensorBoard callbacks;
     returns the history and the training seconds. Hooks are removed afterwards, so evaluation
     records no activity. Raises :class:`Diverged` when training stopped on a non-finite
-    value. ``optimizer_maker`` builds the optimizer (:func:`make_optimizer`'s ``make``)."""
+    value. ``optimizer_maker`` builds the optimizer (:func:`make_optimizer`'s ``make``).
+
+    Device: the model trains on ``context.device`` in ``[train] precision``; in-memory
+    ``train`` and ``monitor`` data are moved there once (when they fit:
+    :func:`~reglab.lab.work.device.to_device`), and the model is back on the CPU when this
+    returns, so metrics are computed and weights saved as on a CPU run."""
     if regularizers is None:
         regularizers = grid_regularizers(config, model)
     optimizer = make_optimizer(
@@ -179,6 +187,8 @@ def train_model(
         from reglab.training import TensorBoard
 
         callbacks.append(TensorBoard(context.tensorboard))
+    device = context.device
+    train, monitor = to_device(train, device), to_device(monitor, device)
     start = time.perf_counter()
     with warnings.catch_warnings():  # a divergence is reported as the trial's outcome
         warnings.filterwarnings("ignore", "fit stopped:", RuntimeWarning)
@@ -186,6 +196,8 @@ def train_model(
             model,
             train,
             monitor,
+            device=device,
+            precision=config.train.precision,
             optimizer=optimizer,
             epochs=config.train.epochs,
             regularization=list(regularizers),
@@ -196,6 +208,7 @@ def train_model(
             **fit_kwargs,
         )
     seconds = time.perf_counter() - start
+    model.cpu()  # fit read the device at each epoch's end: the seconds are the device's
     for reg in [*regularizers, *handles]:
         if hasattr(reg, "remove"):
             reg.remove()
