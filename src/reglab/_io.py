@@ -34,6 +34,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results should read like any other file
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota: name the file (the error has no name)
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is not None and err.filename != tmp:
+            raise
+        raise OSError(err.errno, f"cannot write: {err.strerror}", str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -235,3 +235,132 @@ def test_a_run_directory_that_turns_unwritable_mid_run_loses_nothing(
     subprocess.run(["chattr", "-i", str(out / "trials")], check=True)
     assert _run("--resume", str(out)) == 0
     assert "2/2 trials complete" in capsys.readouterr().out
+
+
+# -- a run directory is one study (issue 24, case 2) --------------------------------------
+
+
+def _studies(run: Path) -> list[str]:
+    return optuna.get_all_study_names(f"sqlite:///{run / 'storage.db'}")
+
+
+def _trial_files(run: Path) -> dict[str, int]:
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.glob("trials/*/*")}
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda doc: doc["train"].update(epochs=2), "points.a.train.epochs: 1 -> 2"),
+        (lambda doc: doc["grid"].append({"name": "b"}), "grid point 'b' added"),
+    ],
+    ids=["epochs", "grid entry"],
+)
+def test_resume_refuses_an_edited_study_json(finished_run: Path, capsys, edit, said) -> None:
+    """Before, resume created a second Optuna study in storage.db, re-ran every trial and
+    overwrote the trial files; the report showed only the edited study."""
+    files, studies = _trial_files(finished_run), _studies(finished_run)
+    path = finished_run / "study.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+    assert _run("--resume", str(finished_run)) == 2
+    err = _one_line(capsys)
+    assert f"{path} was edited since the run began ({said})" in err
+    assert _studies(finished_run) == studies
+    assert _trial_files(finished_run) == files
+
+
+def test_resume_refuses_an_edited_study_toml(finished_run: Path, capsys) -> None:
+    """study.toml and study.json cannot disagree: before, an edited study.toml was kept
+    while study.json's settings ran."""
+    path = finished_run / "study.toml"
+    path.write_text(path.read_text().replace("epochs = 1", "epochs = 3"))
+    assert _run("--resume", str(finished_run)) == 2
+    assert f"{path} was edited since the run began (points.a.train.epochs: 1 -> 3)" in (
+        _one_line(capsys)
+    )
+
+
+def test_resume_keeps_the_overrides_the_run_began_with(tmp_path: Path, capsys) -> None:
+    """``--epochs`` is in study.json, not study.toml: the two agree through run.json."""
+    out = tmp_path / "run"
+    assert _run(str(_tiny(tmp_path)), "--out", str(out), "--epochs", "2", "--seeds", "1") == 0
+    assert _run("--resume", str(out)) == 0
+    assert "1/1 trials complete" in capsys.readouterr().out
+    assert len(_studies(out)) == 1
+
+
+def test_resume_of_a_run_without_its_record_never_adds_a_study(finished_run: Path, capsys):
+    """A run directory from before run.json: an edited study.json is caught by the storage,
+    which holds another study."""
+    (finished_run / "run.json").unlink()
+    path = finished_run / "study.json"
+    document = json.loads(path.read_text())
+    document["seeds"] = [0, 1, 2]
+    path.write_text(json.dumps(document))
+    assert _run("--resume", str(finished_run)) == 2
+    assert "holds the sweep of another study" in _one_line(capsys)
+    assert len(_studies(finished_run)) == 1
+
+
+def test_fingerprint_is_of_the_parsed_settings() -> None:
+    """Spelling does not matter (a study-level value or the entry's own); values do."""
+    from reglab.lab.settings.studyfile import parse_study
+
+    common = {"name": "s", "data": {"subset": 100}, "model": {"sizes": [64, 8, 10]}}
+    at_top = parse_study({**common, "train": {"epochs": 2}, "grid": [{"name": "a"}]})
+    in_entry = parse_study({**common, "grid": [{"name": "a", "train": {"epochs": 2}}]})
+    other = parse_study({**common, "train": {"epochs": 3}, "grid": [{"name": "a"}]})
+    assert at_top.fingerprint == in_entry.fingerprint != other.fingerprint
+
+
+# -- rebuild never destroys (issue 24, case 3) --------------------------------------------
+
+
+def test_rebuild_names_every_unreadable_trial_file_and_changes_nothing(
+    finished_run: Path, capsys
+) -> None:
+    """Before: a JSON error naming no file, after storage.db had been renamed aside; the new
+    storage.db held 0 studies."""
+    db = finished_run / "storage.db"
+    healthy = db.read_bytes()
+    bad = sorted(finished_run.glob("trials/*/metrics.json"))
+    bad[0].write_text('{"accuracy": 0.5, oops}')
+    weights = bad[1].with_name("model.safetensors")
+    weights.write_bytes(b"garbage")
+    assert _run("--resume", str(finished_run), "--rebuild-storage") == 2
+    err = _one_line(capsys)
+    assert "--rebuild-storage: 2 trial file(s) cannot be read: " in err
+    assert f"{bad[0]}: not valid JSON (Expecting property name" in err
+    assert f"{weights}: not a readable safetensors file" in err
+    assert "nothing was changed" in err
+    assert db.read_bytes() == healthy
+    assert sorted(p.name for p in finished_run.iterdir() if p.name.startswith("storage.db")) == [
+        "storage.db",
+        "storage.db.lock",
+    ]
+
+
+def test_rebuild_skips_unreadable_trials_when_asked(finished_run: Path, capsys) -> None:
+    db = finished_run / "storage.db"
+    bad = sorted(finished_run.glob("trials/*/metrics.json"))[0]
+    bad.write_text("{")
+    db.write_bytes(b"not sqlite at all")
+    args = ("--resume", str(finished_run), "--rebuild-storage", "--skip-unreadable")
+    assert _run(*args) == 0
+    out = capsys.readouterr().out
+    assert f"skipped (runs again): {bad}: not valid JSON" in out.replace("\n", "")
+    assert "rebuilding the storage from 1 finished trial folders" in out
+    assert "2/2 trials complete" in out
+    assert json.loads(bad.read_text())  # the trial ran again and wrote its files
+    assert len(_studies(finished_run)) == 1
+    assert [p.name for p in finished_run.glob("storage.db.damaged-*")], "set aside, not lost"
+    assert not list(finished_run.glob("storage.db.rebuilding*"))
+
+
+def test_skip_unreadable_needs_rebuild(finished_run: Path, capsys) -> None:
+    assert _run("--resume", str(finished_run), "--skip-unreadable") == 2
+    assert "--skip-unreadable: use it with --resume RUN_DIR --rebuild-storage" in (
+        _one_line(capsys)
+    )

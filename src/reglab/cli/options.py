@@ -8,12 +8,16 @@ from pathlib import Path
 
 import torch
 
+from reglab.lab.settings.studyfile import MAX_TRIALS
+from reglab.lab.sweep.database import DEFAULT_RETRY
 from reglab.lab.trust import ENVIRONMENT
 
 __all__ = [
     "OptionError",
+    "add_max_trials_option",
     "add_trust_option",
     "add_worker_options",
+    "duration",
     "positive_int",
     "writable_directory",
 ]
@@ -31,6 +35,33 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``300``, ``300s``, ``5m`` or ``1h`` (0 allowed: no waiting)."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 300s, 5m or 1h, got {text!r}"
+        ) from None
+    if not 0 <= value < 10**7:
+        raise argparse.ArgumentTypeError(f"expected a duration from 0s to 100 days, got {text}")
+    return value
+
+
+def add_max_trials_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-trials",
+        type=positive_int,
+        metavar="N",
+        help=f"allow a study of up to N trials (grid points x seeds; default {MAX_TRIALS:,}), "
+        "counted before the grid is built",
+    )
 
 
 def add_trust_option(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +105,15 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=30,
         help="seconds without heartbeat before a trial is retried (30)",
+    )
+    parser.add_argument(
+        "--db-retry",
+        type=duration,
+        default=DEFAULT_RETRY,
+        metavar="DURATION",
+        help="how long to keep retrying a lost connection to a database server (PostgreSQL, "
+        f"MySQL) before giving up, e.g. 300s or 10m ({DEFAULT_RETRY:g}s; 0: give up at once); "
+        "trials in flight keep training and are stored once it is back",
     )
     parser.add_argument(
         "--no-stack",

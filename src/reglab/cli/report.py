@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
             f"`reglab run --resume {run_dir.path} --rebuild-storage` rebuilds it from the "
             "finished trials' folders",
         )
-    sweep = sweep_class(study).open(study, args.storage or run_dir.storage_url)
+    sweep = sweep_class(study).open(
+        study, args.storage or run_dir.storage_url, run_dir.optuna_study
+    )
     records = sweep.results()
     path = write_report(run_dir, study, records, len(sweep.trials))
     Console().print(f"{len(records)}/{len(sweep.trials)} trials; report: {path}")

@@ -19,14 +19,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reglab.cli.lines import TrialLines, plain_output
 from reglab.cli.options import (
     OptionError,
+    add_max_trials_option,
     add_worker_options,
     positive_int,
     writable_directory,
 )
 from reglab.cli.tables import results_table
-from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study, summarize
+from reglab.lab import (
+    Overrides,
+    RunDir,
+    Study,
+    Sweep,
+    Trust,
+    builtin_studies,
+    find_study,
+    summarize,
+)
 from reglab.lab.report import write_report
-from reglab.lab.sweep import DirectoryLock
+from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.objective import choice_line
 from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
@@ -70,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=positive_int, help="override every grid point's epochs")
     parser.add_argument("--seeds", type=positive_int, help="use only the first N seeds")
+    add_max_trials_option(parser)
     parser.add_argument(
         "--tensorboard",
         type=Path,
@@ -79,8 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rebuild-storage",
         action="store_true",
-        help="with --resume: set a damaged storage.db aside and rebuild it from the trial "
-        "folders (finished trials are kept, the rest run again)",
+        help="with --resume: rebuild storage.db from the trial folders (finished trials are "
+        "kept, the rest run again); the new storage is built aside and replaces the old one, "
+        "which is kept as storage.db.damaged-<time>, only once it is complete",
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="with --rebuild-storage: leave out trials whose files cannot be read (they run "
+        "again) instead of stopping",
     )
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -108,6 +126,8 @@ def _spawn_workers(
         str(args.heartbeat),
         "--grace",
         str(args.grace),
+        "--db-retry",
+        f"{args.db_retry}s",
         "--no-progress",
         "--exit-with-parent",
         str(os.getpid()),
@@ -156,12 +176,11 @@ def _study_and_dir(args: argparse.Namespace) -> tuple[Study, str, RunDir, str]:
                 "(start a new run with --out for other settings)"
             )
         run_dir = RunDir(args.resume)
-        study = run_dir.study()
-        return study, run_dir.study_toml.read_text(encoding="utf-8"), run_dir, "--resume"
+        return run_dir.study(args.max_trials), "", run_dir, "--resume"
     if args.rebuild_storage:
         raise OptionError("--rebuild-storage: rebuilds a run's storage; use it with --resume")
     overrides = Overrides(epochs=args.epochs, seeds=args.seeds)
-    study, _, text = find_study(args.study or "default", overrides)
+    study, _, text = find_study(args.study or "default", overrides, args.max_trials)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return study, text, RunDir(args.out or Path("runs") / f"{study.name}-{stamp}"), "--out"
 
@@ -180,39 +199,85 @@ def _check_local_storage(args: argparse.Namespace, run_dir: RunDir) -> None:
     )
 
 
-def _rebuild(run_dir: RunDir, console: Console) -> dict[str, dict[str, Any]]:
-    """Set storage.db aside; return the trial folders' finished trials."""
+def _rebuild(
+    args: argparse.Namespace, run_dir: RunDir, study: Study, name: str, console: Console
+) -> None:
+    """Rebuild storage.db from the trial folders: built aside, swapped in only when complete
+    (the old file is kept as ``storage.db.damaged-<time>``). Unreadable trial files stop it,
+    every one named, before anything changes (``--skip-unreadable``: left out, run again)."""
+    finished, unreadable = run_dir.finished_trials()
+    if unreadable and not args.skip_unreadable:
+        raise OptionError(
+            f"--rebuild-storage: {len(unreadable)} trial file(s) cannot be read: "
+            f"{'; '.join(unreadable)}; nothing was changed: repair or delete them, or pass "
+            "--skip-unreadable to rebuild without those trials (they run again)"
+        )
+    for problem in unreadable:
+        console.print(f"skipped (runs again): {escape(problem)}", markup=True)
+    console.print(f"rebuilding the storage from {len(finished)} finished trial folders")
     db = run_dir.storage_db
+    new = db.with_name("storage.db.rebuilding")
+    for leftover in (new, new.with_name(new.name + ".lock")):  # from an earlier attempt
+        leftover.unlink(missing_ok=True)
+    try:
+        built = sweep_class(study).create(
+            study, f"sqlite:///{new.resolve()}", finished=finished, name=name, alone=True
+        )
+        built.storage.engine.dispose()
+    except BaseException:
+        new.unlink(missing_ok=True)
+        raise
+    finally:
+        new.with_name(new.name + ".lock").unlink(missing_ok=True)
     if db.exists():
         aside = db.with_name(f"storage.db.damaged-{datetime.now():%Y%m%d-%H%M%S}")
         db.rename(aside)
-        console.print(f"set {db} aside as {aside.name}")
-    finished = run_dir.finished_trials()
-    console.print(f"rebuilding the storage from {len(finished)} finished trial folders")
-    return finished
+        console.print(f"set {escape(str(db))} aside as {aside.name}")
+    new.replace(db)
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
     trust = Trust.of(args.trust_factory)
     # Every check that can fail comes before the run directory is created or written.
+    if args.skip_unreadable and not args.rebuild_storage:
+        raise OptionError("--skip-unreadable: use it with --resume RUN_DIR --rebuild-storage")
     if args.storage is not None:
         check_url(args.storage)
+        if args.rebuild_storage:
+            raise OptionError(
+                "--rebuild-storage rebuilds the run directory's storage.db; drop --storage"
+            )
     study, text, run_dir, option = _study_and_dir(args)
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     check_device(study, args.device)
+    name = run_dir.optuna_study or optuna_study_name(study)
+    if args.resume is not None:  # the run directory is one study: refuse edited study files
+        run_dir.verify(study, name)
     _check_local_storage(args, run_dir)
     writable_directory(run_dir.path, option)
     lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         run_dir.remove_partial_files()
-        run_dir.write_study(study, text)
+        if args.resume is None:
+            given = args.study or "default"
+            root = "" if given in builtin_studies() else Path(given).resolve().parent
+            run_dir.write_study(
+                study, text, Overrides(args.epochs, args.seeds), name, args.max_trials, root
+            )
         storage = args.storage or run_dir.storage_url
-        finished = _rebuild(run_dir, console) if args.rebuild_storage else None
+        if args.rebuild_storage:
+            _rebuild(args, run_dir, study, name, console)
         sweep: Sweep | SearchSweep = sweep_class(study).create(
-            study, storage, args.heartbeat, args.grace, finished
+            study,
+            storage,
+            args.heartbeat,
+            args.grace,
+            db_retry=args.db_retry,
+            name=name,
+            alone=args.storage is None,
         )
         searched = isinstance(sweep, SearchSweep)
         recovered = sweep.recover_local() if args.storage is None else 0

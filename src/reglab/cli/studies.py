@@ -22,8 +22,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab._optional import toml
+from reglab.cli.options import add_max_trials_option
 from reglab.lab import builtin_studies, find_study
 from reglab.lab.settings.grid import is_axis
+from reglab.lab.settings.studyfile import GridTooLarge
 
 NAME = "studies"
 HELP = "list the built-in studies (one line each; --long adds descriptions)"
@@ -183,10 +185,14 @@ class Show:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="built-in study name or TOML path")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+        add_max_trials_option(parser)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        study, _, _ = find_study(args.study)
+        try:
+            study, _, _ = find_study(args.study, max_trials=args.max_trials)
+        except GridTooLarge as err:  # counted, never built: summarised
+            return _summarise(err, args.json)
         if study.searched is not None:
             return _show_search(study, args.json)
         points = study.points
@@ -208,7 +214,7 @@ class Show:
             )
             return 0
         console = Console()
-        console.print(f"[bold]{study.name}[/]: {' '.join(study.description.split())}")
+        console.print(f"[bold]{study.name}[/]: {escape(' '.join(study.description.split()))}")
         defaults = points[0].config.to_dict()
         console.print(
             f"seeds {list(study.seeds)}; data {defaults['data']}; model {defaults['model']}; "
@@ -221,7 +227,7 @@ class Show:
         )
         table.add_column("key")
         table.add_column("settings beyond the first point's data, model and train")
-        for p in points:
+        for p in points[:LISTED]:
             config = p.config.to_dict()
             extra = {k: v for k, v in config.items() if k not in ("data", "model", "train")}
             for section in ("data", "model", "train"):
@@ -233,6 +239,8 @@ class Show:
                     }
                 )
             table.add_row(escape(p.key), escape(json.dumps(extra, default=str)))
+        if len(points) > LISTED:
+            table.add_row(f"... {len(points) - LISTED:,} more", "reglab show --json lists all")
         console.print(table)
         return 0
 
@@ -249,7 +257,7 @@ def _show_search(study: Any, as_json: bool) -> int:
         print(json.dumps({"search": dataclasses.asdict(search), "axes": axes}, default=str))
         return 0
     console = Console()
-    console.print(f"[bold]{study.name}[/]: {' '.join(study.description.split())}")
+    console.print(f"[bold]{study.name}[/]: {escape(' '.join(study.description.split()))}")
     console.print(
         f"search {dataclasses.asdict(search)}; seeds {list(study.seeds)}; entry "
         f"{study.searched.name!r}",
@@ -257,4 +265,30 @@ def _show_search(study: Any, as_json: bool) -> int:
     )
     for axis in axes:
         console.print(f"  {json.dumps(axis, default=str)}", markup=False)
+    return 0
+
+
+#: The most grid points ``reglab show`` lists in its table.
+LISTED = 200
+
+
+def _summarise(err: GridTooLarge, as_json: bool) -> int:
+    """A grid over the cap, described by its entries and axes (nothing expanded)."""
+    if as_json:
+        entries = [
+            {"name": name, "points": count, "axes": dict(axes)} for name, count, axes in err.entries
+        ]
+        print(json.dumps({"trials": err.trials, "over_cap": str(err), "entries": entries}))
+        return 0
+    console = Console()
+    table = Table(title=f"{err.trials:,} trials: too many to list")
+    table.add_column("grid entry")
+    table.add_column("grid points", justify="right")
+    table.add_column("axes (values each)")
+    for name, count, axes in err.entries:
+        table.add_row(
+            escape(name), f"{count:,}", escape(", ".join(f"{a} {n:,}" for a, n in axes)) or "-"
+        )
+    console.print(table)
+    console.print(escape(str(err)), markup=True)
     return 0

@@ -10,7 +10,13 @@ from pathlib import Path
 from rich.console import Console
 
 from reglab.cli.lines import TrialLines
-from reglab.cli.options import OptionError, add_worker_options, positive_int, writable_directory
+from reglab.cli.options import (
+    OptionError,
+    add_max_trials_option,
+    add_worker_options,
+    positive_int,
+    writable_directory,
+)
 from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
@@ -36,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, help="as for reglab run (must match)")
     parser.add_argument("--seeds", type=positive_int, help="as for reglab run (must match)")
     parser.add_argument("--threads", type=positive_int, help="torch threads for this process")
+    add_max_trials_option(parser)
     parser.add_argument("--tensorboard", type=Path, metavar="DIR", help="as for reglab run")
     add_worker_options(parser)
     parser.add_argument("--no-progress", action="store_true")
@@ -56,16 +63,22 @@ def run(args: argparse.Namespace) -> int:
     if args.study is None:
         if args.run_dir is None:
             raise OptionError("reglab worker needs a STUDY or --run-dir")
-        study = RunDir(args.run_dir).study()
+        study = RunDir(args.run_dir).study(args.max_trials)
     else:
-        study, _, _ = find_study(args.study, Overrides(epochs=args.epochs, seeds=args.seeds))
+        overrides = Overrides(epochs=args.epochs, seeds=args.seeds)
+        study, _, _ = find_study(args.study, overrides, args.max_trials)
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     check_device(study, args.device)
-    run_dir = RunDir(args.run_dir or Path("runs") / optuna_study_name(study))
+    name = optuna_study_name(study)
+    if args.study is None:  # the run directory's study, as its run began (never edited)
+        recorded = RunDir(args.run_dir)
+        name = recorded.optuna_study or name
+        recorded.verify(study, name)
+    run_dir = RunDir(args.run_dir or Path("runs") / name)
     writable_directory(run_dir.path, "--run-dir")
     sweep: Sweep | SearchSweep = sweep_class(study).create(
-        study, args.storage, args.heartbeat, args.grace
+        study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry, name=name
     )
 
     lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)

@@ -25,10 +25,10 @@ def builtin_studies() -> dict[str, str]:
 
 
 def find_study(
-    name_or_path: str, overrides: Overrides | None = None
+    name_or_path: str, overrides: Overrides | None = None, max_trials: int | None = None
 ) -> tuple[Study, dict[str, Any], str]:
     """Resolve a built-in study name or a path to a TOML file, apply ``overrides`` and parse
-    once: ``(study, document as parsed, file text)``."""
+    once (under the cap ``max_trials``): ``(study, document as parsed, file text)``."""
     studies = builtin_studies()
     if name_or_path in studies:
         text, origin = studies[name_or_path], name_or_path
@@ -49,7 +49,7 @@ def find_study(
         raw = anchor(raw, path.parent)  # [data] paths are relative to the study file
         raw = resolve_init_paths(raw, path.parent)  # [train] init paths, likewise
     raw = (overrides or Overrides()).apply(raw)
-    return parse_study(raw, origin), raw, text
+    return parse_study(raw, origin, max_trials), raw, text
 
 
 def expand(study: Study) -> list[Any]:

@@ -19,7 +19,15 @@ from typing import Any
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.schema import StudyError, fail, section_path
 
-__all__ = ["GridPoint", "Trial", "axis_values", "expand_entry", "is_axis"]
+__all__ = [
+    "GridPoint",
+    "Trial",
+    "axis_size",
+    "axis_values",
+    "entry_size",
+    "expand_entry",
+    "is_axis",
+]
 
 
 @dataclass(frozen=True)
@@ -48,28 +56,62 @@ def is_axis(value: Any) -> bool:
     return isinstance(value, Mapping) and (set(value) == {"values"} or set(value) == {"log", "num"})
 
 
-def axis_values(path: str, value: Mapping[str, Any]) -> list[Any]:
-    """The values of one sweep axis (log ranges are geometric, endpoints included)."""
+def axis_size(path: str, value: Mapping[str, Any]) -> int:
+    """How many values the axis ``value`` has — checked, never expanded (``num = 10**9`` is
+    answered at once)."""
     if "values" in value:
         values = value["values"]
         if not isinstance(values, list) or not values:
             raise fail(path, "'values' must be a non-empty list", values)
-        return list(values)
-    bounds, num = value["log"], value["num"]
-    if (
-        not isinstance(bounds, list)
-        or len(bounds) != 2
-        or not all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in bounds
-        )
-    ):
-        raise fail(path, "'log' must be [low, high] with 0 < low", bounds)
+        return len(values)
+    _log_bounds(path, value["log"])
+    num = value["num"]
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise fail(path, "'num' must be an int >= 1", num)
+    return num
+
+
+def _log_bounds(path: str, bounds: Any) -> tuple[float, float]:
+    """``log10`` of the bounds of a log axis ``[low, high]`` (finite floats, ``0 < low``)."""
+    if not (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in bounds)
+    ):
+        raise fail(path, "'log' must be [low, high] with 0 < low", bounds)
+    try:
+        finite = all(math.isfinite(float(b)) for b in bounds)
+    except OverflowError:  # an int beyond the range of a float
+        finite = False
+    if not finite:
+        raise fail(path, "'log' bounds must be finite floats", bounds)
     lo, hi = (math.log10(b) for b in bounds)
-    if num == 1:
-        return [float(bounds[0])]
-    return [float(f"{10 ** (lo + (hi - lo) * i / (num - 1)):.6g}") for i in range(num)]
+    return lo, hi
+
+
+def axis_values(path: str, value: Mapping[str, Any]) -> list[Any]:
+    """The values of one sweep axis (log ranges are geometric, endpoints included)."""
+    size = axis_size(path, value)
+    if "values" in value:
+        return list(value["values"])
+    lo, hi = _log_bounds(path, value["log"])
+    if size == 1:
+        return [float(value["log"][0])]
+    return [float(f"{10 ** (lo + (hi - lo) * i / (size - 1)):.6g}") for i in range(size)]
+
+
+def entry_size(
+    mode: str, merged: Mapping[str, Any], entry_path: str, origins: Mapping[str, Mapping[str, str]]
+) -> tuple[int, list[tuple[str, int]]]:
+    """How many grid points an entry expands to, and its axes (name, size) — counted, not
+    expanded."""
+    axes = list(_axes(merged))
+    sizes = [axis_size(value_path(path, entry_path, origins), a) for path, a in axes]
+    names = [".".join(p for p in path if p != "config") for path, _ in axes]
+    if not sizes:
+        return 1, []
+    count = max(sizes) if mode == "zip" else math.prod(sizes)
+    return count, list(zip(names, sizes, strict=True))
 
 
 def _axes(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

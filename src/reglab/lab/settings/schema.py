@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from reglab._validation import InvalidParameterError
 
 __all__ = [
+    "INT_MAX",
     "Check",
     "KeyPath",
     "StudyError",
@@ -39,6 +40,7 @@ __all__ = [
     "number",
     "section_base",
     "section_path",
+    "shown_value",
     "spec",
     "string",
 ]
@@ -50,8 +52,26 @@ class StudyError(InvalidParameterError):
 
 
 def fail(path: str, message: str, value: Any) -> StudyError:
-    """The lab's one error format: ``path: message (got value)``."""
-    return StudyError(f"{path}: {message} (got {value!r})")
+    """The lab's one error format: ``path: message (got value)`` (a long value abbreviated)."""
+    return StudyError(f"{path}: {message} (got {shown_value(value)})")
+
+
+#: The longest value an error message quotes in full.
+_SHOWN = 120
+#: Integers are 64-bit wherever a study's value goes (torch, NumPy, SQL): the largest.
+INT_MAX = 2**63 - 1
+
+
+def shown_value(value: Any) -> str:
+    """``repr(value)``, abbreviated: an enormous int by its size (Python refuses to print
+    ints of more than 4300 digits), a long text by its first characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an int of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int inside a list, too deep a structure
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 #: ``check(path, value) -> normalised value``; raises :func:`fail` errors.
@@ -191,7 +211,10 @@ def number(
     def check(path: str, value: Any) -> float:
         if not _is_number(value):
             raise fail(path, f"expected {what}", value)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond the range of a float
+            raise fail(path, f"must be {allowed}", value) from None
         if (
             not math.isfinite(value)
             or (minimum is not None and value < minimum)
@@ -215,6 +238,8 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
             raise fail(path, f"expected {allowed}", value)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise fail(path, f"expected {allowed}", value)
+        if not -INT_MAX - 1 <= value <= INT_MAX:
+            raise fail(path, f"expected {allowed} that fits in 64 bits", value)
         return value
 
     return check

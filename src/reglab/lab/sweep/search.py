@@ -60,11 +60,12 @@ from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.conclusion import choose, conclusion
+from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.objective import study_objective
 from reglab.lab.sweep.pruning import PruningReport, objective_value
-from reglab.lab.sweep.storage import open_storage, optuna_study_name
-from reglab.lab.sweep.sweep import MAX_STACK, NoResults, Sweep
+from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
+from reglab.lab.sweep.sweep import MAX_STACK, NoResults, StorageMismatch, Sweep
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
@@ -119,40 +120,54 @@ class SearchSweep:
         heartbeat: int = 10,
         grace: int = 30,
         finished: Mapping[str, Any] | None = None,
+        db_retry: float = DEFAULT_RETRY,
+        name: str | None = None,
+        alone: bool = False,
     ) -> SearchSweep:
         """The search of ``study``: created (coarse-to-fine: stage 1 enqueued) if the storage
-        has none yet, else joined once its creator marked it ready."""
+        has none yet, completed if its creator died before marking it ready, else joined.
+        ``name`` and ``alone`` as in :meth:`Sweep.create` (one locked creation step, so
+        concurrent workers on a new storage never race)."""
         if finished is not None:
             raise StudyError(
                 "--rebuild-storage rebuilds grid sweeps; a search's choices live in its storage"
             )
-        storage = open_storage(storage_url, heartbeat, grace)
-        name = optuna_study_name(study)
+        storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
+        name = name or optuna_study_name(study)
         args = cls._load_args(study)
-        try:
-            created = optuna.create_study(
-                storage=storage, study_name=name, direction="maximize", **args
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            loaded = optuna.load_study(storage=storage, study_name=name, **args)
-            deadline = time.monotonic() + 120
-            while not loaded.user_attrs.get("ready"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"study {name} was created but never enqueued") from None
-                time.sleep(0.5)
-            return cls(study, storage, loaded)
-        sweep = cls(study, storage, created)
-        created.set_user_attr("method", study.search.method)
-        if not sweep.sampled:
-            sweep._enqueue_stage(1, first_stage(sweep.entry.space))
-        created.set_user_attr("ready", True)
-        return sweep
+
+        def create_or_complete() -> SearchSweep:
+            with creation_lock(storage_url, f"reglab:study:{name}", db_retry):
+                others = [s.study_name for s in storage.get_all_studies() if s.study_name != name]
+                if alone and others:
+                    raise StorageMismatch(
+                        f"{shown(storage_url)} holds the sweep of another study ({others[0]}), "
+                        f"not of this one ({name}): a run's storage holds one study; was its "
+                        "study.json edited? Restore it, or start a new run with --out"
+                    )
+                try:
+                    # maximise: objective_value negates metrics where lower is better
+                    created = optuna.create_study(
+                        storage=storage, study_name=name, direction="maximize", **args
+                    )
+                except optuna.exceptions.DuplicatedStudyError:
+                    created = optuna.load_study(storage=storage, study_name=name, **args)
+                sweep = cls(study, storage, created)
+                if not created.user_attrs.get("ready"):
+                    created.set_user_attr("method", study.search.method)
+                    if not sweep.sampled and not created.get_trials(deepcopy=False):
+                        sweep._enqueue_stage(1, first_stage(sweep.entry.space))
+                    created.set_user_attr("ready", True)
+                return sweep
+
+        # Under the lock, a repeat after a lost connection is safe: it enqueues what is missing.
+        return retrying(create_or_complete, seconds=db_retry, url=storage_url)
 
     @classmethod
-    def open(cls, study: Study, storage_url: str) -> SearchSweep:
+    def open(cls, study: Study, storage_url: str, name: str | None = None) -> SearchSweep:
         """The existing search of ``study``, read only: nothing is created or enqueued."""
         storage = open_storage(storage_url, read_only=True)
-        name = optuna_study_name(study)
+        name = name or optuna_study_name(study)
         try:
             loaded = optuna.load_study(storage=storage, study_name=name, **cls._load_args(study))
         except KeyError:

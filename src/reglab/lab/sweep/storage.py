@@ -18,6 +18,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from reglab.lab.settings.studyfile import Study
+from reglab.lab.sweep.database import creation_lock, retrying
 
 __all__ = ["StorageError", "check_file", "check_url", "open_storage", "optuna_study_name", "shown"]
 
@@ -141,24 +142,42 @@ def optuna_study_name(study: Study) -> str:
 
 
 def open_storage(
-    url: str, heartbeat: int = 10, grace: int = 30, read_only: bool = False
+    url: str,
+    heartbeat: int = 10,
+    grace: int = 30,
+    read_only: bool = False,
+    db_retry: float = 0.0,
 ) -> RDBStorage:
     """An Optuna RDB storage with heartbeats and automatic retry of stale trials
-    (``read_only``: no table creation, no heartbeat machinery)."""
+    (``read_only``: no table creation, no heartbeat machinery).
+
+    Optuna creates its tables (and PostgreSQL types) when a storage is first opened; two
+    processes doing it at once on an empty database collide (``duplicate key value violates
+    unique constraint "pg_type_typname_nsp_index"``), so opening holds the storage's creation
+    lock (:func:`reglab.lab.sweep.database.creation_lock`). A server that cannot be reached
+    is retried for ``db_retry`` seconds; pooled connections are checked before use, so a
+    restarted server's dead connections are replaced instead of failing an operation."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}  # several local processes share the file
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: we rely on them
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if read_only:
-            return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
-        storage = RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+    else:
+        kwargs["pool_pre_ping"] = True
+
+    def build() -> RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if read_only:
+                return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
+            with creation_lock(url, "reglab:schema", db_retry):
+                return RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
+
+    storage = retrying(build, seconds=db_retry, url=url)
     if url.startswith("sqlite"):
         _serialize_sqlite_transactions(storage.engine)
     return storage

@@ -1,10 +1,19 @@
 """Sweeps on Optuna: every grid point x seed is one enqueued trial, run exactly once.
 
-* :meth:`Sweep.create` — by the process that starts a run — creates the Optuna study
-  (creation is atomic in the database), enqueues every trial, grouped so that trials that can
-  train together are next to each other, and marks the study ready; other workers wait for
-  that mark. :meth:`Sweep.open` only reads: it creates and enqueues nothing (``reglab
-  report``).
+* :meth:`Sweep.create` — by every process that starts or joins a run — holds the storage's
+  creation lock (:func:`~reglab.lab.sweep.database.creation_lock`) while it creates or loads
+  the Optuna study and, unless it is marked ready, enqueues every trial that has no attempt
+  yet (grouped so that trials that can train together are next to each other) and marks it
+  ready. Creating and enqueueing is thus one step that any worker completes: a creator that
+  died half-way released the lock, and the next worker enqueues the rest; no study stays
+  "created but never enqueued". :meth:`Sweep.open` only reads: it creates and enqueues
+  nothing (``reglab report``).
+* A lost connection to a database server is retried with backoff for ``db_retry`` seconds
+  (:func:`~reglab.lab.sweep.database.retrying`) on every storage operation, heartbeats
+  included: trials in flight finish and are stored once the server is back. An operation
+  whose commit was lost with the connection is safe to repeat (a repeated pop leaves a
+  RUNNING trial without heartbeat, which is re-queued after the grace period; a repeated
+  ``tell`` of a finished trial is skipped).
 * A worker pops a *batch*: one waiting trial, and the waiting trials after it that share its
   stack key (:mod:`reglab.lab.work.stacking`), each popped atomically by ``study.ask`` (a row lock
   on PostgreSQL), so each trial still goes to exactly one worker. A batch of several trains as
@@ -54,19 +63,24 @@ from reglab.lab.metrics import strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.studyfile import Study
+from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.objective import name_metric, optuna_value, study_objective
-from reglab.lab.sweep.storage import open_storage, optuna_study_name
+from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
 from reglab.training import Diverged
 
-__all__ = ["MAX_STACK", "NoResults", "Sweep"]
+__all__ = ["MAX_STACK", "NoResults", "StorageMismatch", "Sweep"]
 
 
 class NoResults(FileNotFoundError):
     """The storage holds no sweep of this study."""
+
+
+class StorageMismatch(ValueError):
+    """A run's storage holds the sweep of another study."""
 
 
 # Optuna logs every failed trial with its traceback at WARNING; reglab reports failures itself
@@ -92,10 +106,17 @@ def _attrs(trial: Trial) -> dict[str, Any]:
 class Sweep:
     """One study's sweep in one storage: enqueue, work, resume, read results."""
 
-    def __init__(self, study: Study, storage: RDBStorage, optuna_study: optuna.Study) -> None:
+    def __init__(
+        self,
+        study: Study,
+        storage: RDBStorage,
+        optuna_study: optuna.Study,
+        db_retry: float = DEFAULT_RETRY,
+    ) -> None:
         self.study = study
         self.storage = storage
         self.optuna = optuna_study
+        self.db_retry = db_retry
         self.trials = {t.key: t for t in study.trials}
         self.name = optuna_study.study_name
         #: The validation metric this sweep tells Optuna (never a test metric).
@@ -113,36 +134,60 @@ class Sweep:
         heartbeat: int = 10,
         grace: int = 30,
         finished: Mapping[str, Mapping[str, Any]] | None = None,
+        db_retry: float = DEFAULT_RETRY,
+        name: str | None = None,
+        alone: bool = False,
     ) -> Sweep:
-        """The sweep of ``study``: created and enqueued if the storage has none yet, else
-        joined (waiting until its creator has enqueued every trial). ``finished`` (from
+        """The sweep of ``study``: created and enqueued if the storage has none yet, completed
+        if its creator died before marking it ready, else joined. ``finished`` (from
         :meth:`RunDir.finished_trials`, to rebuild a lost storage) are added as finished
-        trials instead of being enqueued."""
-        storage = open_storage(storage_url, heartbeat, grace)
-        name = optuna_study_name(study)
+        trials instead of being enqueued. ``name``: the Optuna study's name (default
+        :func:`optuna_study_name`; a run directory records the one it uses). ``alone``: the
+        storage belongs to one run directory; one holding another study is refused
+        (:class:`StorageMismatch`) instead of receiving a second."""
+        storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
+        name = name or optuna_study_name(study)
         objective = study_objective(study)
-        try:
-            created = optuna.create_study(
-                storage=storage, study_name=name, direction=objective.direction
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            loaded = optuna.load_study(storage=storage, study_name=name)
-            deadline = time.monotonic() + 120
-            while not loaded.user_attrs.get("ready"):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"study {name} was created but never enqueued") from None
-                time.sleep(0.5)
-            return cls(study, storage, loaded)
-        name_metric(created, objective)
-        sweep = cls(study, storage, created)
-        finished = finished or {}
-        for trial in sweep._enqueue_order():
-            if trial.key in finished:
-                sweep._add_finished(trial, finished[trial.key])
+
+        def create_or_complete() -> Sweep:
+            with creation_lock(storage_url, f"reglab:study:{name}", db_retry):
+                others = [s.study_name for s in storage.get_all_studies() if s.study_name != name]
+                if alone and others:
+                    raise StorageMismatch(
+                        f"{shown(storage_url)} holds the sweep of another study ({others[0]}), "
+                        f"not of this one ({name}): a run's storage holds one study; was its "
+                        "study.json edited? Restore it, or start a new run with --out"
+                    )
+                try:
+                    created = optuna.create_study(
+                        storage=storage, study_name=name, direction=objective.direction
+                    )
+                    name_metric(created, objective)
+                except optuna.exceptions.DuplicatedStudyError:
+                    created = optuna.load_study(storage=storage, study_name=name)
+                sweep = cls(study, storage, created, db_retry)
+                if not created.user_attrs.get("ready"):
+                    sweep._enqueue_missing(finished or {})
+                    created.set_user_attr("ready", True)
+                return sweep
+
+        # Under the lock, a repeat after a lost connection is safe: it enqueues what is missing.
+        return retrying(create_or_complete, seconds=db_retry, url=storage_url)
+
+    def _enqueue_missing(self, finished: Mapping[str, Mapping[str, Any]]) -> None:
+        """Enqueue (or add as finished, from ``finished``) every trial with no attempt in the
+        storage yet: the whole study when it is new, the rest when its creator died half-way."""
+        present = {
+            t.system_attrs.get("fixed_params", {}).get(_KEY)
+            for t in self.optuna.get_trials(deepcopy=False)
+        }
+        for trial in self._enqueue_order():
+            if trial.key in present:
                 continue
-            created.enqueue_trial({_KEY: trial.key}, user_attrs=_attrs(trial))
-        created.set_user_attr("ready", True)
-        return sweep
+            if trial.key in finished:
+                self._add_finished(trial, finished[trial.key])
+            else:
+                self.optuna.enqueue_trial({_KEY: trial.key}, user_attrs=_attrs(trial))
 
     def _add_finished(self, trial: Trial, files: Mapping[str, Any]) -> None:
         """Add a trial finished earlier (its files' record) as a COMPLETE or diverged one."""
@@ -167,10 +212,10 @@ class Sweep:
         )
 
     @classmethod
-    def open(cls, study: Study, storage_url: str) -> Sweep:
+    def open(cls, study: Study, storage_url: str, name: str | None = None) -> Sweep:
         """The existing sweep of ``study``, read only: nothing is created or enqueued."""
         storage = open_storage(storage_url, read_only=True)
-        name = optuna_study_name(study)
+        name = name or optuna_study_name(study)
         try:
             loaded = optuna.load_study(storage=storage, study_name=name)
         except KeyError:
@@ -193,11 +238,19 @@ class Sweep:
             order.append((first.setdefault(group, i), i, trial))
         return [t for *_, t in sorted(order, key=lambda item: item[:2])]
 
+    # -- the database --------------------------------------------------------------------
+    def _db(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(*args, **kwargs)``, retried while the database server is unreachable."""
+        return retrying(call, *args, seconds=self.db_retry, url=self.storage.url, **kwargs)
+
+    def _trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self._db(self.optuna.get_trials, deepcopy=False, states=states)
+
     # -- state ---------------------------------------------------------------------------
     def states(self) -> dict[str, list[TrialState]]:
         """Every trial key -> the states of its Optuna trials (attempts)."""
         out: dict[str, list[TrialState]] = {k: [] for k in self.trials}
-        for t in self.optuna.get_trials(deepcopy=False):
+        for t in self._trials():
             key = t.system_attrs.get("fixed_params", {}).get(_KEY)
             if key in out:
                 out[key].append(t.state)
@@ -211,7 +264,7 @@ class Sweep:
         ``diverged`` reason; never retried: a seeded trial would diverge again)."""
         done = {k for k, s in self.states().items() if TrialState.COMPLETE in s}
         out = {}
-        for t in self.optuna.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        for t in self._trials((TrialState.FAIL,)):
             key = t.system_attrs.get("fixed_params", {}).get(_KEY)
             if key in self.trials and key not in done and "diverged" in t.user_attrs:
                 out.setdefault(key, t.user_attrs["diverged"])
@@ -226,15 +279,17 @@ class Sweep:
         requeued = 0
         for t in trials:
             key = t.system_attrs.get("fixed_params", {}).get(_KEY)
-            if self.storage.get_trial(t._trial_id).state != TrialState.RUNNING:
+            if self._db(self.storage.get_trial, t._trial_id).state != TrialState.RUNNING:
                 continue
             try:
-                self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-                failed = self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                self._db(self.storage.set_trial_user_attr, t._trial_id, "interrupted", True)
+                failed = self._db(
+                    self.storage.set_trial_state_values, t._trial_id, state=TrialState.FAIL
+                )
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker finished or re-queued it meanwhile
             if failed and key is not None:
-                self.optuna.enqueue_trial({_KEY: key}, user_attrs=dict(t.user_attrs))
+                self._db(self.optuna.enqueue_trial, {_KEY: key}, user_attrs=dict(t.user_attrs))
                 requeued += 1
         return requeued
 
@@ -242,7 +297,7 @@ class Sweep:
         """Fail and re-enqueue trials left RUNNING by a killed coordinator, and enqueue trials
         that were lost (only safe when this process holds the run directory's lock, and so no
         worker of it runs); returns how many."""
-        running = self.optuna.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        running = self._trials((TrialState.RUNNING,))
         return self._requeue(running) + self._enqueue_lost()
 
     def _enqueue_lost(self) -> int:
@@ -253,7 +308,7 @@ class Sweep:
         live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
         alive = {
             t.system_attrs.get("fixed_params", {}).get(_KEY)
-            for t in self.optuna.get_trials(deepcopy=False)
+            for t in self._trials()
             if t.state in live or (t.state == TrialState.FAIL and "diverged" in t.user_attrs)
         }
         lost = [trial for key, trial in self.trials.items() if key not in alive]
@@ -264,7 +319,7 @@ class Sweep:
     def _release(self) -> int:
         """Put the trials this process popped and did not finish back in the queue (on an
         interrupt or an error), so no one waits for their heartbeats to go stale."""
-        owned = [self.storage.get_trial(i) for i in self._owned]
+        owned = [self._db(self.storage.get_trial, i) for i in self._owned]
         self._owned.clear()
         return self._requeue(owned)
 
@@ -282,8 +337,12 @@ class Sweep:
             .where(trial.state == TrialState.RUNNING)
             .where(beat.trial_heartbeat_id.is_(None))
         )
-        with orm.Session(self.storage.engine) as session:
-            return set(session.scalars(query))
+
+        def query_ids() -> set[int]:
+            with orm.Session(self.storage.engine) as session:
+                return set(session.scalars(query))
+
+        return self._db(query_ids)
 
     def _recover_orphans(self) -> int:
         """Fail and re-enqueue trials that have stayed RUNNING without a heartbeat for the
@@ -297,13 +356,11 @@ class Sweep:
         orphans = [i for i, seen in self._beatless.items() if now - seen > grace]
         for i in orphans:
             del self._beatless[i]
-        return self._requeue([self.storage.get_trial(i) for i in orphans])
+        return self._requeue([self._db(self.storage.get_trial, i) for i in orphans])
 
     def _remaining(self) -> tuple[int, int]:
         waiting = running = 0
-        for t in self.optuna.get_trials(
-            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)
-        ):
+        for t in self._trials((TrialState.WAITING, TrialState.RUNNING)):
             if t.state == TrialState.WAITING:
                 waiting += 1
             else:
@@ -316,22 +373,23 @@ class Sweep:
         kill from here on leaves it stale, not orphaned), or None when none is waiting."""
         with deferred(), warnings.catch_warnings():  # heartbeats: this class keeps them
             warnings.simplefilter("ignore", UserWarning)
-            trial = self.optuna.ask()
+            trial = self._db(self.optuna.ask)
             key = (
-                self.storage.get_trial_system_attrs(trial._trial_id)
+                self._db(self.storage.get_trial_system_attrs, trial._trial_id)
                 .get("fixed_params", {})
                 .get(_KEY)
             )
             if key not in self.trials:  # the queue was empty: ask() made a fresh trial
-                self.optuna.tell(trial, state=TrialState.PRUNED)
+                self._db(self.optuna.tell, trial, state=TrialState.PRUNED, skip_if_finished=True)
                 return None
-            self.storage.record_heartbeat(trial._trial_id)
+            self._db(self.storage.record_heartbeat, trial._trial_id)
             self._owned[trial._trial_id] = trial
         trial.suggest_categorical(_KEY, list(self.trials))
         return trial, self.trials[key]
 
     def _tell(self, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
-        self.optuna.tell(trial, *args, **kwargs)
+        # skip_if_finished: a repeat of a tell whose commit was lost with the connection
+        self._db(self.optuna.tell, trial, *args, skip_if_finished=True, **kwargs)
         self._owned.pop(trial._trial_id, None)
 
     def _batch(
@@ -370,7 +428,7 @@ class Sweep:
             while True:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    fail_stale_trials(self.optuna)
+                    self._db(fail_stale_trials, self.optuna)
                 batch, carried = self._batch(carried, stack)
                 if batch:
                     self._run(batch, carried, run_dir, on_trial, context)
@@ -400,7 +458,7 @@ class Sweep:
         if on_trial is not None:
             on_trial(specs, "start")
         interval = self.storage.get_heartbeat_interval() or 10
-        with Heartbeat(self.storage, ids, interval):
+        with Heartbeat(self.storage, ids, interval, self.db_retry):
             try:
                 outcomes = self._train(specs, context)
             except Exception:
@@ -439,12 +497,16 @@ class Sweep:
         metrics = strict_metrics(outcome.metrics)
         if run_dir is not None:
             run_dir.save_trial(spec.key, outcome, metrics)
-        trial.set_user_attr("metrics", metrics)
-        trial.set_user_attr("history", json_safe(outcome.history))
-        trial.set_user_attr("reliability", json_safe(outcome.reliability))
-        trial.set_user_attr("tensors", tensor_shapes(outcome.model))
+        attrs = {
+            "metrics": metrics,
+            "history": json_safe(outcome.history),
+            "reliability": json_safe(outcome.reliability),
+            "tensors": tensor_shapes(outcome.model),
+        }
         if "stacked" in outcome.extra:
-            trial.set_user_attr("stacked", outcome.extra["stacked"])
+            attrs["stacked"] = outcome.extra["stacked"]
+        for name, value in attrs.items():
+            self._db(trial.set_user_attr, name, value)
         self._tell(trial, optuna_value(metrics, self.objective))
 
     def _store_divergence(
@@ -452,7 +514,7 @@ class Sweep:
     ) -> None:
         if run_dir is not None:
             run_dir.save_divergence(spec.key, reason)
-        trial.set_user_attr("diverged", reason)
+        self._db(trial.set_user_attr, "diverged", reason)
         self._tell(trial, state=TrialState.FAIL)
 
     # -- results -------------------------------------------------------------------------
@@ -461,7 +523,7 @@ class Sweep:
         params, metrics, history, reliability, tensors (``{name: shape}`` of the trained
         model), and ``diverged`` (the reason; its metrics and history are empty)."""
         records: dict[str, dict[str, Any]] = {}
-        for t in self.optuna.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for t in self._trials((TrialState.COMPLETE,)):
             key = t.params.get(_KEY)
             if key is None or key in records or key not in self.trials:
                 continue
