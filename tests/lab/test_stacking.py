@@ -65,7 +65,10 @@ def test_which_points_stack_together() -> None:
     assert keys["maxnorm"] != keys["none"]
     assert keys["smooth"] is not None
     assert keys["smooth"] != keys["none"]
-    assert keys["dropout"] is None  # random masks: trained alone
+    # dropout stacks (masks drawn per member: tests/lab/test_stacked_randomness.py), with
+    # trials of the same dropout rate only
+    assert keys["dropout"] is not None
+    assert keys["dropout"] != keys["none"]
 
 
 @pytest.mark.parametrize("group", [["none", "L2", "L1", "act"], ["sgd"], ["maxnorm"], ["smooth"]])

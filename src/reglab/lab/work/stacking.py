@@ -10,15 +10,25 @@ summed loss gives each member exactly the gradient it would get alone, and the o
 elementwise, so each member trains as it would alone — up to floating-point rounding of the
 batched GEMMs and the fused optimizer step (the metrics agree to about 1e-3; tested).
 
-What stacks (:func:`stack_key`): MLP classifier trials with no randomness beyond
-initialisation and batch order (no dropout, noise, augmentation or pre-training), whose rules
+What stacks (:func:`stack_key`): MLP classifier trials whose randomness is initialisation,
+batch order, dropout (``dropout``, ``input_dropout``), Gaussian input noise (``input_noise``)
+and augmentation (``augment``) — not weight noise, mixing or pre-training — whose rules
 are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints, the same
 loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
 shared representations). Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
 has no training time of its own. It records ``stack_seconds`` (the whole stack's training
 time, the same value in every member) and ``stack_size`` instead; the report counts each
-stack's time once. When a member's loss or penalty
+stack's time once.
+
+Randomness per member: dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
+activations and input noise / augmentation on its ``(B·K, F)`` rows, so every member draws
+its own masks, noise and affine maps — independent across members, from the one generator
+the stack's trial seeds. A stacked member is therefore the lone trial *in distribution*, not
+bitwise (its draws differ from the lone trial's); tests/lab/test_stacked_randomness.py checks
+mask rates, cross-member independence and accuracies against lone trials statistically.
+
+When a member's loss or penalty
 turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are trained alone
 (so the one that diverged is named with its own step and term).
 """
@@ -37,7 +47,7 @@ from reglab import constraints
 from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.work.classifier import classifier_metrics, criterion
+from reglab.lab.work.classifier import _transform, classifier_metrics, criterion
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
@@ -57,7 +67,8 @@ _ALONE = (
     "multitask",
     "ensemble",
     "pretrain",
-    "augment",
+    "weight_noise",
+    "mix",
     "sam",
     "rdrop",
     "confidence_penalty",
@@ -83,7 +94,8 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     when the point cannot be stacked."""
     if config.kind != "classifier" or not config.model_kind.stackable:
         return None
-    if config.stochastic or any(getattr(config, k) for k in _ALONE):
+    # dropout, input noise and augmentation stack (drawn per member); see the module's doc
+    if any(getattr(config, k) for k in _ALONE):
         return None
     bindings = _bindings(config)
     coefficients: dict[tuple[str, str], tuple] = {}
@@ -117,6 +129,8 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
             "model": config.model.to_dict(),
             "train": config.train.to_dict(),
             "label_smoothing": config.label_smoothing and config.label_smoothing.to_dict(),
+            "input_noise": config.input_noise,
+            "augment": config.augment and config.augment.to_dict(),
             "constraints": sorted(fixed),
             "reductions": sorted(reductions),
         },
@@ -176,6 +190,19 @@ class _MemberBatches:
         orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators])  # (K, n)
         for rows in orders.split(self.batch_size, dim=1):  # (K, b)
             yield self.x[rows].transpose(0, 1), self.y[rows].transpose(0, 1)
+
+
+class _Rows(nn.Module):
+    """A per-example training transform (input noise, augmentation) on the stack's
+    ``(b, K, F)`` batches: applied to the ``(b·K, F)`` rows, so each member's copy of a row
+    gets its own draw, as it would alone."""
+
+    def __init__(self, transform: nn.Module) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 class _PerMember(nn.Module):
@@ -253,6 +280,7 @@ def run_stacked(
     reg = reglab.attach(stack, rules) if rules else None
     loss = _MemberLoss(criterion(first))
     context = TrialContext(progress=(context or TrialContext()).progress)
+    transform = _transform(first)
     try:
         history, seconds = train_model(
             _PerMember(stack),
@@ -265,6 +293,7 @@ def run_stacked(
             optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
             loss=loss,
             metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
+            transform=None if transform is None else _Rows(transform),
         )
     except Diverged as err:  # the Sweep trains each member alone, to say which diverged
         raise Diverged(f"{err} of a stack of {k}") from None
