@@ -166,3 +166,50 @@ def test_stacked_and_lone_trials_share_one_loop_and_log_the_same_history() -> No
                 assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (
                     f"seed {seed}, epoch {epoch}, {key}"
                 )
+
+
+CNN = {
+    "name": "stk-cnn",
+    "seeds": [0, 1],
+    "data": {"name": "digits", "subset": 300, "validation": 0.2},
+    "model": {"kind": "cnn", "channels": [4, 8]},
+    "train": {"epochs": 2, "batch_size": 32},
+    "grid": [
+        {"name": "none"},
+        {"name": "dropblock", "model": {"drop_block": 0.1, "spatial_dropout": 0.1}},
+        {
+            "name": "maxnorm",
+            "rules": {
+                "conv*": {
+                    "kernel_constraint": {"class_name": "MaxNorm", "config": {"max_value": 3.0}}
+                }
+            },
+        },
+        {"name": "resnet", "model": {"kind": "resnet", "stages": [1], "width": 4}},
+    ],
+}
+
+
+def test_cnn_trials_stack_through_vmap_with_their_own_batch_norm() -> None:
+    """A CNN (batch norm on) stacks without rules; a stacked member without dropout reports
+    what it would alone (its running statistics are its own), a rule or a ResNet runs alone."""
+    study = parse_study(CNN, "stk-cnn")
+    points = {p.key: p.config for p in study.points}
+    keys = {name: stack_key(config) for name, config in points.items()}
+    assert keys["none"] is not None
+    assert keys["dropblock"] is not None
+    assert keys["none"] != keys["dropblock"]
+    assert keys["maxnorm"] is None
+    assert keys["resnet"] is None
+    members = [(points["none"], 0), (points["none"], 1)]
+    for (config, seed), together in zip(members, run_stacked(members), strict=True):
+        alone = run_trial(config, seed)
+        for key in ("train_acc", "test_acc"):
+            assert together.metrics[key] == pytest.approx(
+                alone.metrics[key], abs=ACCURACY_TOLERANCE
+            )
+        assert together.metrics["test_loss"] == pytest.approx(
+            alone.metrics["test_loss"], rel=RELATIVE_TOLERANCE
+        )
+    dropped = run_stacked([(points["dropblock"], 0), (points["dropblock"], 1)])
+    assert all(0 <= o.metrics["test_acc"] <= 1 for o in dropped)

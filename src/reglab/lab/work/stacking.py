@@ -10,27 +10,32 @@ summed loss gives each member exactly the gradient it would get alone, and the o
 elementwise, so each member trains as it would alone — up to floating-point rounding of the
 batched GEMMs and the fused optimizer step (the metrics agree to about 1e-3; tested).
 
-What stacks (:func:`stack_key`): MLP classifier trials whose randomness is initialisation,
-batch order, dropout (``dropout``, ``input_dropout``), Gaussian input noise (``input_noise``)
-and augmentation (``augment``) — not weight noise, mixing or pre-training — whose rules
-are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints, the same
-loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
-shared representations). Everything else runs alone, as before. A stacked trial's history
+What stacks (:func:`stack_key`): MLP and CNN (``kind = "cnn"``, without rules) classifier
+trials whose randomness is initialisation, batch order, dropout (the models' dropout rates,
+spatial dropout, DropBlock), Gaussian input noise (``input_noise``) and augmentation
+(``augment``) — not weight noise, mixing or pre-training — whose rules are L1 / L2 / L1L2
+penalties with number coefficients, with the same constraints, the same loss and no per-trial
+training logic (early stopping, post-hoc stopping curves, a norm bound, shared
+representations). Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
 has no training time of its own. It records ``stack_seconds`` (the whole stack's training
 time, the same value in every member) and ``stack_size`` instead; the report counts each
 stack's time once.
 
-Randomness per member: dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
-activations and input noise / augmentation on its ``(B·K, F)`` rows, so every member draws
-its own masks, noise and affine maps — independent across members, from the one generator
-the stack's trial seeds. A stacked member is therefore the lone trial *in distribution*, not
-bitwise (its draws differ from the lone trial's); tests/lab/test_stacked_randomness.py checks
-mask rates, cross-member independence and accuracies against lone trials statistically.
+A CNN stack runs through :class:`~reglab.ensembles.ModelStack`'s vmap path (each member's
+batch norm keeps its own running statistics); measured faster than the trials one after
+another (docs/guide/performance.md, "Stacked studies"). ResNets run alone.
 
-When a member's loss or penalty
-turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are trained alone
-(so the one that diverged is named with its own step and term).
+Randomness per member: an MLP's dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
+activations, a CNN's under ``vmap(randomness="different")``, and input noise / augmentation
+on the stack's ``(B·K, F)`` rows, so every member draws its own masks, noise and affine maps —
+independent across members, from the one generator the stack's trial seeds. A stacked
+member is therefore the lone trial *in distribution*, not bitwise (its draws differ from the
+lone trial's); tests/lab/test_stacked_randomness.py checks mask rates, cross-member
+independence and accuracies against lone trials statistically.
+
+When a member's loss or penalty turns non-finite, :func:`run_stacked` raises ``Diverged`` and
+the members are trained alone (so the one that diverged is named with its own step and term).
 """
 
 from __future__ import annotations
@@ -96,6 +101,10 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
         return None
     # dropout, input noise and augmentation stack (drawn per member); see the module's doc
     if any(getattr(config, k) for k in _ALONE):
+        return None
+    if config.model.kind != "mlp" and config.rules:  # type: ignore[attr-defined]
+        # a convnet stacks through vmap, where activity hooks cannot run and per-unit
+        # constraints / per-member coefficients are not laid out for (K, ...) kernels
         return None
     bindings = _bindings(config)
     coefficients: dict[tuple[str, str], tuple] = {}
