@@ -1,11 +1,11 @@
-"""Stacked trials with dropout, input noise and augmentation: every member draws its own
+"""Stacked trials with dropout, input noise, weight noise and augmentation: every member draws its own
 masks, noise and affine maps, so a stacked member equals the lone trial *in distribution*
 (not bitwise). Checked statistically, with checks that fail when the randomness is shared
 across members or switched off:
 
 * mask level: each member's dropout rate is ``p`` (binomial bounds) and two members drop the
   same unit at rate ``p²`` (independent), not ``p`` (shared masks) — 0 if dropout were off;
-  input noise has std ``σ`` per member and no correlation between members;
+  input and weight noise have std ``σ`` per member and no correlation between members;
 * trial level: over seeds, the stacked members' final training loss and test accuracy are
   consistent with the lone trials' (Welch's t), while the same statistic separates the lone
   dropout trials from stacked trials without dropout.
@@ -13,6 +13,7 @@ across members or switched off:
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -48,13 +49,17 @@ def _configs() -> dict:
     return {p.key: p.config for p in parse_study(STUDY, "stk-random").points}
 
 
-def test_dropout_noise_and_augmentation_stack_weight_noise_and_mixing_run_alone() -> None:
-    keys = {name: stack_key(config) for name, config in _configs().items()}
-    for name in ("plain", "dropout", "dropout-noise", "noise", "augment"):
+def test_dropout_noise_weight_noise_and_augmentation_stack_mixing_runs_alone() -> None:
+    configs = _configs()
+    keys = {name: stack_key(config) for name, config in configs.items()}
+    stacking = ("plain", "dropout", "dropout-noise", "noise", "augment", "weight-noise")
+    for name in stacking:
         assert keys[name] is not None, name
-    assert len({keys[n] for n in ("plain", "dropout", "dropout-noise", "noise", "augment")}) == 5
-    assert keys["weight-noise"] is None
+    assert len({keys[n] for n in stacking}) == len(stacking)
     assert keys["mixup"] is None
+    # weight noise goes through ModelStack's vmap path: with rules it runs alone
+    ruled = configs["weight-noise"].override({"rules": {"fc*": {"kernel": "l2"}}})
+    assert stack_key(ruled) is None
 
 
 def _binomial_bound(p: float, n: int) -> float:
@@ -104,6 +109,24 @@ def test_each_member_draws_its_own_input_noise_and_affine_maps() -> None:
     assert not torch.allclose(augmented[:, 0], x[:, 0])  # augmentation on
     # each member's copy of a row gets its own affine map
     assert (augmented[:, 0] - augmented[:, 1]).abs().amax(1).gt(1e-3).float().mean() > 0.9
+
+
+def test_each_member_draws_its_own_weight_noise() -> None:
+    """The trial's first layer (``WeightNoise(Linear(64, 32))``), three identical members,
+    input the identity: ``out[k] - out_eval[k]`` is member ``k``'s weight noise — std ``σ``
+    each, uncorrelated between members (shared noise would give 1, no noise std 0)."""
+    layer = _configs()["weight-noise"].network().fc0
+    stack = ModelStack([copy.deepcopy(layer) for _ in range(3)])
+    x = torch.eye(64)
+    stack.eval()
+    clean = stack(x)  # (K, 64, 32)
+    stack.train()
+    torch.manual_seed(0)
+    noise = (stack(x) - clean).detach()  # (K, 64, 32): each member's noise, transposed
+    for member in range(3):
+        assert noise[member].std().item() == pytest.approx(0.01, rel=0.05)
+    correlation = torch.corrcoef(torch.stack([noise[0].flatten(), noise[1].flatten()]))
+    assert abs(correlation[0, 1].item()) < 6 / math.sqrt(noise[0].numel())
 
 
 def _welch_t(a: list[float], b: list[float]) -> float:

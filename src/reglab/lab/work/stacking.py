@@ -72,7 +72,6 @@ _ALONE = (
     "multitask",
     "ensemble",
     "pretrain",
-    "weight_noise",
     "mix",
     "sam",
     "rdrop",
@@ -102,9 +101,11 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     # dropout, input noise and augmentation stack (drawn per member); see the module's doc
     if any(getattr(config, k) for k in _ALONE):
         return None
-    if config.model.kind != "mlp" and config.rules:  # type: ignore[attr-defined]
-        # a convnet stacks through vmap, where activity hooks cannot run and per-unit
-        # constraints / per-member coefficients are not laid out for (K, ...) kernels
+    vmapped = config.model.kind != "mlp" or config.weight_noise  # type: ignore[attr-defined]
+    if vmapped and config.rules:
+        # through ModelStack's vmap path (convnets; WeightNoise-wrapped Linears), where
+        # activity hooks cannot run and per-unit constraints / per-member coefficients are not
+        # laid out for (K, ...) kernels
         return None
     bindings = _bindings(config)
     coefficients: dict[tuple[str, str], tuple] = {}
@@ -139,6 +140,7 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
             "train": config.train.to_dict(),
             "label_smoothing": config.label_smoothing and config.label_smoothing.to_dict(),
             "input_noise": config.input_noise,
+            "weight_noise": config.weight_noise,
             "augment": config.augment and config.augment.to_dict(),
             "constraints": sorted(fixed),
             "reductions": sorted(reductions),
