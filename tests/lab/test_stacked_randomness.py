@@ -21,8 +21,8 @@ import torch
 
 from reglab.ensembles import ModelStack
 from reglab.lab import parse_study, run_trial
-from reglab.lab.work.classifier import _transform
-from reglab.lab.work.stacking import _PerMember, _Rows, run_stacked, stack_key
+from reglab.lab.work.classifier import _mixer, _transform
+from reglab.lab.work.stacking import _MemberMix, _PerMember, _Rows, run_stacked, stack_key
 
 P = 0.5
 NOISE = 0.3
@@ -49,14 +49,12 @@ def _configs() -> dict:
     return {p.key: p.config for p in parse_study(STUDY, "stk-random").points}
 
 
-def test_dropout_noise_weight_noise_and_augmentation_stack_mixing_runs_alone() -> None:
+def test_dropout_noise_weight_noise_augmentation_and_mixing_stack() -> None:
     configs = _configs()
     keys = {name: stack_key(config) for name, config in configs.items()}
-    stacking = ("plain", "dropout", "dropout-noise", "noise", "augment", "weight-noise")
-    for name in stacking:
+    for name in keys:
         assert keys[name] is not None, name
-    assert len({keys[n] for n in stacking}) == len(stacking)
-    assert keys["mixup"] is None
+    assert len(set(keys.values())) == len(keys)  # each with its own kind of randomness
     # weight noise goes through ModelStack's vmap path: with rules it runs alone
     ruled = configs["weight-noise"].override({"rules": {"fc*": {"kernel": "l2"}}})
     assert stack_key(ruled) is None
@@ -127,6 +125,29 @@ def test_each_member_draws_its_own_weight_noise() -> None:
         assert noise[member].std().item() == pytest.approx(0.01, rel=0.05)
     correlation = torch.corrcoef(torch.stack([noise[0].flatten(), noise[1].flatten()]))
     assert abs(correlation[0, 1].item()) < 6 / math.sqrt(noise[0].numel())
+
+
+def test_each_member_mixes_its_own_batch_with_its_own_draw() -> None:
+    config = _configs()["mixup"]
+    k, b = 4, 64
+    x = torch.rand(b, 64).unsqueeze(1).expand(-1, k, -1)  # (b, K, F): the same rows
+    y = torch.randint(0, 10, (b,)).unsqueeze(1).expand(-1, k)  # (b, K)
+    torch.manual_seed(0)
+    mixed, targets = _MemberMix(_mixer(config))(x, y)
+    assert mixed.shape == (b, k, 64)
+    assert targets.shape == (b, k, 10)
+    assert torch.allclose(targets.sum(-1), torch.ones(b, k))
+    for member in range(1, k):  # own λ and partner order: no two members alike
+        assert not torch.allclose(targets[:, member], targets[:, 0])
+    members = [(config, seed) for seed in (0, 1, 2)]
+    stacked = run_stacked(members)
+    for outcome in stacked:
+        assert math.isfinite(outcome.history[-1]["loss"])
+        assert 0 <= outcome.history[-1]["acc"] <= 1
+    # it learns through its soft targets as the lone trials do (loosely: three seeds)
+    alone = [run_trial(c, seed).metrics["test_acc"] for c, seed in members]
+    together = [o.metrics["test_acc"] for o in stacked]
+    assert sum(together) / 3 == pytest.approx(sum(alone) / 3, abs=0.1), (together, alone)
 
 
 def _welch_t(a: list[float], b: list[float]) -> float:

@@ -10,11 +10,12 @@ summed loss gives each member exactly the gradient it would get alone, and the o
 elementwise, so each member trains as it would alone — up to floating-point rounding of the
 batched GEMMs and the fused optimizer step (the metrics agree to about 1e-3; tested).
 
-What stacks (:func:`stack_key`): MLP and CNN (``kind = "cnn"``, without rules) classifier
-trials whose randomness is initialisation, batch order, dropout (the models' dropout rates,
-spatial dropout, DropBlock), Gaussian input noise (``input_noise``) and augmentation
-(``augment``) — not weight noise, mixing or pre-training — whose rules are L1 / L2 / L1L2
-penalties with number coefficients, with the same constraints, the same loss and no per-trial
+What stacks (:func:`stack_key`): MLP and CNN (``kind = "cnn"``) classifier trials whose
+randomness is initialisation, batch order, dropout (the models' dropout rates, spatial
+dropout, DropBlock), Gaussian input noise (``input_noise``), augmentation (``augment``),
+weight noise (``weight_noise``) or mixing (``mix``) — not pre-training — whose rules are
+L1 / L2 / L1L2 penalties with number coefficients (none for a CNN or with weight noise: those
+stack through vmap), with the same constraints, the same loss and no per-trial
 training logic (early stopping, post-hoc stopping curves, a norm bound, shared
 representations). Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
@@ -28,7 +29,8 @@ another (docs/guide/performance.md, "Stacked studies"). ResNets run alone.
 
 Randomness per member: an MLP's dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
 activations, a CNN's under ``vmap(randomness="different")``, and input noise / augmentation
-on the stack's ``(B·K, F)`` rows, so every member draws its own masks, noise and affine maps —
+on the stack's ``(B·K, F)`` rows, weight noise per ``(K, ...)`` weight under vmap, mixing
+member by member, so every member draws its own masks, noise, affine maps and mixes —
 independent across members, from the one generator the stack's trial seeds. A stacked
 member is therefore the lone trial *in distribution*, not bitwise (its draws differ from the
 lone trial's); tests/lab/test_stacked_randomness.py checks mask rates, cross-member
@@ -52,7 +54,7 @@ from reglab import constraints
 from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.work.classifier import _transform, classifier_metrics, criterion
+from reglab.lab.work.classifier import _mixer, _transform, classifier_metrics, criterion
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
@@ -72,7 +74,6 @@ _ALONE = (
     "multitask",
     "ensemble",
     "pretrain",
-    "mix",
     "sam",
     "rdrop",
     "confidence_penalty",
@@ -141,6 +142,7 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
             "label_smoothing": config.label_smoothing and config.label_smoothing.to_dict(),
             "input_noise": config.input_noise,
             "weight_noise": config.weight_noise,
+            "mix": config.mix and config.mix.to_dict(),
             "augment": config.augment and config.augment.to_dict(),
             "constraints": sorted(fixed),
             "reductions": sorted(reductions),
@@ -216,6 +218,26 @@ class _Rows(nn.Module):
         return self.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+class _MemberMix(nn.Module):
+    """Mixup / CutMix per member on the stack's ``(b, K, F)`` batches and ``(b, K)`` labels:
+    member ``k`` mixes its own batch with its own draw (λ, partner order, box), as alone.
+    Returns ``x`` ``(b, K, F)`` and soft targets ``(b, K, C)``."""
+
+    def __init__(self, mix: nn.Module) -> None:
+        super().__init__()
+        self.mix = mix
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mixed = [self.mix(x[:, k], y[:, k]) for k in range(x.shape[1])]
+        return torch.stack([m[0] for m in mixed], 1), torch.stack([m[1] for m in mixed], 1)
+
+
+def _member_targets(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Each member's targets, member first: labels ``(b, K)`` or soft targets ``(b, K, C)``
+    per member (training), or shared labels ``(b,)`` (held out), to ``(K, b[, C])``."""
+    return y.transpose(0, 1) if y.ndim >= 2 else y.expand(k, -1)
+
+
 class _PerMember(nn.Module):
     """The stack as ``fit`` sees it: ``(b, K, F)`` training batches go to member ``k`` each,
     shared ``(b, F)`` held-out batches to every member; the output is ``(K, b, C)``."""
@@ -232,9 +254,8 @@ class _PerMember(nn.Module):
 
 def _member_losses(loss: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(K,)``: the trial's criterion on each member's output ``(K, b, C)`` and targets
-    (``(b, K)`` per member, or ``(b,)`` shared), in one vmapped call."""
-    targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
-    return torch.func.vmap(loss)(out, targets)
+    (``(b, K)`` or soft ``(b, K, C)`` per member, or ``(b,)`` shared), in one vmapped call."""
+    return torch.func.vmap(loss)(out, _member_targets(y, out.shape[0]))
 
 
 class _MemberLoss:
@@ -256,7 +277,10 @@ class _MemberLoss:
 
 
 def _member_accuracies(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
+    """``(K,)`` accuracies; soft targets count their arg-max class, as ``accuracy`` does."""
+    targets = _member_targets(y, out.shape[0])  # (K, b) or (K, b, C)
+    if targets.ndim == 3:
+        targets = targets.argmax(-1)
     return (out.argmax(-1) == targets).float().mean(1)
 
 
@@ -291,7 +315,7 @@ def run_stacked(
     reg = reglab.attach(stack, rules) if rules else None
     loss = _MemberLoss(criterion(first))
     context = TrialContext(progress=(context or TrialContext()).progress)
-    transform = _transform(first)
+    transform, mix = _transform(first), _mixer(first)
     try:
         history, seconds = train_model(
             _PerMember(stack),
@@ -305,6 +329,7 @@ def run_stacked(
             loss=loss,
             metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
             transform=None if transform is None else _Rows(transform),
+            batch_transform=None if mix is None else _MemberMix(mix),
         )
     except Diverged as err:  # the Sweep trains each member alone, to say which diverged
         raise Diverged(f"{err} of a stack of {k}") from None
