@@ -1,7 +1,8 @@
 """Convnet trials stacked (``ModelStack``'s vmap path) vs trained one after another.
 
-The lab's ``cnn`` kind on digits (8×8, channels 16/32, batch 64), without batch norm (a
-stack cannot hold running statistics): K members trained for ``--steps`` Adam steps each,
+The lab's ``cnn`` kind on digits (8×8, channels 16/32, batch 64), with ``--batch-norm`` as
+the lab builds it (each member's running statistics updated under vmap): K members trained
+for ``--steps`` Adam steps each,
 (a) one after another, (b) as one vmapped stack with per-member batches. Prints seconds per
 member-step and the ratio; the lab stacks convnets only where (b) is faster.
 
@@ -18,9 +19,11 @@ import torch
 from reglab.ensembles import ModelStack, fused_optimizer, stacked_loss
 from reglab.lab.kinds.convnets import cnn
 
+BATCH_NORM = [False]
+
 
 def _net() -> torch.nn.Module:
-    return cnn((1, 8, 8), 10, channels=(16, 32), batch_norm=False)
+    return cnn((1, 8, 8), 10, channels=(16, 32), batch_norm=BATCH_NORM[0])
 
 
 def _alone(k: int, steps: int, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -58,10 +61,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[3, 6])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-norm", action="store_true", help="the lab's default cnn")
     args = parser.parse_args()
+    BATCH_NORM[0] = args.batch_norm
     torch.manual_seed(0)
     x, y = torch.rand(1000, 64), torch.randint(0, 10, (1000,))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, BN {args.batch_norm}")
     for k in args.k:
         for r in range(args.repeats):  # alternate, the machine is shared
             alone = _alone(k, args.steps, x, y)

@@ -11,12 +11,12 @@ elementwise, so each member trains as it would alone — up to floating-point ro
 batched GEMMs and the fused optimizer step (the metrics agree to about 1e-3; tested).
 
 What stacks (:func:`stack_key`): MLP and CNN (``kind = "cnn"``) classifier trials whose
-randomness is initialisation, batch order, dropout (the models' dropout rates, spatial
-dropout, DropBlock), Gaussian input noise (``input_noise``), augmentation (``augment``),
-weight noise (``weight_noise``) or mixing (``mix``) — not pre-training — whose rules are
-L1 / L2 / L1L2 penalties with number coefficients (none for a CNN or with weight noise: those
-stack through vmap), with the same constraints, the same loss and no per-trial
-training logic (early stopping, post-hoc stopping curves, a norm bound, shared
+randomness is initialisation, batch order, dropout (the models' dropout rates, DropBlock;
+not spatial dropout, slower under vmap than alone), Gaussian input noise (``input_noise``),
+augmentation (``augment``), weight noise (``weight_noise``) or mixing (``mix``) — not
+pre-training — whose rules are L1 / L2 / L1L2 penalties with number coefficients (none for a
+CNN or with weight noise: those stack through vmap), with the same constraints, the same loss
+and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound, shared
 representations). Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
 has no training time of its own. It records ``stack_seconds`` (the whole stack's training
@@ -101,6 +101,10 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
         return None
     # dropout, input noise and augmentation stack (drawn per member); see the module's doc
     if any(getattr(config, k) for k in _ALONE):
+        return None
+    if getattr(config.model, "spatial_dropout", 0.0):
+        # Dropout2d under vmap costs more than stacking saves (measured: 0.72x of the lone
+        # trials' CPU time; docs/guide/performance.md, "Stacked studies")
         return None
     vmapped = config.model.kind != "mlp" or config.weight_noise  # type: ignore[attr-defined]
     if vmapped and config.rules:
