@@ -191,28 +191,8 @@ CNN = {
 }
 
 
-def test_cnn_trials_stack_through_vmap_with_their_own_batch_norm() -> None:
-    """A CNN (batch norm on) stacks without rules; a stacked member without dropout reports
-    what it would alone (its running statistics are its own); a rule, spatial dropout (slower
-    under vmap than alone) or a ResNet runs alone."""
+def test_cnn_trials_run_alone() -> None:
+    """Measured slower stacked (vmap) than alone end to end on CPU (augmentation-cnn 0.30x
+    wall; docs/guide/performance.md, "Stacked studies"), so the cnn kind is not stackable."""
     study = parse_study(CNN, "stk-cnn")
-    points = {p.key: p.config for p in study.points}
-    keys = {name: stack_key(config) for name, config in points.items()}
-    assert keys["none"] is not None
-    assert keys["dropblock"] is not None
-    assert keys["none"] != keys["dropblock"]
-    assert keys["maxnorm"] is None
-    assert keys["spatial"] is None
-    assert keys["resnet"] is None
-    members = [(points["none"], 0), (points["none"], 1)]
-    for (config, seed), together in zip(members, run_stacked(members), strict=True):
-        alone = run_trial(config, seed)
-        for key in ("train_acc", "test_acc"):
-            assert together.metrics[key] == pytest.approx(
-                alone.metrics[key], abs=ACCURACY_TOLERANCE
-            )
-        assert together.metrics["test_loss"] == pytest.approx(
-            alone.metrics["test_loss"], rel=RELATIVE_TOLERANCE
-        )
-    dropped = run_stacked([(points["dropblock"], 0), (points["dropblock"], 1)])
-    assert all(0 <= o.metrics["test_acc"] <= 1 for o in dropped)
+    assert all(stack_key(p.config) is None for p in study.points)

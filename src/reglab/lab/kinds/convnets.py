@@ -261,15 +261,7 @@ class ResNetModel(Table):
 
 
 CNN_KIND = register(
-    Kind(
-        "cnn",
-        CNNModel,
-        "classifier",
-        network=build_network,
-        run=run_classifier,
-        stackable=True,  # through ModelStack's vmap path, without rules (issue 26)
-        order=1,
-    )
+    Kind("cnn", CNNModel, "classifier", network=build_network, run=run_classifier, order=1)
 )
 RESNET_KIND = register(
     Kind("resnet", ResNetModel, "classifier", network=build_network, run=run_classifier, order=2)

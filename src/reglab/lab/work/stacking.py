@@ -10,27 +10,24 @@ summed loss gives each member exactly the gradient it would get alone, and the o
 elementwise, so each member trains as it would alone — up to floating-point rounding of the
 batched GEMMs and the fused optimizer step (the metrics agree to about 1e-3; tested).
 
-What stacks (:func:`stack_key`): MLP and CNN (``kind = "cnn"``) classifier trials whose
-randomness is initialisation, batch order, dropout (the models' dropout rates, DropBlock;
-not spatial dropout, slower under vmap than alone), Gaussian input noise (``input_noise``),
+What stacks (:func:`stack_key`): MLP classifier trials whose randomness is initialisation,
+batch order, dropout (``dropout``, ``input_dropout``), Gaussian input noise (``input_noise``),
 augmentation (``augment``), weight noise (``weight_noise``) or mixing (``mix``) — not
-pre-training — whose rules are L1 / L2 / L1L2 penalties with number coefficients (none for a
-CNN or with weight noise: those stack through vmap), with the same constraints, the same loss
-and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound, shared
+pre-training — whose rules are L1 / L2 / L1L2 penalties with number coefficients (none with
+weight noise: it stacks through vmap), with the same constraints, the same loss and no
+per-trial training logic (early stopping, post-hoc stopping curves, a norm bound, shared
 representations). Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
 has no training time of its own. It records ``stack_seconds`` (the whole stack's training
 time, the same value in every member) and ``stack_size`` instead; the report counts each
 stack's time once.
 
-A CNN stack runs through :class:`~reglab.ensembles.ModelStack`'s vmap path (each member's
-batch norm keeps its own running statistics): its training steps measured 1.3–1.7× faster
-than the trials one after another, end to end on digits about 1.1× (docs/guide/performance.md,
-"Stacked studies"). ResNets run alone.
+Convnets (``cnn``) run alone: their vmapped stack was measured slower end to end than the
+trials one after another on CPU (docs/guide/performance.md, "Stacked studies"), though
+``ModelStack`` can hold them (per-member batch norm).
 
-Randomness per member: an MLP's dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
-activations, a CNN's under ``vmap(randomness="different")``, and input noise / augmentation
-on the stack's ``(B·K, F)`` rows, weight noise per ``(K, ...)`` weight under vmap, mixing
+Randomness per member: dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
+activations, input noise / augmentation on the stack's ``(B·K, F)`` rows, weight noise per ``(K, ...)`` weight under vmap, mixing
 member by member, so every member draws its own masks, noise, affine maps and mixes —
 independent across members, from the one generator the stack's trial seeds. A stacked
 member is therefore the lone trial *in distribution*, not bitwise (its draws differ from the
@@ -103,13 +100,9 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     # dropout, noise, augmentation and mixing stack (drawn per member): see the module doc
     if any(getattr(config, k) for k in _ALONE):
         return None
-    if getattr(config.model, "spatial_dropout", 0.0):
-        # Dropout2d under vmap costs more than stacking saves (measured: 0.72x of the lone
-        # trials' CPU time; docs/guide/performance.md, "Stacked studies")
-        return None
     vmapped = config.model.kind != "mlp" or config.weight_noise  # type: ignore[attr-defined]
     if vmapped and config.rules:
-        # through ModelStack's vmap path (convnets; WeightNoise-wrapped Linears), where
+        # through ModelStack's vmap path (WeightNoise-wrapped Linears), where
         # activity hooks cannot run and per-unit constraints / per-member coefficients are not
         # laid out for (K, ...) kernels
         return None
