@@ -27,12 +27,12 @@ trials one after another on CPU (docs/guide/performance.md, "Stacked studies"), 
 ``ModelStack`` can hold them (per-member batch norm).
 
 Randomness per member: dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
-activations, input noise / augmentation on the stack's ``(B·K, F)`` rows, weight noise per ``(K, ...)`` weight under vmap, mixing
-member by member, so every member draws its own masks, noise, affine maps and mixes —
-independent across members, from the one generator the stack's trial seeds. A stacked
-member is therefore the lone trial *in distribution*, not bitwise (its draws differ from the
-lone trial's); tests/lab/test_stacked_randomness.py checks mask rates, cross-member
-independence and accuracies against lone trials statistically.
+activations, input noise / augmentation on the stack's ``(B·K, F)`` rows, weight noise per
+``(K, ...)`` weight under vmap, mixing member by member, so every member draws its own masks,
+noise, affine maps and mixes — independent across members, from the one generator the
+stack's trial seeds. A stacked member is therefore the lone trial *in distribution*, not
+bitwise (its draws differ from the lone trial's); tests/lab/test_stacked_randomness.py checks
+mask rates, cross-member independence and accuracies against lone trials statistically.
 
 When a member's loss or penalty turns non-finite, :func:`run_stacked` raises ``Diverged`` and
 the members are trained alone (so the one that diverged is named with its own step and term).
