@@ -183,10 +183,6 @@ def test_errors() -> None:
     ):
         ModelStack([mlp([4, 8, 2]), mlp([4, 8, 2]).double()])
     with pytest.raises(
-        InvalidParameterError, match=r"cannot stack BatchNorm1d '1': its running statistics"
-    ):
-        ModelStack(lambda: nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), k=2)
-    with pytest.raises(
         InvalidParameterError, match=r"takes a sequence of models or a factory, not one model"
     ):
         ModelStack(nn.Linear(2, 2))
@@ -230,3 +226,27 @@ def test_per_member_elastic_net_with_zero_members_equals_separate_models(folded:
             (F.cross_entropy(model(x), y) + r.penalty()).backward()
             o.step()
         torch.testing.assert_close(stack(x)[k], model(x), rtol=1e-10, atol=1e-12)
+
+
+def test_running_statistics_are_per_member_and_follow_the_stack_mode() -> None:
+    """BatchNorm on the vmap path: each member's running statistics are updated from its own
+    batch, as alone; in eval mode the stack uses them (issue 26: convnet trials stack)."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)) for _ in range(2)]
+    stack = ModelStack(models)
+    x = torch.randn(2, 8, 3)  # (K, B, F)
+    stack.train()
+    out = stack(x, per_member=True)
+    for k, model in enumerate(models):
+        model.train()
+        assert torch.allclose(out[k], model(x[k]), atol=1e-5)
+        assert torch.allclose(stack.get_parameter("0.weight")[k], model[0].weight)
+        assert torch.allclose(stack.get_buffer("1.running_mean")[k], model[1].running_mean)
+        assert torch.allclose(stack.get_buffer("1.running_var")[k], model[1].running_var)
+    stack.eval()
+    out = stack(x, per_member=True)
+    for k, model in enumerate(models):
+        model.eval()
+        assert torch.allclose(out[k], model(x[k]), atol=1e-5)
+    for k, member in enumerate(stack.unstack()):
+        assert torch.allclose(member[1].running_mean, models[k][1].running_mean)

@@ -65,7 +65,10 @@ def test_which_points_stack_together() -> None:
     assert keys["maxnorm"] != keys["none"]
     assert keys["smooth"] is not None
     assert keys["smooth"] != keys["none"]
-    assert keys["dropout"] is None  # random masks: trained alone
+    # dropout stacks (masks drawn per member: tests/lab/test_stacked_randomness.py), with
+    # trials of the same dropout rate only
+    assert keys["dropout"] is not None
+    assert keys["dropout"] != keys["none"]
 
 
 @pytest.mark.parametrize("group", [["none", "L2", "L1", "act"], ["sgd"], ["maxnorm"], ["smooth"]])
@@ -163,3 +166,33 @@ def test_stacked_and_lone_trials_share_one_loop_and_log_the_same_history() -> No
                 assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (
                     f"seed {seed}, epoch {epoch}, {key}"
                 )
+
+
+CNN = {
+    "name": "stk-cnn",
+    "seeds": [0, 1],
+    "data": {"name": "digits", "subset": 300, "validation": 0.2},
+    "model": {"kind": "cnn", "channels": [4, 8]},
+    "train": {"epochs": 2, "batch_size": 32},
+    "grid": [
+        {"name": "none"},
+        {"name": "dropblock", "model": {"drop_block": 0.1}},
+        {"name": "spatial", "model": {"spatial_dropout": 0.1}},
+        {
+            "name": "maxnorm",
+            "rules": {
+                "conv*": {
+                    "kernel_constraint": {"class_name": "MaxNorm", "config": {"max_value": 3.0}}
+                }
+            },
+        },
+        {"name": "resnet", "model": {"kind": "resnet", "stages": [1], "width": 4}},
+    ],
+}
+
+
+def test_cnn_trials_run_alone() -> None:
+    """Measured slower stacked (vmap) than alone end to end on CPU (augmentation-cnn 0.30x
+    wall; docs/guide/performance.md, "Stacked studies"), so the cnn kind is not stackable."""
+    study = parse_study(CNN, "stk-cnn")
+    assert all(stack_key(p.config) is None for p in study.points)

@@ -129,13 +129,6 @@ def _check_stackable(models: list[nn.Module]) -> None:
                 f"member 0 ({type(model).__name__} vs {type(models[0]).__name__}; first "
                 f"differences: {_differences(reference, other)})."
             )
-    for name, module in models[0].named_modules():
-        if getattr(module, "track_running_stats", False):
-            raise InvalidParameterError(
-                f"ModelStack cannot stack {type(module).__name__} {name!r}: its running "
-                "statistics are updated in place during training. Use "
-                "track_running_stats=False, or LayerNorm/GroupNorm."
-            )
 
 
 class ModelStack(nn.Module):
@@ -152,9 +145,12 @@ class ModelStack(nn.Module):
       dropout, noise): every ``Linear`` becomes a ``StackedLinear`` (batched GEMMs) and
       the layers run as real modules on ``(K, B, ...)`` tensors, so forward hooks and activity
       penalties work; dropout draws independent masks per member. This is the fast path.
-    * **Anything else** without running statistics: ``torch.vmap`` over
-      ``torch.func.functional_call`` with ``randomness="different"``. Forward hooks cannot run
-      inside ``vmap``; attaching activity penalties to such a stack raises an error at forward.
+    * **Anything else** (convnets, ...): ``torch.vmap`` over ``torch.func.functional_call``
+      with ``randomness="different"`` (each member draws its own dropout masks). Running
+      statistics (``BatchNorm``) are per member: the stacked ``(K, ...)`` buffers are updated
+      in place inside ``vmap``, each member's from its own batch, as it would be alone. The
+      stack's ``train()`` / ``eval()`` mode is the members'. Forward hooks cannot run inside
+      ``vmap``; attaching activity penalties to such a stack raises an error at forward.
 
     Train with one optimizer over ``stack.parameters()`` and a loss *summed* over members
     (``stacked_loss``), so each member receives exactly the gradient it would get alone;
@@ -272,6 +268,7 @@ class ModelStack(nn.Module):
         params = dict(self.named_parameters())
         buffers = dict(self.named_buffers())
         template = self._template[0]
+        template.train(self.training)  # dropout, BatchNorm: the stack's mode
 
         def member(p: dict, b: dict, xb: torch.Tensor) -> torch.Tensor:
             return functional_call(template, (p, b), (xb,))

@@ -182,7 +182,7 @@ def drop_block(
     height, width = x.shape[-2:]
     b = min(block_size, height, width)
     gamma = p / b**2 * height * width / ((height - b + 1) * (width - b + 1))
-    centres = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    centres = torch.empty_like(x)  # batched under vmap: per-member draws in a ModelStack
     centres.bernoulli_(min(gamma, 1.0), generator=generator)
     # A max-pool with a b × b window spreads each centre over its block (cut to H × W).
     dropped = F.max_pool2d(centres, b, stride=1, padding=b // 2)[..., :height, :width]

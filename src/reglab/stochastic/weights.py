@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,7 +52,12 @@ class _PerturbedWeights(nn.Module, abc.ABC):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self.training or self.is_identity():
             return self.module(*args, **kwargs)
-        weights = {name: self.perturb(self.module.get_parameter(name)) for name in self.names}
+        # getattr, not get_parameter: under functional_call (a ModelStack's vmap) the
+        # parameters are plain tensors
+        weights = {
+            name: self.perturb(functools.reduce(getattr, name.split("."), self.module))
+            for name in self.names
+        }
         return functional_call(self.module, weights, args, kwargs)
 
 

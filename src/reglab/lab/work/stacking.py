@@ -10,19 +10,34 @@ summed loss gives each member exactly the gradient it would get alone, and the o
 elementwise, so each member trains as it would alone — up to floating-point rounding of the
 batched GEMMs and the fused optimizer step (the metrics agree to about 1e-3; tested).
 
-What stacks (:func:`stack_key`): MLP classifier trials with no randomness beyond
-initialisation and batch order (no dropout, noise, augmentation or pre-training), whose rules
-are L1 / L2 / L1L2 penalties with number coefficients, with the same constraints, the same
-loss and no per-trial training logic (early stopping, post-hoc stopping curves, a norm bound,
-shared representations), and that no other grid point starts from (``[train] init`` naming
-it: those train alone, so the weights others start from are exactly a lone trial's).
+What stacks (:func:`stack_key`): MLP classifier trials whose randomness is initialisation,
+batch order, dropout (``dropout``, ``input_dropout``), Gaussian input noise (``input_noise``),
+augmentation (``augment``), weight noise (``weight_noise``) or mixing (``mix``) — not
+pre-training — whose rules are L1 / L2 / L1L2 penalties with number coefficients (none with
+weight noise: it stacks through vmap), with the same constraints, the same loss and no
+per-trial training logic (early stopping, post-hoc stopping curves, a norm bound, shared
+representations), and that no other grid point starts from (``[train] init`` naming it:
+those train alone, so the weights others start from are exactly a lone trial's).
 Everything else runs alone, as before. A stacked trial's history
 has no ``penalty`` column (the terms are the stack's totals), and no ``seconds``: a member
 has no training time of its own. It records ``stack_seconds`` (the whole stack's training
 time, the same value in every member) and ``stack_size`` instead; the report counts each
-stack's time once. When a member's loss or penalty
-turns non-finite, :func:`run_stacked` raises ``Diverged`` and the members are trained alone
-(so the one that diverged is named with its own step and term).
+stack's time once.
+
+Convnets (``cnn``) run alone: their vmapped stack was measured slower end to end than the
+trials one after another on CPU (docs/guide/performance.md, "Stacked studies"), though
+``ModelStack`` can hold them (per-member batch norm).
+
+Randomness per member: dropout runs as ``nn.Dropout`` on the stack's ``(K, B, F)``
+activations, input noise / augmentation on the stack's ``(B·K, F)`` rows, weight noise per
+``(K, ...)`` weight under vmap, mixing member by member, so every member draws its own masks,
+noise, affine maps and mixes — independent across members, from the one generator the
+stack's trial seeds. A stacked member is therefore the lone trial *in distribution*, not
+bitwise (its draws differ from the lone trial's); tests/lab/test_stacked_randomness.py checks
+mask rates, cross-member independence and accuracies against lone trials statistically.
+
+When a member's loss or penalty turns non-finite, :func:`run_stacked` raises ``Diverged`` and
+the members are trained alone (so the one that diverged is named with its own step and term).
 """
 
 from __future__ import annotations
@@ -39,7 +54,7 @@ from reglab import constraints
 from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
-from reglab.lab.work.classifier import classifier_metrics, criterion
+from reglab.lab.work.classifier import _mixer, _transform, classifier_metrics, criterion
 from reglab.lab.work.device import to_device
 from reglab.lab.work.init import load_init, wanted
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
@@ -61,7 +76,6 @@ _ALONE = (
     "multitask",
     "ensemble",
     "pretrain",
-    "augment",
     "sam",
     "rdrop",
     "confidence_penalty",
@@ -87,7 +101,14 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
     when the point cannot be stacked."""
     if config.kind != "classifier" or not config.model_kind.stackable:
         return None
-    if config.stochastic or any(getattr(config, k) for k in _ALONE):
+    # dropout, noise, augmentation and mixing stack (drawn per member): see the module doc
+    if any(getattr(config, k) for k in _ALONE):
+        return None
+    vmapped = config.model.kind != "mlp" or config.weight_noise  # type: ignore[attr-defined]
+    if vmapped and config.rules:
+        # through ModelStack's vmap path (WeightNoise-wrapped Linears), where
+        # activity hooks cannot run and per-unit constraints / per-member coefficients are not
+        # laid out for (K, ...) kernels
         return None
     if wanted(config):  # others start from its trials: trained alone, exactly as they start
         return None
@@ -123,6 +144,10 @@ def _canonical(config: TrialConfig) -> tuple[Hashable, dict[tuple[str, str], tup
             "model": config.model.to_dict(),
             "train": config.train.to_dict(),
             "label_smoothing": config.label_smoothing and config.label_smoothing.to_dict(),
+            "input_noise": config.input_noise,
+            "weight_noise": config.weight_noise,
+            "mix": config.mix and config.mix.to_dict(),
+            "augment": config.augment and config.augment.to_dict(),
             "constraints": sorted(fixed),
             "reductions": sorted(reductions),
         },
@@ -185,6 +210,39 @@ class _MemberBatches:
             yield self.x[rows].transpose(0, 1), self.y[rows].transpose(0, 1)
 
 
+class _Rows(nn.Module):
+    """A per-example training transform (input noise, augmentation) on the stack's
+    ``(b, K, F)`` batches: applied to the ``(b·K, F)`` rows, so each member's copy of a row
+    gets its own draw, as it would alone."""
+
+    def __init__(self, transform: nn.Module) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class _MemberMix(nn.Module):
+    """Mixup / CutMix per member on the stack's ``(b, K, F)`` batches and ``(b, K)`` labels:
+    member ``k`` mixes its own batch with its own draw (λ, partner order, box), as alone.
+    Returns ``x`` ``(b, K, F)`` and soft targets ``(b, K, C)``."""
+
+    def __init__(self, mix: nn.Module) -> None:
+        super().__init__()
+        self.mix = mix
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mixed = [self.mix(x[:, k], y[:, k]) for k in range(x.shape[1])]
+        return torch.stack([m[0] for m in mixed], 1), torch.stack([m[1] for m in mixed], 1)
+
+
+def _member_targets(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Each member's targets, member first: labels ``(b, K)`` or soft targets ``(b, K, C)``
+    per member (training), or shared labels ``(b,)`` (held out), to ``(K, b[, C])``."""
+    return y.transpose(0, 1) if y.ndim >= 2 else y.expand(k, -1)
+
+
 class _PerMember(nn.Module):
     """The stack as ``fit`` sees it: ``(b, K, F)`` training batches go to member ``k`` each,
     shared ``(b, F)`` held-out batches to every member; the output is ``(K, b, C)``."""
@@ -201,9 +259,8 @@ class _PerMember(nn.Module):
 
 def _member_losses(loss: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(K,)``: the trial's criterion on each member's output ``(K, b, C)`` and targets
-    (``(b, K)`` per member, or ``(b,)`` shared), in one vmapped call."""
-    targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
-    return torch.func.vmap(loss)(out, targets)
+    (``(b, K)`` or soft ``(b, K, C)`` per member, or ``(b,)`` shared), in one vmapped call."""
+    return torch.func.vmap(loss)(out, _member_targets(y, out.shape[0]))
 
 
 class _MemberLoss:
@@ -225,7 +282,10 @@ class _MemberLoss:
 
 
 def _member_accuracies(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    targets = y.transpose(0, 1) if y.ndim == 2 else y.expand(out.shape[0], -1)  # (K, b)
+    """``(K,)`` accuracies; soft targets count their arg-max class, as ``accuracy`` does."""
+    targets = _member_targets(y, out.shape[0])  # (K, b) or (K, b, C)
+    if targets.ndim == 3:
+        targets = targets.argmax(-1)
     return (out.argmax(-1) == targets).float().mean(1)
 
 
@@ -263,6 +323,7 @@ def run_stacked(
     loss = _MemberLoss(criterion(first))
     context = TrialContext(progress=context.progress, device=context.device)
     x, y = to_device((x, y), context.device)  # once, not per batch
+    transform, mix = _transform(first), _mixer(first)
     try:
         history, seconds = train_model(
             _PerMember(stack),
@@ -275,6 +336,8 @@ def run_stacked(
             optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
             loss=loss,
             metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
+            transform=None if transform is None else _Rows(transform),
+            batch_transform=None if mix is None else _MemberMix(mix),
         )
     except Diverged as err:  # the Sweep trains each member alone, to say which diverged
         raise Diverged(f"{err} of a stack of {k}") from None
