@@ -244,6 +244,11 @@ def _member_targets(y: torch.Tensor, k: int) -> torch.Tensor:
     return y.transpose(0, 1) if y.ndim >= 2 else y.expand(k, -1)
 
 
+#: The stack as ``fit`` sees it (``(b, K, F)`` per member, ``(b, F)`` shared -> ``(K, b, C)``);
+#: :class:`~reglab.lab.work.compaction.Stoppable` can swap in a compacted stack between epochs.
+_PerMember = Stoppable
+
+
 def _member_losses(loss: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(K,)``: the trial's criterion on each member's output ``(K, b, C)`` and targets
     (``(b, K)`` or soft ``(b, K, C)`` per member, or ``(b,)`` shared), in one vmapped call."""
