@@ -9,16 +9,19 @@ does (its own SQLite storage, one worker, trials trained one by one):
   and ``grid (stacked)``: the same trained as one ModelStack, as ``reglab run`` does;
 * ``coarse-to-fine``: one value per decade, then 5 values in the best decade's cell, each
   trial alone, and ``coarse-to-fine (stacked)``: each stage as one ModelStack;
-* ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA.
+* ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA;
+* ``tpe+asha (stacked)``: the same with ``[search] batch = --batch``: each worker asks
+  ``--batch`` candidates together and trains them as one ModelStack, ASHA pruning member by
+  member and the stack compacted to the live members (``reglab.lab.sweep.stacked_search``).
 
 For each: wall time, trials and epochs trained, the chosen coefficient (best validation
 accuracy at the last epoch), its validation and test accuracy, and whether its validation
-accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point). Stacked
-sampled search (K TPE candidates in one stack) and PBT are not wired into ``reglab run`` and
-are not measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
-relative to the first grid row that ran):
+accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point). PBT is
+not wired into ``reglab run`` here and is not measured. Run by hand (minutes on 2 CPU cores;
+``--methods`` runs a subset, "x grid" relative to the first grid row that ran):
 
-    python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--methods ...]
+    python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--batch 8]
+        [--methods ...]
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--grid", type=int, default=16)
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8, help="stacked search: K per stack")
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--methods", nargs="*", help="run only these (default: all)")
     args = parser.parse_args()
@@ -97,6 +101,16 @@ def main() -> None:
         "tpe": ({"method": "tpe", "trials": args.trials, "seed": 0}, log),
         "tpe+asha": (
             {"method": "tpe", "trials": args.trials, "pruner": "asha", "seed": 0},
+            log,
+        ),
+        "tpe+asha (stacked)": (
+            {
+                "method": "tpe",
+                "trials": args.trials,
+                "pruner": "asha",
+                "batch": args.batch,
+                "seed": 0,
+            },
             log,
         ),
     }
