@@ -14,10 +14,11 @@ does (its own SQLite storage, one worker, trials trained one by one):
   ``--batch`` candidates together and trains them as one ModelStack, ASHA pruning member by
   member and the stack compacted to the live members (``reglab.lab.sweep.stacked_search``).
 
-For each: wall time, trials and epochs trained, the chosen coefficient (best validation
-accuracy at the last epoch), its validation and test accuracy, and whether its validation
-accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point). PBT is
-not wired into ``reglab run`` here and is not measured. Run by hand (minutes on 2 CPU cores;
+For each: wall time, the process's CPU time (all its threads), trials and epochs trained, the
+chosen coefficient (best validation accuracy at the last epoch), its validation and test
+accuracy, and whether its validation accuracy is within noise of the grid's best
+(``|Δ| <= --noise``, default 1 point). PBT is not wired into ``reglab run`` here and is not
+measured. Run by hand (minutes on 2 CPU cores;
 ``--methods`` runs a subset, "x grid" relative to the first grid row that ran):
 
     python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--batch 8]
@@ -61,20 +62,21 @@ def _run(method: str, raw: dict, folder: Path, stack: bool = False) -> dict:
     study = parse_study(raw, "bench")
     run_dir = RunDir(folder / method)
     run_dir.path.mkdir(parents=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if study.searched is None:
         sweep = Sweep.create(study, run_dir.storage_url)
         sweep.work(run_dir, stack=stack)
     else:
         sweep = SearchSweep.create(study, run_dir.storage_url)
         sweep.work(run_dir, advance=True, stack=stack)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     records = sweep.results()
     finished = [r for r in records if not r["diverged"] and not r.get("pruned")]
     best = max(finished, key=lambda r: r["history"][-1]["val_acc"])
     return {
         "method": method,
         "seconds": seconds,
+        "cpu": cpu,
         "trials": len(records),
         "epochs": sum(len(r["history"]) for r in records),
         "l2": best["params"][L2],
@@ -125,17 +127,18 @@ def main() -> None:
             raw = _study(search, axis, args.epochs)
             rows.append(_run(method, raw, Path(folder), stack="stacked" in method))
             r = rows[-1]
-            print(f"  {method}: {r['seconds']:.1f} s", flush=True)
+            print(f"  {method}: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU", flush=True)
     # the reference: the exhaustive grid (alone if it ran, else stacked)
     reference = next((r for r in rows if r["method"].startswith("grid")), rows[0])
     print(
-        f"\n{'method':25} {'wall s':>7} {'x grid':>7} {'trials':>6} {'epochs':>6} "
+        f"\n{'method':25} {'wall s':>7} {'x grid':>7} {'CPU s':>7} {'trials':>6} {'epochs':>6} "
         f"{'chosen l2':>10} {'val %':>6} {'test %':>6}  within noise of grid's best"
     )
     for r in rows:
         near = abs(r["val"] - reference["val"]) <= args.noise
         print(
             f"{r['method']:25} {r['seconds']:7.1f} {r['seconds'] / reference['seconds']:7.2f} "
+            f"{r['cpu']:7.1f} "
             f"{r['trials']:6d} {r['epochs']:6d} {r['l2']:10.3g} {100 * r['val']:6.1f} "
             f"{100 * r['test']:6.1f}  {'yes' if near else 'no'}"
         )
