@@ -18,8 +18,8 @@ For each: wall time, the process's CPU time (all its threads), trials and epochs
 chosen coefficient (best validation accuracy at the last epoch), its validation and test
 accuracy, and whether its validation accuracy is within noise of the grid's best
 (``|Δ| <= --noise``, default 1 point). PBT is not wired into ``reglab run`` here and is not
-measured. Run by hand (minutes on 2 CPU cores;
-``--methods`` runs a subset, "x grid" relative to the first grid row that ran):
+measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
+relative to the first grid row that ran):
 
     python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--batch 8]
         [--methods ...]
