@@ -18,6 +18,7 @@ from reglab.lab.report.comparison import Comparison, compare, deciding_metrics, 
 from reglab.lab.report.describe import describe_point
 from reglab.lab.report.glossary import glossary
 from reglab.lab.report.page import Figure, Page, html_page, markdown_page
+from reglab.lab.report.search_views import search_views
 from reglab.lab.report.summaries import (
     coefficient_series,
     curves,
@@ -188,6 +189,10 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     base_row["metrics"] if base_row else None,
                 ),
             )
+    searched = search_views(study, records)  # stages, pruned curves: none for a grid
+    if trained:
+        for name, caption, figure in searched.figures:
+            add(name, caption, figure)
     title = f"reglab study: {study.name}"
     diverged = len(records) - len(trained)
     status = f"{len(trained)} of {total_trials} trials complete" + (
@@ -211,7 +216,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         label,
         deciding,
         glossary([*deciding, *columns, *pick(recorded & {"stack_seconds", "stack_size"}, "table")]),
-        describe_time(training_time(records)),
+        " ".join(filter(None, [describe_time(training_time(records)), *searched.lines])),
     )
     atomic_write_text(run_dir.output("summary.md"), markdown_page(page))
     return atomic_write_text(run_dir.output("report.html"), html_page(page))
