@@ -131,12 +131,15 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
             + ("; ◀ marks a collapsed configuration, off the fitted axis" if collapsed else ""),
             figures.results_figure(summary, pick(recorded, "bar", 3), collapsed),
         )
-        curve_data = curves(trained)
+        # pruned trials' curves are drawn together, in the search's pruning figure
+        curve_data = curves([r for r in trained if not r.get("pruned")])
         if curve_data:
             held_out = held_out_split(study.example_points[0].config.data)
+            pruned = any(r.get("pruned") for r in trained)
             add(
                 "learning_curves.png",
-                f"Training vs {held_out} loss: the overfitting picture",
+                f"Training vs {held_out} loss: the overfitting picture"
+                + ("; trials that ran to the end (pruned: the pruning figure)" if pruned else ""),
                 figures.learning_curves_figure(curve_data, held_out=held_out),
             )
         histograms = weight_histograms(_kernels(run_dir, trained, notes))

@@ -130,6 +130,12 @@ def _collapsed(m: Metric, values: Sequence[float], best: float) -> list[bool]:
     return [v < best / 2 for v in values]
 
 
+def _any_collapsed(series: Mapping[str, Any], m: Metric) -> bool:
+    best = m.scale * series["chosen_stats"][0]
+    means = [m.scale * v for a in series["axes"] for s in a["stages"].values() for v in s["mean"]]
+    return any(_collapsed(m, means, best))
+
+
 def stages_figure(series: Mapping[str, Any], m: Metric, entry: str = "") -> Any:
     """One panel per coefficient: ``m`` (mean ± std over seeds) against the coefficient on
     a log axis, one marker and colour per stage; the chosen value marked by a red star and a
@@ -351,7 +357,13 @@ def search_views(study: Any, records: Sequence[Record]) -> SearchViews:
                     "search_stages.png",
                     f"Coarse-to-fine: {m.title} vs coefficient (log axis) in stages "
                     f"{', '.join(map(str, stages))}; mean over seeds, ± std as error bars; "
-                    f"★ the chosen value ({chosen})",
+                    f"★ the chosen value ({chosen})"
+                    + (
+                        "; ▼ at the bottom edge: a collapsed value (below half the best), "
+                        "written out"
+                        if _any_collapsed(series, m)
+                        else ""
+                    ),
                     stages_figure(series, m, searched.name),
                 )
             )
