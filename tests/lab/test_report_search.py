@@ -26,6 +26,7 @@ from reglab.lab.report.search_views import (
     pruning_line,
     search_views,
     stage_series,
+    stages_figure,
 )
 from reglab.lab.search.axes import find_axes
 from reglab.lab.settings.studyfile import load_study
@@ -191,3 +192,22 @@ def test_a_grid_has_no_search_views(tmp_path: Path) -> None:
     views = search_views(load_study(write_tiny(tmp_path)), [])
     assert views.figures == []
     assert views.lines == []
+
+
+def test_two_log_axes_get_a_panel_each_holding_the_chosen_points_neighbours() -> None:
+    space = find_axes({"l2": {"log": [1e-4, 1e-1]}, "lr": {"log": [1e-3, 1e-1]}})
+    grid = [(1, 1e-3, 1e-2, 0.90), (1, 1e-2, 1e-2, 0.80), (1, 1e-3, 1e-1, 0.70)]
+    grid += [(1, 1e-2, 1e-1, 0.95), (2, 3e-3, 1e-2, 0.92)]
+    records = [
+        {"stage": s, "params": {"l2": a, "lr": b}, "metrics": {"val_acc": v}} for s, a, b, v in grid
+    ]
+    series = stage_series(records, space, "val_acc")
+    assert series is not None
+    assert series["chosen"] == {"l2": 1e-2, "lr": 1e-1}
+    l2, lr = series["axes"]
+    assert l2["param"] == "l2"
+    assert l2["stages"] == {1: {"x": [1e-3, 1e-2], "mean": [0.7, 0.95], "std": [0, 0], "n": [1, 1]}}
+    assert lr["stages"][1]["x"] == [1e-2, 1e-1]  # the points with l2 = 1e-2
+    fig = stages_figure(series, metric("val_acc"), "L2")
+    assert [a["x"] for a in axis_labels(fig)] == ["l2 (log axis)", "lr (log axis)"]
+    assert all(a["y"] == "validation accuracy (%)" for a in axis_labels(fig))
