@@ -9,7 +9,9 @@ L2 coefficient in [1e-5, 10] (a coefficient >= 1 keeps the network at chance).
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import json
 import re
 from pathlib import Path
@@ -62,12 +64,15 @@ def coarse_to_fine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pruned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pruned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The run directory and what ``reglab run`` printed."""
     folder = tmp_path_factory.mktemp("pruned")
     out = folder / "run"
     path = _write(folder, 'method = "random"\ntrials = 8\npruner = "asha"\nseed = 0', epochs=4)
-    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 0
+    return out, printed.getvalue()
 
 
 # -- coarse-to-fine ---------------------------------------------------------------------------
@@ -91,6 +96,12 @@ def test_stages_figure_draws_both_stages_with_labelled_axes_and_the_chosen_value
     assert re.search(r"<title>stage 1: l2=1e-05: validation accuracy [\d.]+ ± [\d.]+ \(%\)", svg)
     assert re.search(r"<title>stage 2: l2=[\d.e-]+: validation accuracy [\d.]+ ± [\d.]+", svg)
     assert "<title>chosen: l2=" in svg
+    # the evidence, as `reglab run` printed it: chosen vs runner-up
+    assert re.search(
+        r"Evidence \(chosen vs runner-up, mean ± std over seeds\): l2 = [\de.-]+: "
+        r"val_acc [\d.]+ ± [\d.]+ vs [\d.]+ ± [\d.]+ at [\de.-]+\.",
+        html.unescape(page),
+    )
     md = (coarse_to_fine / "summary.md").read_text(encoding="utf-8")
     assert "(search_stages.png)" in md
     assert (coarse_to_fine / "search_stages.png").stat().st_size > 1000
@@ -138,7 +149,8 @@ def test_stage_series_skips_pruned_and_diverged_trials_and_minimises_a_loss() ->
 # -- pruning ----------------------------------------------------------------------------------
 
 
-def test_pruned_curves_figure_and_time_saved_line(pruned: Path) -> None:
+def test_pruned_curves_figure_and_time_saved_line(pruned: tuple[Path, str]) -> None:
+    pruned, _ = pruned
     _, _, records = _records(pruned)
     done = [r for r in records if not r["diverged"]]
     cut = [r for r in done if r["pruned"]]
@@ -211,3 +223,24 @@ def test_two_log_axes_get_a_panel_each_holding_the_chosen_points_neighbours() ->
     fig = stages_figure(series, metric("val_acc"), "L2")
     assert [a["x"] for a in axis_labels(fig)] == ["l2 (log axis)", "lr (log axis)"]
     assert all(a["y"] == "validation accuracy (%)" for a in axis_labels(fig))
+
+
+def test_a_pruned_trial_is_counted_as_pruned_and_never_the_choice(
+    pruned: tuple[Path, str],
+) -> None:
+    out, printed = pruned
+    _, sweep, records = _records(out)
+    cut = [r for r in records if r["pruned"]]
+    complete = [r for r in records if not r["pruned"] and not r["diverged"]]
+    assert cut
+    assert len(complete) > 1, "fewer than two trials ran to the end: nothing to choose"
+    md = (out / "summary.md").read_text(encoding="utf-8")
+    assert f"{len(complete)} of 8 trials complete, {len(cut)} pruned" in md
+    best = sweep.best()  # the complete trial with the best validation metric
+    assert best is not None
+    chosen = next(r for r in complete if r["params"] == best[0])
+    assert f"Chosen on val_acc (mean over seeds): {chosen['label']} with" in md
+    assert "pruned at epoch" not in md.split("Chosen on val_acc")[1].split("with")[0]
+    # the console says the same
+    line = " ".join(printed.split("Chosen on val_acc")[1].split("with")[0].split())
+    assert line == f"(mean over seeds): {chosen['label']}"

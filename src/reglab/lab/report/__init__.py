@@ -33,7 +33,7 @@ from reglab.lab.report.summaries import (
 from reglab.lab.report.timing import describe_time, training_time
 from reglab.lab.rundir import CheckpointError, RunDir
 from reglab.lab.settings.selection import held_out_split
-from reglab.lab.sweep.objective import choice_line, study_objective
+from reglab.lab.sweep.objective import choice_line, choosable, study_objective
 from reglab.layouts import is_kernel
 
 __all__ = [
@@ -198,11 +198,16 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
             add(name, caption, figure)
     title = f"reglab study: {study.name}"
     diverged = len(records) - len(trained)
-    status = f"{len(trained)} of {total_trials} trials complete" + (
-        f", {diverged} diverged." if diverged else "."
+    cut = sum(1 for r in trained if r.get("pruned"))  # trained, stopped early
+    status = (
+        f"{len(trained) - cut} of {total_trials} trials complete"
+        + (f", {cut} pruned" if cut else "")
+        + (f", {diverged} diverged." if diverged else ".")
     )
-    if len(summary) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
-        status += " " + choice_line(summary, study_objective(study))
+    finished = choosable(summary, records)  # a pruned trial is never the choice
+    if len(finished) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
+        status += " " + choice_line(finished, study_objective(study))
+    status = " ".join([status, *searched.status])
     recorded = {k for row in summary for k in row["metrics"]}
     deciding = deciding_metrics(recorded)
     label = next((c.label for c in comparisons if c.point == baseline), None)

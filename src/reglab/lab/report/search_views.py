@@ -29,7 +29,7 @@ from typing import Any
 from reglab.lab.metrics import Metric, metric
 from reglab.lab.report.figures import _figure, _tip, _unit
 from reglab.lab.search.axes import SearchSpace
-from reglab.lab.sweep.conclusion import choose
+from reglab.lab.sweep.conclusion import choose, evidence_lines
 from reglab.lab.sweep.objective import study_objective
 
 __all__ = [
@@ -63,7 +63,8 @@ def stage_series(
     records: Sequence[Record], space: SearchSpace, key: str, maximize: bool = True
 ) -> dict[str, Any] | None:
     """The stages view's numbers: ``{"key", "chosen": params, "chosen_stats": (mean, std,
-    n), "axes": [{"param", "stages": {stage: {"x", "mean", "std", "n"}}}]}``, one axis per
+    n), "axes": [{"param", "stages": {stage: {"x", "mean", "std", "n"}}}], "results":
+    [(params, per-seed values)]}``, one axis per
     ``{log = [a, b]}`` axis of ``space``, x sorted in each stage; None without two staged
     points measuring ``key``.
 
@@ -119,7 +120,14 @@ def stage_series(
         statistics.stdev(chosen_values) if len(chosen_values) > 1 else 0.0,
         len(chosen_values),
     )
-    return {"key": key, "chosen": best, "chosen_stats": stats, "axes": axes}
+    measured_points = [(p, values) for p, _, values in measured.values()]
+    return {
+        "key": key,
+        "chosen": best,
+        "chosen_stats": stats,
+        "axes": axes,
+        "results": measured_points,
+    }
 
 
 def _collapsed(m: Metric, values: Sequence[float], best: float) -> list[bool]:
@@ -326,10 +334,12 @@ def pruning_figure(p: Mapping[str, Any], m: Metric, epochs: int) -> Any:
 
 @dataclass(frozen=True)
 class SearchViews:
-    """What a searched run adds to its report: ``figures`` as (file name, caption, figure)
-    and ``lines`` of text for the timing paragraph."""
+    """What a searched run adds to its report: ``figures`` as (file name, caption, figure),
+    ``status`` (sentences after the choice: coarse-to-fine's evidence) and ``lines`` of text
+    for the timing paragraph (what pruning saved)."""
 
     figures: list[tuple[str, str, Any]] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
 
@@ -366,6 +376,14 @@ def search_views(study: Any, records: Sequence[Record]) -> SearchViews:
                     ),
                     stages_figure(series, m, searched.name),
                 )
+            )
+            sign = 1.0 if maximize else -1.0  # evidence_lines reads the search's signs
+            signed = [(p, [sign * v for v in values]) for p, values in series["results"]]
+            evidence = evidence_lines(searched.space, signed, series["chosen"], objective.key)
+            views.status.append(
+                "Evidence (chosen vs runner-up, mean ± std over seeds): "
+                + "; ".join(e.strip() for e in evidence)
+                + "."
             )
     if settings.pruner != "none":
         epochs = searched.epochs
