@@ -1,0 +1,148 @@
+"""The report's Pareto front of a multi-objective search (``[search] objectives`` with two or
+more names): every trained configuration as a point of its first two objectives, the
+non-dominated ones highlighted, joined and labelled with their settings.
+
+:func:`pareto_points` computes (pure: records in, points out, unit-tested);
+:func:`pareto_figure` draws; :func:`pareto_figures` is what
+:func:`~reglab.lab.report.write_report` asks (nothing for a study with one objective).
+Dominance is decided on *all* the objectives, so with three a front point may lie behind
+another in the drawn plane.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reglab.lab.metrics import OBJECTIVES, Objective, format_value, metric
+from reglab.lab.report import figures
+
+__all__ = [
+    "FrontPoint",
+    "dominates",
+    "front_sentence",
+    "pareto_figure",
+    "pareto_figures",
+    "pareto_points",
+]
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One trained configuration: its ``label`` (settings), ``values`` (one per objective, as
+    measured) and whether it is on the front."""
+
+    label: str
+    values: tuple[float, ...]
+    front: bool
+
+
+def dominates(a: Sequence[float], b: Sequence[float], objectives: Sequence[Objective]) -> bool:
+    """``a`` is at least as good as ``b`` on every objective and better on one.
+
+    >>> acc, norm = (OBJECTIVES[n] for n in ("val_acc", "weight_norm"))
+    >>> dominates((0.9, 1.0), (0.8, 1.0), [acc, norm])
+    True
+    >>> dominates((0.9, 2.0), (0.8, 1.0), [acc, norm])  # better accuracy, larger norm
+    False
+    """
+    signs = [1.0 if o.direction == "maximize" else -1.0 for o in objectives]
+    pairs = list(zip(signs, a, b, strict=True))
+    return all(s * x >= s * y for s, x, y in pairs) and any(s * x > s * y for s, x, y in pairs)
+
+
+def pareto_points(records: Sequence[Record], objectives: Sequence[Objective]) -> list[FrontPoint]:
+    """One point per record that was trained to the end (not pruned, not diverged) and
+    measured every objective (finite), in record order; ``front``: no other point
+    dominates it (:func:`dominates`)."""
+    measured = []
+    for r in records:
+        if r.get("pruned") or r.get("diverged"):
+            continue
+        values = [r.get("metrics", {}).get(o.key) for o in objectives]
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            measured.append((r["label"], tuple(float(v) for v in values)))  # type: ignore[arg-type]
+    return [
+        FrontPoint(label, values, not any(dominates(o, values, objectives) for _, o in measured))
+        for label, values in measured
+    ]
+
+
+def _axis(objective: Objective) -> str:
+    shown = metric(objective.key)
+    better = "higher" if objective.direction == "maximize" else "lower"
+    unit = " (%)" if shown.scale == 100 else ""
+    return f"{shown.title}{unit}, {better} is better"
+
+
+def pareto_figure(points: Sequence[FrontPoint], objectives: Sequence[Objective]) -> Any:
+    """A scatter of the first two objectives: every configuration grey, the front's in red,
+    joined in order of the first objective and labelled with its settings; every point
+    carries its label and values as a hover text."""
+    fig = figures._figure(figsize=(7.5, 5.0))
+    ax = fig.add_subplot(1, 1, 1)
+    x_metric, y_metric = (metric(o.key) for o in objectives[:2])
+    for p in points:
+        x, y = x_metric.scale * p.values[0], y_metric.scale * p.values[1]
+        style = {"color": "tab:red", "s": 36, "zorder": 3} if p.front else {"color": "0.6"}
+        dot = ax.scatter([x], [y], **{"s": 20, **style})
+        values = ", ".join(
+            f"{metric(o.key).header} {format_value(metric(o.key), v)}"
+            for o, v in zip(objectives, p.values, strict=True)
+        )
+        figures._tip(fig, dot, f"{p.label}: {values}" + (" (Pareto front)" if p.front else ""))
+        if p.front:
+            ax.annotate(p.label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=6)
+    front = sorted((p for p in points if p.front), key=lambda p: p.values[0])
+    if len(front) > 1:
+        ax.plot(
+            [x_metric.scale * p.values[0] for p in front],
+            [y_metric.scale * p.values[1] for p in front],
+            color="tab:red",
+            lw=0.8,
+            label=f"Pareto front ({len(front)} of {len(points)})",
+        )
+        ax.legend(fontsize=7)
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+    ax.set_xlabel(_axis(objectives[0]), fontsize=8)
+    ax.set_ylabel(_axis(objectives[1]), fontsize=8)
+    ax.set_title(f"Pareto front: {objectives[0].name} vs {objectives[1].name}", fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _objectives(study: Any) -> list[Objective]:
+    return [OBJECTIVES[n] for n in study.search.objectives if n in OBJECTIVES]
+
+
+def pareto_figures(study: Any, records: Sequence[Record]) -> list[tuple[str, str, Any]]:
+    """``[(file name, caption, figure)]`` for ``write_report``: the front of a study with
+    several objectives, nothing otherwise."""
+    objectives = _objectives(study)
+    points = pareto_points(records, objectives) if len(objectives) > 1 else []
+    if not points:
+        return []
+    caption = (
+        f"Pareto front of {', '.join(o.name for o in objectives)}: red points are not "
+        "dominated by any other configuration (labelled with their settings); grey ones are"
+    )
+    return [("pareto.png", caption, pareto_figure(points, objectives))]
+
+
+def front_sentence(study: Any, records: Sequence[Record]) -> str | None:
+    """The report's status sentence for a multi-objective study (None for one objective):
+    several objectives choose no one configuration."""
+    objectives = _objectives(study)
+    if len(objectives) < 2:
+        return None
+    front = [p for p in pareto_points(records, objectives) if p.front]
+    names = " and ".join(o.name for o in objectives)
+    return (
+        f"Searched on {names} together: {len(front)} configurations form the Pareto front "
+        "(none is better on every objective); the test metrics decide nothing."
+    )
