@@ -72,7 +72,6 @@ METRICS: tuple[Metric, ...] = (
     Metric("train_acc", "train %", "train accuracy", **_PCT, better="max", console=1),
     Metric("val_acc", "val %", "validation accuracy", **_PCT, better="max", console=2, spread=True),
     Metric("val_loss", "val NLL", "validation NLL", decimals=3, better="min"),
-    Metric("val_ece", "val ECE %", "validation expected calibration error", **_PCT, better="min"),
     Metric(
         "test_acc",
         "test %",
@@ -100,6 +99,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "test_ece_ts", "ECE T %", "ECE after temperature scaling", **_PCT, better="min", console=5
     ),
+    Metric("val_ece", "val ECE %", "validation expected calibration error", **_PCT, better="min"),
     Metric("temperature", "fitted T", "fitted temperature", decimals=2),
     Metric("test_acc_mc", "MC %", "MC-dropout test accuracy", **_PCT, better="max", console=6),
     Metric("parity_acc", "parity %", "parity-head test accuracy", **_PCT, better="max"),
