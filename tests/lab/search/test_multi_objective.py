@@ -15,13 +15,14 @@ import math
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from reglab.lab import RunDir
+from reglab.lab import Overrides, RunDir, find_study
 from reglab.lab.metrics import OBJECTIVES
 from reglab.lab.report.figures import axis_labels
 from reglab.lab.report.pareto import pareto_figure, pareto_points
@@ -209,3 +210,28 @@ def test_report_front_is_the_non_dominated_records() -> None:
     ]
     labels = {t.get_text() for t in fig.axes[0].texts}
     assert labels == {"a", "b", "e"}  # the front's settings are written on the plot
+
+
+def test_search_pareto_trades_accuracy_for_exact_zeros(tmp_path: Path) -> None:
+    """The built-in study, 3 epochs: a larger proximal L1 coefficient leaves more weights
+    exactly 0 (rank correlation over all trials), and the front runs from a learning model
+    with few zeros to one with many."""
+    study, _, _ = find_study("search-pareto", Overrides(epochs=3))
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    sweep = SearchSweep.create(study, run_dir.storage_url)
+    sweep.work(run_dir)
+    text = sweep.conclude(run_dir)
+    complete = [t for t in sweep.optuna.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 16
+    l1 = [t.params["proximal_l1"] for t in complete]
+    zeros = [t.values[1] for t in complete]
+    rank = [sorted(l1).index(v) for v in l1], [sorted(zeros).index(v) for v in zeros]
+    assert np.corrcoef(*rank)[0, 1] > 0.9, list(zip(l1, zeros, strict=True))
+    front = sorted(sweep.front(), key=lambda p: -p.values[0])
+    assert len(front) >= 3
+    assert front[0].values[0] > 0.5  # the most accurate point learned
+    assert front[0].values[1] < front[-1].values[1]
+    assert front[-1].values[1] > 0.1, front[-1]  # the sparsest: many exact zeros
+    assert "Pareto front of val_acc (higher is better) and zeros (higher is better)" in text
+    assert (run_dir.path / "best.toml").read_text().count("[[grid]]") == len(front)
