@@ -208,8 +208,11 @@ def test_report_front_is_the_non_dominated_records() -> None:
             "y": "kernel L2 norm, lower is better",
         }
     ]
-    labels = {t.get_text() for t in fig.axes[0].texts}
-    assert labels == {"a", "b", "e"}  # the front's settings are written on the plot
+    # the front numbered best-first on val_acc, each number's settings beside the plot
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1", "2", "3"]
+    (listing,) = fig.texts
+    assert listing.get_text().splitlines()[::2] == ["1. e", "2. a", "3. b"]
+    assert listing.get_text().splitlines()[1] == "    val % 95.0, ‖W‖₂ 9.0"
 
 
 def test_search_pareto_trades_accuracy_for_exact_zeros(tmp_path: Path) -> None:

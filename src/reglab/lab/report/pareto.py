@@ -1,6 +1,6 @@
 """The report's Pareto front of a multi-objective search (``[search] objectives`` with two or
 more names): every trained configuration as a point of its first two objectives, the
-non-dominated ones highlighted, joined and labelled with their settings.
+non-dominated ones highlighted, joined, numbered, and listed with their settings.
 
 :func:`pareto_points` computes (pure: records in, points out, unit-tested);
 :func:`pareto_figure` draws; :func:`pareto_figures` is what
@@ -79,40 +79,59 @@ def _axis(objective: Objective) -> str:
     return f"{shown.title}{unit}, {better} is better"
 
 
+#: Front points listed by name beside the plot; more are numbered on the plot only.
+LISTED = 24
+
+
+def _values(point: FrontPoint, objectives: Sequence[Objective]) -> str:
+    return ", ".join(
+        f"{metric(o.key).header} {format_value(metric(o.key), v)}"
+        for o, v in zip(objectives, point.values, strict=True)
+    )
+
+
 def pareto_figure(points: Sequence[FrontPoint], objectives: Sequence[Objective]) -> Any:
     """A scatter of the first two objectives: every configuration grey, the front's in red,
-    joined in order of the first objective and labelled with its settings; every point
-    carries its label and values as a hover text."""
-    fig = figures._figure(figsize=(7.5, 5.0))
+    joined in order of the first objective and numbered best-first on it (the numbers of
+    ``best.py`` / ``best.toml``), each number's settings and values listed beside the plot;
+    every point carries its label and values as a hover text."""
+    fig = figures._figure(figsize=(10.0, 5.0))
     ax = fig.add_subplot(1, 1, 1)
     x_metric, y_metric = (metric(o.key) for o in objectives[:2])
+
+    def xy(p: FrontPoint) -> tuple[float, float]:
+        return x_metric.scale * p.values[0], y_metric.scale * p.values[1]
+
     for p in points:
-        x, y = x_metric.scale * p.values[0], y_metric.scale * p.values[1]
         style = {"color": "tab:red", "s": 36, "zorder": 3} if p.front else {"color": "0.6"}
-        dot = ax.scatter([x], [y], **{"s": 20, **style})
-        values = ", ".join(
-            f"{metric(o.key).header} {format_value(metric(o.key), v)}"
-            for o, v in zip(objectives, p.values, strict=True)
-        )
-        figures._tip(fig, dot, f"{p.label}: {values}" + (" (Pareto front)" if p.front else ""))
-        if p.front:
-            ax.annotate(p.label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=6)
-    front = sorted((p for p in points if p.front), key=lambda p: p.values[0])
+        dot = ax.scatter(*([v] for v in xy(p)), **{"s": 20, **style})
+        tip = f"{p.label}: {_values(p, objectives)}" + (" (Pareto front)" if p.front else "")
+        figures._tip(fig, dot, tip)
+    sign = -1.0 if objectives[0].direction == "maximize" else 1.0
+    front = sorted((p for p in points if p.front), key=lambda p: sign * p.values[0])
+    listed = []
+    for i, p in enumerate(front, start=1):
+        ax.annotate(str(i), xy(p), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        if i <= LISTED:
+            listed.append(f"{i}. {p.label}\n    {_values(p, objectives)}")
+    if len(front) > LISTED:
+        listed.append(f"… {len(front) - LISTED} more (hover over the points)")
     if len(front) > 1:
         ax.plot(
-            [x_metric.scale * p.values[0] for p in front],
-            [y_metric.scale * p.values[1] for p in front],
+            [xy(p)[0] for p in front],
+            [xy(p)[1] for p in front],
             color="tab:red",
             lw=0.8,
             label=f"Pareto front ({len(front)} of {len(points)})",
         )
         ax.legend(fontsize=7)
-    ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+    ax.margins(x=0.08, y=0.08)
     ax.set_xlabel(_axis(objectives[0]), fontsize=8)
     ax.set_ylabel(_axis(objectives[1]), fontsize=8)
     ax.set_title(f"Pareto front: {objectives[0].name} vs {objectives[1].name}", fontsize=9)
     ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.6, bottom=0.1, top=0.92)
+    fig.text(0.62, 0.92, "\n".join(listed), fontsize=6, va="top", family="monospace")
     return fig
 
 
