@@ -197,6 +197,14 @@ def test_report_front_is_the_non_dominated_records() -> None:
         {"label": "pruned", "pruned": True, "metrics": {"val_acc": 1.0, "weight_norm": 0.1}},
         {"label": "nan", "metrics": {"val_acc": math.nan, "weight_norm": 0.1}},
     ]
+    # a second seed of c: its mean (0.85, 2.25) is not dominated any more
+    records += [{"label": "c", "point": "c", "metrics": {"val_acc": 1.0, "weight_norm": 2.0}}]
+    records[2]["point"] = "c"
+    grouped = pareto_points(records, [acc, norm])
+    assert [p.label for p in grouped] == ["a", "b", "c", "d", "e"]
+    assert grouped[2].values == pytest.approx((0.85, 2.25))
+    assert {p.label for p in grouped if p.front} == {"a", "b", "c", "e"}
+    records.pop()
     points = pareto_points(records, [acc, norm])
     assert [p.label for p in points] == ["a", "b", "c", "d", "e"]
     assert {p.label for p in points if p.front} == {"a", "b", "e"}  # c by b, d by a

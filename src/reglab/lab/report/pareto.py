@@ -34,7 +34,7 @@ Record = dict[str, Any]
 @dataclass(frozen=True)
 class FrontPoint:
     """One trained configuration: its ``label`` (settings), ``values`` (one per objective, as
-    measured) and whether it is on the front."""
+    measured; the mean over seeds) and whether it is on the front."""
 
     label: str
     values: tuple[float, ...]
@@ -56,16 +56,22 @@ def dominates(a: Sequence[float], b: Sequence[float], objectives: Sequence[Objec
 
 
 def pareto_points(records: Sequence[Record], objectives: Sequence[Objective]) -> list[FrontPoint]:
-    """One point per record that was trained to the end (not pruned, not diverged) and
-    measured every objective (finite), in record order; ``front``: no other point
-    dominates it (:func:`dominates`)."""
-    measured = []
+    """One point per configuration (records grouped by ``point``, first-seen order): each
+    objective's mean over the seeds trained to the end (not pruned, not diverged) that
+    measured every objective (finite); a configuration without such a seed is left out.
+    ``front``: no other point dominates it (:func:`dominates`)."""
+    grouped: dict[str, tuple[str, list[tuple[float, ...]]]] = {}
     for r in records:
         if r.get("pruned") or r.get("diverged"):
             continue
         values = [r.get("metrics", {}).get(o.key) for o in objectives]
         if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            measured.append((r["label"], tuple(float(v) for v in values)))  # type: ignore[arg-type]
+            slot = grouped.setdefault(r.get("point", r["label"]), (r["label"], []))
+            slot[1].append(tuple(float(v) for v in values))  # type: ignore[arg-type]
+    measured = [
+        (label, tuple(sum(column) / len(column) for column in zip(*seeds, strict=True)))
+        for label, seeds in grouped.values()
+    ]
     return [
         FrontPoint(label, values, not any(dominates(o, values, objectives) for _, o in measured))
         for label, values in measured
@@ -162,6 +168,6 @@ def front_sentence(study: Any, records: Sequence[Record]) -> str | None:
     front = [p for p in pareto_points(records, objectives) if p.front]
     names = " and ".join(o.name for o in objectives)
     return (
-        f"Searched on {names} together: {len(front)} configurations form the Pareto front "
+        f"Several objectives ({names}): {len(front)} configurations form the Pareto front "
         "(none is better on every objective); the test metrics decide nothing."
     )
