@@ -137,6 +137,23 @@ def test_workers_share_a_multi_objective_search(tmp_path: Path) -> None:
     assert {p.number for p in workers[0].front()} == _front_by_hand(_trials(out.path))
 
 
+def test_a_multi_objective_trial_left_running_is_run_again(tmp_path: Path) -> None:
+    path = _write(tmp_path, f'method = "tpe"\ntrials = 2\nseed = 0\n{TWO}', epochs=1)
+    study = load_study(path)
+    out = RunDir(tmp_path / "run")
+    out.path.mkdir()
+    killed = SearchSweep.create(study, out.storage_url)._next()  # popped; the process "dies"
+    params = dict(killed.params) or {AXIS: killed.suggest_float(AXIS, 1e-5, 10.0, log=True)}
+    again = SearchSweep.create(study, out.storage_url)
+    assert again.recover_local() == 1
+    again.work(out)
+    trials = again.optuna.trials
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    copy = next(t for t in trials if t.number > killed.number and t.params == params)
+    assert copy.state == TrialState.COMPLETE
+    assert len(copy.values) == 2
+
+
 @pytest.mark.parametrize(
     ("objectives", "message"),
     [
