@@ -369,8 +369,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         candidates = choosable(summary, records)  # a pruned trial is never the choice
-        if len(candidates) > 1:
-            console.print(escape(choice_line(candidates, objective)))
+        if len(candidates) > 1 and not getattr(sweep, "multi_objective", False):
+            console.print(escape(choice_line(candidates, objective)))  # several: the front below
         diverged = sum(1 for r in records if r["diverged"])
         pruned = sum(1 for r in records if r.get("pruned"))
         complete = len(records) - diverged - pruned

@@ -18,6 +18,7 @@ from reglab.lab.report.comparison import Comparison, compare, deciding_metrics, 
 from reglab.lab.report.describe import describe_point
 from reglab.lab.report.glossary import glossary
 from reglab.lab.report.page import Figure, Page, html_page, markdown_page
+from reglab.lab.report.pareto import front_sentence, pareto_figures
 from reglab.lab.report.search_views import search_views
 from reglab.lab.report.summaries import (
     coefficient_series,
@@ -192,6 +193,8 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     base_row["metrics"] if base_row else None,
                 ),
             )
+        for name, caption, figure in pareto_figures(study, trained):  # several objectives
+            add(name, caption, figure)
     searched = search_views(study, records)  # stages, pruned curves: none for a grid
     if trained:
         for name, caption, figure in searched.figures:
@@ -206,7 +209,8 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
     )
     finished = choosable(summary, records)  # a pruned trial is never the choice
     if len(finished) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
-        status += " " + choice_line(finished, study_objective(study))
+        front = front_sentence(study, trained)  # several objectives choose no one point
+        status += " " + (front or choice_line(finished, study_objective(study)))
     status = " ".join([status, *searched.status])
     recorded = {k for row in summary for k in row["metrics"]}
     deciding = deciding_metrics(recorded)

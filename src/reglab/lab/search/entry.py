@@ -122,7 +122,7 @@ def parse_entry(
 
 def check_searched(settings: SearchSettings, entry: SearchedEntry, origin: str) -> None:
     """What ``reglab run`` can search, checked at parse time (one-line errors naming the key):
-    one objective, no pruner with coarse-to-fine (its stages compare every value trained to
+    no pruner with coarse-to-fine (its stages compare every value trained to
     the end), a ``{log = [a, b]}`` axis for coarse-to-fine, and a validation split — a search
     chooses on the validation metric, never on the test set."""
     at = f"{origin}.search"
@@ -132,12 +132,6 @@ def check_searched(settings: SearchSettings, entry: SearchedEntry, origin: str) 
             "'pbt' is not run by `reglab run` yet (reglab.ensembles.PopulationBasedTraining "
             "is the engine); use 'grid', 'coarse-to-fine', 'tpe', 'random' or 'qmc'",
             settings.method,
-        )
-    if settings.multi_objective:
-        raise fail(
-            f"{at}.objectives",
-            "`reglab run` searches one objective so far",
-            list(settings.objectives),
         )
     if settings.method == "coarse-to-fine":
         if settings.pruner != "none":
