@@ -19,6 +19,7 @@ from reglab.lab.report.describe import describe_point
 from reglab.lab.report.glossary import glossary
 from reglab.lab.report.page import Figure, Page, html_page, markdown_page
 from reglab.lab.report.pareto import front_sentence, pareto_figures
+from reglab.lab.report.search_views import search_views
 from reglab.lab.report.summaries import (
     coefficient_series,
     curves,
@@ -33,7 +34,7 @@ from reglab.lab.report.summaries import (
 from reglab.lab.report.timing import describe_time, training_time
 from reglab.lab.rundir import CheckpointError, RunDir
 from reglab.lab.settings.selection import held_out_split
-from reglab.lab.sweep.objective import choice_line, study_objective
+from reglab.lab.sweep.objective import choice_line, choosable, study_objective
 from reglab.layouts import is_kernel
 
 __all__ = [
@@ -131,12 +132,15 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
             + ("; ◀ marks a collapsed configuration, off the fitted axis" if collapsed else ""),
             figures.results_figure(summary, pick(recorded, "bar", 3), collapsed),
         )
-        curve_data = curves(trained)
+        # pruned trials' curves are drawn together, in the search's pruning figure
+        curve_data = curves([r for r in trained if not r.get("pruned")])
         if curve_data:
             held_out = held_out_split(study.example_points[0].config.data)
+            pruned = any(r.get("pruned") for r in trained)
             add(
                 "learning_curves.png",
-                f"Training vs {held_out} loss: the overfitting picture",
+                f"Training vs {held_out} loss: the overfitting picture"
+                + ("; trials that ran to the end (pruned: the pruning figure)" if pruned else ""),
                 figures.learning_curves_figure(curve_data, held_out=held_out),
             )
         histograms = weight_histograms(_kernels(run_dir, trained, notes))
@@ -191,14 +195,23 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
             )
         for name, caption, figure in pareto_figures(study, trained):  # several objectives
             add(name, caption, figure)
+    searched = search_views(study, records)  # stages, pruned curves: none for a grid
+    if trained:
+        for name, caption, figure in searched.figures:
+            add(name, caption, figure)
     title = f"reglab study: {study.name}"
     diverged = len(records) - len(trained)
-    status = f"{len(trained)} of {total_trials} trials complete" + (
-        f", {diverged} diverged." if diverged else "."
+    cut = sum(1 for r in trained if r.get("pruned"))  # trained, stopped early
+    status = (
+        f"{len(trained) - cut} of {total_trials} trials complete"
+        + (f", {cut} pruned" if cut else "")
+        + (f", {diverged} diverged." if diverged else ".")
     )
-    if len(summary) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
+    finished = choosable(summary, records)  # a pruned trial is never the choice
+    if len(finished) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
         front = front_sentence(study, trained)  # several objectives choose no one point
-        status += " " + (front or choice_line(summary, study_objective(study)))
+        status += " " + (front or choice_line(finished, study_objective(study)))
+    status = " ".join([status, *searched.status])
     recorded = {k for row in summary for k in row["metrics"]}
     deciding = deciding_metrics(recorded)
     label = next((c.label for c in comparisons if c.point == baseline), None)
@@ -215,7 +228,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         label,
         deciding,
         glossary([*deciding, *columns, *pick(recorded & {"stack_seconds", "stack_size"}, "table")]),
-        describe_time(training_time(records)),
+        " ".join(filter(None, [describe_time(training_time(records)), *searched.lines])),
     )
     atomic_write_text(run_dir.output("summary.md"), markdown_page(page))
     return atomic_write_text(run_dir.output("report.html"), html_page(page))
