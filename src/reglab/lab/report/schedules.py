@@ -33,7 +33,9 @@ def schedule_series(records: Sequence[Mapping[str, Any]]) -> Series:
     for r in records:
         for axis, s in (r.get("schedule") or {}).items():
             points = [(0, float(s["values"][0]))]
-            points += [(int(b), float(v)) for b, v in zip(s["boundaries"], s["values"][1:])]
+            points += [
+                (int(b), float(v)) for b, v in zip(s["boundaries"], s["values"][1:], strict=True)
+            ]
             points.append((max(len(r.get("history") or []), points[-1][0]), points[-1][1]))
             series.setdefault(axis, {})[r["label"]] = points
     return series

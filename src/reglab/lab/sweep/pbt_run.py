@@ -69,9 +69,7 @@ def _population(study: Study, seed: int) -> tuple[list[dict[str, Any]], list[tup
     settings, entry = study.search, study.searched
     assert entry is not None  # a searched study
     params = initial_population(entry.space, settings.members, seed=1000 * settings.seed + seed)
-    members = [
-        (entry.point(p).config, seed * settings.members + k) for k, p in enumerate(params)
-    ]
+    members = [(entry.point(p).config, seed * settings.members + k) for k, p in enumerate(params)]
     return params, members
 
 
@@ -128,8 +126,19 @@ def run_population(
     settings, entry, objective = sweep.settings, sweep.entry, sweep.objective.key
     params, members = _population(sweep.study, seed)
     numeric = _numeric(entry)
+    config = members[0][0]
+
+    def specs(labels: list[str]) -> list[Trial]:
+        """One per member, for the progress display and its lines (files by key)."""
+        keys = [f"pbt_s{seed}_m{k}" for k in range(len(members))]
+        return [
+            Trial(key, GridPoint(key, label, entry.name, {}, config), member_seed)
+            for key, label, (_, member_seed) in zip(keys, labels, members, strict=True)
+        ]
+
+    started = specs([entry.label(p, f"pbt s{seed} m{k}") for k, p in enumerate(params)])
     if on_trial is not None:
-        on_trial([spec], "start")
+        on_trial(started, "start")
     interval = sweep.storage.get_heartbeat_interval() or 10
     with Heartbeat(sweep.storage, [trial._trial_id], interval):
         try:
@@ -149,7 +158,7 @@ def run_population(
                 trial.set_user_attr("diverged", str(err))
                 sweep._tell(trial, state=TrialState.FAIL)
             if on_trial is not None:
-                on_trial([spec], "done")
+                on_trial([spec], "done")  # one line: the population diverged
             return
         except Exception:
             sweep._tell(trial, state=TrialState.FAIL)
@@ -181,9 +190,8 @@ def run_population(
             for member, outcome in zip(stored, result.outcomes, strict=True):
                 run_dir.save_trial(member["key"], outcome, member["metrics"])
         trial.set_user_attr("members", stored)
-        trial.set_user_attr(
-            "steps", [{"epoch": s.epoch, "copies": [list(c) for c in s.copies]} for s in result.steps]
-        )
+        steps = [{"epoch": s.epoch, "copies": [list(c) for c in s.copies]} for s in result.steps]
+        trial.set_user_attr("steps", steps)
         trial.set_user_attr("history", stored[0]["history"])
         if not finite:
             trial.set_user_attr("key", spec.key)
@@ -197,7 +205,7 @@ def run_population(
             trial.set_user_attr("point", best["key"])
             sweep._tell(trial, best["value"])
     if on_trial is not None:
-        on_trial([spec], "done")
+        on_trial(specs([m["label"] for m in stored]), "done")
 
 
 def _finished(sweep: SearchSweep) -> list[optuna.trial.FrozenTrial]:
@@ -289,9 +297,8 @@ def population_conclusion(sweep: SearchSweep, run_dir: RunDir | None = None) -> 
             lines.append(f"  m{m['member']} {objective} {value}: {_schedule_text(m['schedule'])}")
             everything.append({"trial_seed": t.user_attrs["seed"], **m})
     best_trial = max(trials, key=lambda t: t.value)
-    best = next(
-        m for m in best_trial.user_attrs["members"] if m["member"] == best_trial.user_attrs["best_member"]
-    )
+    chosen = best_trial.user_attrs["best_member"]
+    best = next(m for m in best_trial.user_attrs["members"] if m["member"] == chosen)
     lines.append(
         f"chosen: {best['label']} ({objective} {(-1 if lower else 1) * best['value']:.4g}), "
         "its coefficients as a schedule:"
@@ -306,9 +313,9 @@ def population_conclusion(sweep: SearchSweep, run_dir: RunDir | None = None) -> 
         texts["best.py"] = schedule_call(concrete["rules"], entries) + "\n"
     keep = ("member", "trial_seed", "seed", "initial", "final", "schedule", "value", "metrics")
     schedules = [{k: m[k] for k in keep} for m in everything]
-    texts["schedules.json"] = json.dumps(
-        {"objective": objective, "per": "epoch", "members": schedules}, indent=1
-    ) + "\n"
+    texts["schedules.json"] = (
+        json.dumps({"objective": objective, "per": "epoch", "members": schedules}, indent=1) + "\n"
+    )
     if run_dir is not None:
         for file, text in texts.items():
             atomic_write_text(run_dir.output(file), text)

@@ -285,9 +285,12 @@ class SearchSweep:
         return sum(t.state == TrialState.PRUNED for t in self._trials())
 
     def done(self) -> bool:
-        """Nothing more to run: ``trials`` finished, or coarse-to-fine's last stage."""
+        """Nothing more to run: ``trials`` finished, coarse-to-fine's last stage, or PBT's
+        populations."""
         if self.sampled:
             return self.finished() >= (self.settings.trials or 0)
+        if self.population:  # no next stage: every seed's population finished
+            return self._counts()[0] >= len(self.study.seeds)
         return bool(self.optuna.user_attrs.get("done"))
 
     def _requeue(self, trials: list[FrozenTrial]) -> int:
