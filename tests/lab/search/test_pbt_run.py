@@ -221,3 +221,29 @@ def test_an_entry_that_does_not_stack_is_refused_before_training(tmp_path, capsy
     err = capsys.readouterr().err
     assert "method 'pbt' trains its population as one stack" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_killed_population_trains_again_on_resume(tmp_path: Path) -> None:
+    """A population left RUNNING by a killed run is failed and enqueued again (same seed), and
+    trains once on resume; the study is then done."""
+    from reglab.lab.settings.studyfile import load_study
+    from reglab.lab.sweep.search import SearchSweep
+
+    path = _write(tmp_path)
+    path.write_text(path.read_text().replace("epochs = 8", "epochs = 2").replace(
+        "members = 6", "members = 2"))  # fmt: skip
+    study = load_study(path)
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    killed = SearchSweep.create(study, run_dir.storage_url)
+    assert killed._next() is not None  # RUNNING, then the process "dies"
+    resumed = SearchSweep.create(study, run_dir.storage_url)
+    assert resumed.recover_local() == 1
+    assert not resumed.done()
+    resumed.work(run_dir, advance=True)
+    assert resumed.done()
+    states = sorted(t.state.name for t in resumed.optuna.trials)
+    assert states == ["COMPLETE", "FAIL"]
+    (done,) = [t for t in resumed.optuna.trials if t.state == TrialState.COMPLETE]
+    assert done.user_attrs["seed"] == 0
+    assert len(resumed.results()) == 2  # one record per member
