@@ -368,8 +368,8 @@ def run(args: argparse.Namespace) -> int:
                 first=(objective.key, objective.test),
             )
         )
-        if len(summary) > 1:
-            console.print(escape(choice_line(summary, objective)))
+        if len(summary) > 1 and not getattr(sweep, "multi_objective", False):
+            console.print(escape(choice_line(summary, objective)))  # several: the front below
         diverged = sum(1 for r in records if r["diverged"])
         pruned = sum(1 for r in records if r.get("pruned"))
         complete = len(records) - diverged - pruned

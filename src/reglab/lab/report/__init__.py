@@ -18,6 +18,7 @@ from reglab.lab.report.comparison import Comparison, compare, deciding_metrics, 
 from reglab.lab.report.describe import describe_point
 from reglab.lab.report.glossary import glossary
 from reglab.lab.report.page import Figure, Page, html_page, markdown_page
+from reglab.lab.report.pareto import front_sentence, pareto_figures
 from reglab.lab.report.summaries import (
     coefficient_series,
     curves,
@@ -205,13 +206,16 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     base_row["metrics"] if base_row else None,
                 ),
             )
+        for name, caption, figure in pareto_figures(study, trained):  # several objectives
+            add(name, caption, figure)
     title = f"reglab study: {study.name}"
     diverged = len(records) - len(trained)
     status = f"{len(trained)} of {total_trials} trials complete" + (
         f", {diverged} diverged." if diverged else "."
     )
     if len(summary) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
-        status += " " + choice_line(summary, study_objective(study))
+        front = front_sentence(study, trained)  # several objectives choose no one point
+        status += " " + (front or choice_line(summary, study_objective(study)))
     recorded = {k for row in summary for k in row["metrics"]}
     deciding = deciding_metrics(recorded)
     label = next((c.label for c in comparisons if c.point == baseline), None)

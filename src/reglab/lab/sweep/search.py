@@ -13,7 +13,10 @@ searched entry (:mod:`reglab.lab.search.entry`) with one seed:
   values, and its history and metrics as user attributes) and counts as finished: never
   retried. Two workers that find ``trials - 1`` finished at the same instant can both start
   one: a search may run a trial or two more than ``trials`` (as Optuna's
-  ``MaxTrialsCallback``).
+  ``MaxTrialsCallback``). With several ``[search] objectives`` the Optuna study has one
+  direction per objective (named with ``set_metric_names``), each trial is told its metrics
+  as measured, and the run ends with the Pareto front (:meth:`SearchSweep.front`,
+  :mod:`reglab.lab.sweep.front`) instead of one chosen configuration.
 * **Coarse-to-fine**: stage 1's points (:func:`reglab.lab.search.first_stage`) times every seed
   are enqueued when the study is created; once a stage is finished, the coordinator (``reglab
   run``, which holds the run directory's lock) enqueues the next
@@ -48,13 +51,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
-from reglab.lab.metrics import strict_metrics
+from reglab.lab.metrics import Objective, strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import (
+    ParetoPoint,
     first_stage,
     get_method,
     make_pruner,
     next_stage,
+    pareto_front,
     stored_params,
     suggest,
 )
@@ -64,8 +69,10 @@ from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.conclusion import choose, conclusion
 from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
+from reglab.lab.sweep.front import front_conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
-from reglab.lab.sweep.objective import study_objective
+from reglab.lab.sweep.objective import named_objective, study_objective
+from reglab.lab.sweep.objective import objective_value as optuna_objective_value
 from reglab.lab.sweep.pbt_run import (
     check_population_stacks,
     population_conclusion,
@@ -87,6 +94,22 @@ __all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]  # 
 def sweep_class(study: Study) -> type[Sweep] | type[SearchSweep]:
     """The sweep that runs ``study``: :class:`Sweep` for grids, else :class:`SearchSweep`."""
     return Sweep if study.searched is None else SearchSweep
+
+
+def _objectives(study: Study) -> list[Objective]:
+    """The search's objectives: ``[search] objectives``, else the study's one."""
+    names = study.search.objectives
+    return [named_objective(n) for n in names] if names else [study_objective(study)]
+
+
+def _directions(study: Study) -> dict[str, Any]:
+    """``create_study``'s direction(s): one objective is maximised (:func:`objective_value`
+    negates a lower-is-better metric); several keep their metrics as measured, one direction
+    each (Optuna's multi-objective study, named with ``set_metric_names``)."""
+    objectives = _objectives(study)
+    if len(objectives) == 1:
+        return {"direction": "maximize"}
+    return {"directions": [o.direction for o in objectives]}
 
 
 def _finished(t: FrozenTrial) -> bool:
@@ -112,6 +135,9 @@ class SearchSweep:
         #: what the search chooses on: ``[search] objectives[0]``, else the family's default
         #: validation metric (:mod:`reglab.lab.sweep.objective`, the sweep's one home)
         self.objective = study_objective(study)
+        #: every objective, in the study's order (one, unless multi-objective)
+        self.objectives = _objectives(study)
+        self.multi_objective = len(self.objectives) > 1
         self._owned: dict[int, optuna.Trial] = {}
 
     # -- creating and opening ------------------------------------------------------------
@@ -160,15 +186,18 @@ class SearchSweep:
                         "study.json edited? Restore it, or start a new run with --out"
                     )
                 try:
-                    # maximise: objective_value negates metrics where lower is better
                     created = optuna.create_study(
-                        storage=storage, study_name=name, direction="maximize", **args
+                        storage=storage, study_name=name, **_directions(study), **args
                     )
                 except optuna.exceptions.DuplicatedStudyError:
                     created = optuna.load_study(storage=storage, study_name=name, **args)
                 sweep = cls(study, storage, created)
                 if not created.user_attrs.get("ready"):
                     created.set_user_attr("method", study.search.method)
+                    if sweep.multi_objective:
+                        with warnings.catch_warnings():  # an experimental Optuna API
+                            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                            created.set_metric_names([o.name for o in sweep.objectives])
                     if not sweep.sampled and not created.get_trials(deepcopy=False):
                         first = [{}] if sweep.population else first_stage(sweep.entry.space)
                         sweep._enqueue_stage(1, first)  # PBT: one population per seed
@@ -492,15 +521,22 @@ class SearchSweep:
         value = objective_value(metrics, key)  # the final metric, as a grid's Optuna value
         if value is None and outcome.history:
             value = objective_value(outcome.history[-1], key)
+        values = self._values(metrics) if self.multi_objective else [value]
+        missing = [o.key for o, v in zip(self.objectives, values, strict=True) if v is None]
         if report is not None and report.pruned_at is not None:
             trial.set_user_attr("pruned_at", report.pruned_at)
             self._tell(trial, state=TrialState.PRUNED)
-        elif value is None:
-            reason = f"no finite {key} was logged"
+        elif missing:
+            reason = f"no finite {missing[0]} was logged"
             trial.set_user_attr("diverged", reason)
             self._tell(trial, state=TrialState.FAIL)
         else:
-            self._tell(trial, value)
+            self._tell(trial, values if self.multi_objective else value)
+
+    def _values(self, metrics: Mapping[str, Any]) -> list[float | None]:
+        """Several objectives: each metric as measured (the study has one direction per
+        objective), None where not measured or not finite."""
+        return [optuna_objective_value(metrics, o) for o in self.objectives]
 
     # -- coarse-to-fine's stages ---------------------------------------------------------
     def _point_results(self) -> list[tuple[dict[str, Any], list[float]]]:
@@ -575,8 +611,16 @@ class SearchSweep:
 
     def best(self) -> tuple[dict[str, Any], list[float]] | None:
         """The chosen configuration and its seeds' objective values: the best complete trial
-        (sampled), the best point by its mean over seeds (coarse-to-fine); None if none."""
+        (sampled), the best point by its mean over seeds (coarse-to-fine); None if none.
+        Several objectives choose no one configuration: see :meth:`front`."""
+        if self.multi_objective:
+            raise ValueError("a multi-objective search has a Pareto front, not one best")
         return choose(self.entry.space, self._point_results())
+
+    def front(self) -> list[ParetoPoint]:
+        """The complete trials no other complete trial dominates, with their settings and
+        objective values as measured (:func:`~reglab.lab.search.pareto_front`)."""
+        return pareto_front(self.optuna, self.entry.space)
 
     def conclude(self, run_dir: RunDir | None = None) -> str:
         """The stages, the chosen configuration with its evidence, and the paste-ready text,
@@ -592,6 +636,11 @@ class SearchSweep:
             if t.state == TrialState.COMPLETE and "stage" in t.user_attrs:
                 params = stored_params(self.entry.space, t.params)
                 staged.setdefault(int(t.user_attrs["stage"]), []).append(params)
+        if self.multi_objective:
+            text = front_conclusion(
+                self.entry, self.front(), self.objectives, self.completed(), run_dir
+            )
+            return "\n".join([*self._pruning_lines(), text])
         name = self.objective.key
         text = conclusion(self.entry, self._point_results(), staged, name, run_dir)
         return "\n".join([*self._pruning_lines(), text])
