@@ -247,3 +247,19 @@ def test_a_killed_population_trains_again_on_resume(tmp_path: Path) -> None:
     (done,) = [t for t in resumed.optuna.trials if t.state == TrialState.COMPLETE]
     assert done.user_attrs["seed"] == 0
     assert len(resumed.results()) == 2  # one record per member
+
+
+def test_a_diverged_population_is_final_and_reported(tmp_path: Path, capsys) -> None:
+    """SGD at lr 1e3 makes the loss or penalty non-finite: the trial is FAIL with the reason, one record."""
+    path = _write(tmp_path)
+    text = path.read_text().replace('optimizer = "adam"', 'optimizer = "sgd"')
+    path.write_text(text.replace("lr = 0.01", "lr = 1e3").replace("members = 6", "members = 2"))
+    out = tmp_path / "run"
+    main(["run", str(path), "--out", str(out), "--no-progress"])
+    (trial,) = _trials(out)
+    assert trial.state == TrialState.FAIL
+    assert "of a stack of 2" in trial.user_attrs["diverged"]  # nan or inf, and where
+    printed = capsys.readouterr().out
+    assert "no population finished: nothing to choose" in printed
+    assert "1 diverged" in printed
+    assert (out / "trials" / "pbt_s0" / "diverged.json").is_file()
