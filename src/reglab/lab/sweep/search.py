@@ -301,7 +301,8 @@ class SearchSweep:
         return self._counts()[0] * (self.settings.members if self.population else 1)
 
     def completed(self) -> int:
-        return sum(t.state == TrialState.COMPLETE for t in self._trials())
+        complete = sum(t.state == TrialState.COMPLETE for t in self._trials())
+        return complete * (self.settings.members if self.population else 1)  # PBT: members
 
     def diverged(self) -> dict[str, str]:
         return {
