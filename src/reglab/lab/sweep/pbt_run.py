@@ -192,7 +192,6 @@ def run_population(
         trial.set_user_attr("members", stored)
         steps = [{"epoch": s.epoch, "copies": [list(c) for c in s.copies]} for s in result.steps]
         trial.set_user_attr("steps", steps)
-        trial.set_user_attr("history", stored[0]["history"])
         if not finite:
             trial.set_user_attr("key", spec.key)
             trial.set_user_attr("diverged", f"no member logged a finite {objective}")
