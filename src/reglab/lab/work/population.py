@@ -46,11 +46,14 @@ SCORES = {"val_acc": ("val_member_acc", True), "val_loss": ("val_member_loss", F
 @dataclass
 class PopulationOutcome:
     """Each member's final :class:`TrialOutcome` (its slot's), its coefficient schedules
-    (axis -> ``{"boundaries": [epochs], "values": [...]}``) and the engine's steps."""
+    (axis -> ``{"boundaries": [epochs], "values": [...]}``), the engine's steps, and
+    ``coefficients``: per axis, the ``(K,)`` values every stack penalty bound to it held at the
+    end (``{"fc0.kernel.l2": [...], ...}``: what the stack trained with, for checks)."""
 
     outcomes: list[TrialOutcome]
     schedules: list[dict[str, dict[str, list[Any]]]]
     steps: list[PBTStep]
+    coefficients: dict[str, dict[str, list[float]]]
 
 
 def bind(
@@ -152,4 +155,14 @@ def train_population(
     ]
     for outcome in outcomes:
         outcome.extra["population"] = len(outcomes)
-    return PopulationOutcome(outcomes, schedules, list(exploit.engine.steps_))
+    held = {
+        name: {
+            f"{glob}.{kind}.{attribute}": [float(v) for v in getattr(penalty, attribute)]
+            for glob, rule in rules.items()
+            for kind, penalty in rule.items()
+            for bound_penalty, attribute in pairs
+            if penalty is bound_penalty
+        }
+        for name, pairs in bound.items()
+    }
+    return PopulationOutcome(outcomes, schedules, list(exploit.engine.steps_), held)
