@@ -1,4 +1,4 @@
-"""Grid vs coarse-to-fine vs TPE vs TPE + ASHA: what each costs and what it finds.
+"""Grid vs coarse-to-fine vs TPE vs TPE + ASHA vs PBT: what each costs and what it finds.
 
 The task of the built-in search studies: an L2 coefficient in [1e-6, 1e-1] for a
 64-256-256-10 ReLU MLP on digits (Adam, lr 1e-3, 20 % of the training rows held out for
@@ -9,13 +9,17 @@ does (its own SQLite storage, one worker, trials trained one by one):
   and ``grid (stacked)``: the same trained as one ModelStack, as ``reglab run`` does;
 * ``coarse-to-fine``: one value per decade, then 5 values in the best decade's cell, each
   trial alone, and ``coarse-to-fine (stacked)``: each stage as one ModelStack;
-* ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA.
+* ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA;
+* ``pbt``: ``--members`` members (initial coefficients log-uniform) trained as one stack,
+  exploit/explore every ``--interval`` epochs (default: a fifth of the epochs); its row counts
+  every member as a trial, and the chosen coefficient is the best member's final one.
 
 For each: wall time, trials and epochs trained, the chosen coefficient (best validation
 accuracy at the last epoch), its validation and test accuracy, and whether its validation
-accuracy is within noise of the grid's best (``|Δ| <= --noise``, default 1 point). Stacked
-sampled search (K TPE candidates in one stack) and PBT are not wired into ``reglab run`` and
-are not measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
+accuracy reaches the grid's best within noise (``val >= best - --noise``, default 1 point;
+PBT's schedules, which no grid point has, can also beat it). Stacked
+sampled search (K TPE candidates in one stack) is not wired into ``reglab run`` and is not
+measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
 relative to the first grid row that ran):
 
     python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--methods ...]
@@ -86,8 +90,11 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=16)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--noise", type=float, default=0.01)
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--interval", type=int, help="PBT's (default: epochs // 5, at least 1)")
     parser.add_argument("--methods", nargs="*", help="run only these (default: all)")
     args = parser.parse_args()
+    interval = args.interval or max(1, args.epochs // 5)
     log = {"log": [1e-6, 1e-1]}
     methods = {
         "grid": (None, {**log, "num": args.grid}),
@@ -99,6 +106,7 @@ def main() -> None:
             {"method": "tpe", "trials": args.trials, "pruner": "asha", "seed": 0},
             log,
         ),
+        "pbt": ({"method": "pbt", "members": args.members, "interval": interval}, log),
     }
     print(f"digits, 64-256-256-10, {args.epochs} epochs, torch threads {torch.get_num_threads()}")
     rows = []
@@ -116,10 +124,10 @@ def main() -> None:
     reference = next((r for r in rows if r["method"].startswith("grid")), rows[0])
     print(
         f"\n{'method':25} {'wall s':>7} {'x grid':>7} {'trials':>6} {'epochs':>6} "
-        f"{'chosen l2':>10} {'val %':>6} {'test %':>6}  within noise of grid's best"
+        f"{'chosen l2':>10} {'val %':>6} {'test %':>6}  reaches the grid's best (within noise)"
     )
     for r in rows:
-        near = abs(r["val"] - reference["val"]) <= args.noise
+        near = r["val"] >= reference["val"] - args.noise  # PBT's schedules can beat it
         print(
             f"{r['method']:25} {r['seconds']:7.1f} {r['seconds'] / reference['seconds']:7.2f} "
             f"{r['trials']:6d} {r['epochs']:6d} {r['l2']:10.3g} {100 * r['val']:6.1f} "

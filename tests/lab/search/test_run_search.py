@@ -191,7 +191,6 @@ def _toml(text: str) -> dict:
 @pytest.mark.parametrize(
     ("search", "match"),
     [
-        ('method = "pbt"', r"s\.search\.method: 'pbt' is not run by `reglab run` yet"),
         (
             'method = "coarse-to-fine"\npruner = "asha"',
             r"s\.search\.pruner: must be 'none' with method 'coarse-to-fine'",

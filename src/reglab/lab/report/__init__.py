@@ -105,6 +105,22 @@ def _comparisons(study: Any, records: Sequence[Record]) -> tuple[list[Comparison
     return compare(records, baseline, settings), baseline
 
 
+def _add_schedules(records: Sequence[Record], add: Any, notes: list[str]) -> None:
+    """PBT members' coefficient schedules: a figure, and each as a note
+    (:mod:`reglab.lab.report.schedules`)."""
+    from reglab.lab.report.schedules import schedule_figure, schedule_lines, schedule_series
+
+    series = schedule_series(records)
+    if series:
+        add(
+            "schedules.png",
+            "Population Based Training: each member's coefficient vs epoch (its lineage: a "
+            "member that copied a donor continues the donor's schedule)",
+            schedule_figure(series),
+        )
+        notes.extend(f"schedule {line}" for line in schedule_lines(series))
+
+
 def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_trials: int) -> Any:
     """Write the figures, ``summary.md`` and ``report.html`` of ``study``'s ``records`` into
     ``run_dir``; returns the HTML path."""
@@ -178,6 +194,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     plot_filters(weight[:64], image[1:], ncols=16, title=label),
                     vector=False,
                 )
+        _add_schedules(trained, add, notes)  # Population Based Training's members
         series = coefficient_series(summary)
         if series:
             keys = {k for s in series.values() for k in s["metrics"]}

@@ -28,6 +28,9 @@ searched entry (:mod:`reglab.lab.search.entry`) with one seed:
   ``reglab worker`` processes train what is queued and wait for the next stage until the study
   is done.
 
+* **PBT** (``pbt``): one trial per seed, each training the whole population as one stack
+  (:mod:`reglab.lab.sweep.pbt_run`).
+
 Resume: a trial left RUNNING by a killed run, or put back by an interrupted worker, is failed
 and enqueued again with its parameters, seed and stage (stale ones by Optuna's heartbeat
 retry); COMPLETE, PRUNED and diverged trials are final.
@@ -70,6 +73,13 @@ from reglab.lab.sweep.front import front_conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.objective import named_objective, study_objective
 from reglab.lab.sweep.objective import objective_value as optuna_objective_value
+from reglab.lab.sweep.pbt_run import (
+    check_population_stacks,
+    population_conclusion,
+    population_records,
+    population_spec,
+    run_population,
+)
 from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
 from reglab.lab.sweep.sweep import MAX_STACK, NoResults, StorageMismatch, Sweep
@@ -120,6 +130,8 @@ class SearchSweep:
         self.entry = study.searched
         self.name = optuna_study.study_name
         self.sampled = self.settings.method in SAMPLED
+        #: PBT: one trial per seed trains the whole population (:mod:`.pbt_run`)
+        self.population = get_method(self.settings.method).stacks_population
         #: what the search chooses on: ``[search] objectives[0]``, else the family's default
         #: validation metric (:mod:`reglab.lab.sweep.objective`, the sweep's one home)
         self.objective = study_objective(study)
@@ -158,6 +170,8 @@ class SearchSweep:
             raise StudyError(
                 "--rebuild-storage rebuilds grid sweeps; a search's choices live in its storage"
             )
+        if get_method(study.search.method).stacks_population:
+            check_population_stacks(study)  # before the storage: a one-line error
         storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
         name = name or optuna_study_name(study)
         args = cls._load_args(study)
@@ -185,7 +199,8 @@ class SearchSweep:
                             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                             created.set_metric_names([o.name for o in sweep.objectives])
                     if not sweep.sampled and not created.get_trials(deepcopy=False):
-                        sweep._enqueue_stage(1, first_stage(sweep.entry.space))
+                        first = [{}] if sweep.population else first_stage(sweep.entry.space)
+                        sweep._enqueue_stage(1, first)  # PBT: one population per seed
                     created.set_user_attr("ready", True)
                 return sweep
 
@@ -208,6 +223,8 @@ class SearchSweep:
         """Settings as Optuna stores them (by-index choices as indices)."""
         out = {}
         for a in self.entry.space.axes:
+            if a.name not in params:  # PBT's trials: no parameters (a population per seed)
+                continue
             value = params[a.name]
             out[a.name] = a.choices.index(value) if a.by_index else value
         return out
@@ -266,7 +283,11 @@ class SearchSweep:
     @property
     def trials(self) -> dict[str, None]:
         """The trials this search has run or will run, by key (for counts): ``trials``
-        configurations for sampled methods; coarse-to-fine's enqueued points x seeds."""
+        configurations for sampled methods; coarse-to-fine's enqueued points x seeds; PBT's
+        members x seeds (one record each)."""
+        if self.population:
+            members = range(self.settings.members)
+            return {f"pbt_s{s}_m{k}": None for s in self.study.seeds for k in members}
         if self.sampled:
             return {f"#{i}": None for i in range(self.settings.trials or 0)}
         keys: dict[str, None] = {}
@@ -276,10 +297,12 @@ class SearchSweep:
         return keys
 
     def finished(self) -> int:
-        return self._counts()[0]
+        """Finished trials (PBT: finished members, as :attr:`trials` counts them)."""
+        return self._counts()[0] * (self.settings.members if self.population else 1)
 
     def completed(self) -> int:
-        return sum(t.state == TrialState.COMPLETE for t in self._trials())
+        complete = sum(t.state == TrialState.COMPLETE for t in self._trials())
+        return complete * (self.settings.members if self.population else 1)  # PBT: members
 
     def diverged(self) -> dict[str, str]:
         return {
@@ -292,9 +315,12 @@ class SearchSweep:
         return sum(t.state == TrialState.PRUNED for t in self._trials())
 
     def done(self) -> bool:
-        """Nothing more to run: ``trials`` finished, or coarse-to-fine's last stage."""
+        """Nothing more to run: ``trials`` finished, coarse-to-fine's last stage, or PBT's
+        populations."""
         if self.sampled:
             return self.finished() >= (self.settings.trials or 0)
+        if self.population:  # no next stage: every seed's population finished
+            return self._counts()[0] >= len(self.study.seeds)
         return bool(self.optuna.user_attrs.get("done"))
 
     def _requeue(self, trials: list[FrozenTrial]) -> int:
@@ -388,6 +414,8 @@ class SearchSweep:
 
     def _spec(self, trial: optuna.Trial) -> Trial:
         """The popped trial's grid point and seed (recorded in its user attributes)."""
+        if self.population:
+            return population_spec(self, trial)
         params = suggest(trial, self.entry.space)
         seed = int(trial.user_attrs["seed"])
         point = self.entry.point(params, trial.user_attrs.get("tag", ""))
@@ -407,7 +435,7 @@ class SearchSweep:
                 return [], None
             carried = (trial, self._spec(trial))
         batch = [carried]
-        group = stack_key(carried[1].point.config) if stack else None
+        group = stack_key(carried[1].point.config) if stack and not self.population else None
         while group is not None and len(batch) < MAX_STACK and self._counts()[1]:
             trial = self._next()
             if trial is None:
@@ -425,6 +453,8 @@ class SearchSweep:
         on_trial: Callable[[list[Trial], str], None] | None,
         context: TrialContext,
     ) -> None:
+        if self.population:  # a batch of one: the trial trains its seed's population
+            return run_population(self, *batch[0], run_dir, on_trial, context)
         specs = [spec for _, spec in batch]
         if on_trial is not None:
             on_trial(specs, "start")
@@ -535,7 +565,7 @@ class SearchSweep:
             return True
         results = self._point_results()
         points: list[dict[str, Any]] = []
-        if stage < self.settings.stages and results:
+        if stage < self.settings.stages and results and not self.population:
             points = next_stage(
                 self.entry.space, results, maximize=True, points=self.settings.points
             )
@@ -548,7 +578,10 @@ class SearchSweep:
     # -- results -------------------------------------------------------------------------
     def results(self) -> list[dict[str, Any]]:
         """One record per finished trial (Sweep's format), in trial order; a pruned trial's
-        label says so, and its metrics are those of the model where it stopped."""
+        label says so, and its metrics are those of the model where it stopped. PBT: one
+        record per member of each population."""
+        if self.population:
+            return population_records(self)
         records: dict[str, dict[str, Any]] = {}
         for t in self._trials():
             if not _finished(t) or "key" not in t.user_attrs:
@@ -593,7 +626,10 @@ class SearchSweep:
     def conclude(self, run_dir: RunDir | None = None) -> str:
         """The stages, the chosen configuration with its evidence, and the paste-ready text,
         as printed; ``best.py`` / ``best.toml`` written into ``run_dir``
-        (:func:`~reglab.lab.sweep.conclusion.conclusion`)."""
+        (:func:`~reglab.lab.sweep.conclusion.conclusion`). PBT: the members' schedules
+        (:func:`~reglab.lab.sweep.pbt_run.population_conclusion`)."""
+        if self.population:
+            return population_conclusion(self, run_dir)
         staged: dict[int, list[dict[str, Any]]] = {}
         history: list[dict[str, Any]] = []
         for t in self._trials():

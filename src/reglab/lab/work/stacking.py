@@ -61,9 +61,9 @@ from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import Bindings, resolve
-from reglab.training import Diverged
+from reglab.training import Callback, Diverged
 
-__all__ = ["run_stacked", "stack_key"]
+__all__ = ["run_stacked", "stack_key", "stack_rules"]
 
 #: Techniques whose trials run alone (per-trial logic a stack does not replicate).
 _ALONE = (
@@ -163,15 +163,19 @@ def stack_key(config: TrialConfig) -> Hashable | None:
     return None if canonical is None else canonical[0]
 
 
-def _rules(members: Sequence[TrialConfig]) -> dict[str, dict[str, Any]]:
-    """One rule per module with ``(K,)`` L1L2 coefficients, and the shared constraints."""
+def stack_rules(members: Sequence[TrialConfig]) -> dict[str, dict[str, Any]]:
+    """The stack's rules: one per module with ``(K,)`` L1L2 coefficients (member ``k``'s
+    value at index ``k``; float64), and the shared constraints."""
     per_member = [_canonical(c)[1] for c in members]  # type: ignore[index]
     keys = sorted({k for m in per_member for k in m})
     rules: dict[str, dict[str, Any]] = {}
     for module, kind in keys:
-        l1 = torch.tensor([m.get((module, kind), (0.0, 0.0))[0] for m in per_member])
-        l2 = torch.tensor([m.get((module, kind), (0.0, 0.0))[1] for m in per_member])
-        rules.setdefault(_literal(module), {})[kind] = L1L2(l1.double(), l2.double())
+        # float64 from the numbers: the members' coefficients exactly as given
+        l1 = [m.get((module, kind), (0.0, 0.0))[0] for m in per_member]
+        l2 = [m.get((module, kind), (0.0, 0.0))[1] for m in per_member]
+        rules.setdefault(_literal(module), {})[kind] = L1L2(
+            torch.tensor(l1, dtype=torch.float64), torch.tensor(l2, dtype=torch.float64)
+        )
     bindings = _bindings(members[0])
     for a in bindings.activities:
         if a.reduction != "batch":
@@ -290,7 +294,11 @@ def _member_accuracies(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def run_stacked(
-    members: Sequence[tuple[TrialConfig, int]], context: TrialContext | None = None
+    members: Sequence[tuple[TrialConfig, int]],
+    context: TrialContext | None = None,
+    *,
+    rules: dict[str, dict[str, Any]] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> list[TrialOutcome]:
     """Train ``(config, seed)`` members that share a :func:`stack_key` as one stack; return
     each member's outcome, as :func:`~reglab.lab.run_trial` would have.
@@ -299,7 +307,13 @@ def run_stacked(
     train_model`, i.e. :func:`reglab.fit`) with the trial's criterion applied per member: the
     loss ``fit`` minimises is the sum of the members' losses (each member's gradient is the
     one it gets alone), and the per-member losses and accuracies are logged as ``(K,)``
-    vectors, training and held-out, then split into one history per member."""
+    vectors, training and held-out, then split into one history per member.
+
+    ``rules``: the stack's rules as :func:`stack_rules` builds them (default), possibly with
+    coefficient tensors the caller changes during training; ``callbacks``: added to ``fit``'s
+    (they see the stack as ``state.model.stack``, its per-member logs as ``(K,)`` lists:
+    ``val_member_acc``, ``val_member_loss``). Population Based Training uses both
+    (:mod:`reglab.lab.work.population`)."""
     configs = [c for c, _ in members]
     seeds = [s for _, s in members]
     keys = {stack_key(c) for c in configs}
@@ -318,7 +332,7 @@ def run_stacked(
         load_init(config, seed, models[-1], context.device)  # [train] init, per member
     k = len(models)
     stack = ModelStack(models)
-    rules = _rules(configs)
+    rules = stack_rules(configs) if rules is None else rules
     reg = reglab.attach(stack, rules) if rules else None
     loss = _MemberLoss(criterion(first))
     context = TrialContext(progress=context.progress, device=context.device)
@@ -333,6 +347,7 @@ def run_stacked(
             seeds[0],
             context,
             regularizers=[reg] if reg is not None else [],
+            callbacks=callbacks,
             optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
             loss=loss,
             metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
