@@ -1,4 +1,4 @@
-"""Grid vs coarse-to-fine vs TPE vs TPE + ASHA: what each costs and what it finds.
+"""Grid vs coarse-to-fine vs TPE vs TPE + ASHA vs PBT: what each costs and what it finds.
 
 The task of the built-in search studies: an L2 coefficient in [1e-6, 1e-1] for a
 64-256-256-10 ReLU MLP on digits (Adam, lr 1e-3, 20 % of the training rows held out for
@@ -12,19 +12,22 @@ does (its own SQLite storage, one worker, trials trained one by one):
 * ``tpe`` and ``tpe+asha``: ``--trials`` trials of Optuna's TPE, the second with ASHA;
 * ``tpe+asha (stacked)``: the same with ``[search] batch = --batch``: each worker asks
   ``--batch`` candidates together and trains them as one ModelStack, ASHA pruning member by
-  member and the stack compacted to the live members (``reglab.lab.sweep.stacked_search``).
+  member and the stack compacted to the live members (``reglab.lab.sweep.stacked_search``);
+* ``pbt``: ``--members`` members (initial coefficients log-uniform) trained as one stack,
+  exploit/explore every ``--interval`` epochs (default: a fifth of the epochs); its row counts
+  every member as a trial, and the chosen coefficient is the best member's final one.
 
 For each: wall time, the process's CPU time (all its threads), trials and epochs trained, the
 chosen coefficient (best validation accuracy at the last epoch), its validation and test
-accuracy, and whether its validation accuracy is within noise of the grid's best
-(``|Δ| <= --noise``, default 1 point). PBT is not wired into ``reglab run`` here and is not
-measured. Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
+accuracy, and whether its validation accuracy reaches the grid's best within noise
+(``val >= best - --noise``, default 1 point; PBT's schedules, which no grid point has, can
+also beat it). Run by hand (minutes on 2 CPU cores; ``--methods`` runs a subset, "x grid"
 relative to the first grid row that ran; ``--repeat N`` runs N rounds of the methods, one
 after the other, and shows each method's smallest wall and CPU time: on a shared machine the
 load of the moment is the largest term):
 
     python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--batch 8]
-        [--repeat 1] [--methods ...]
+        [--members 8] [--interval E] [--repeat 1] [--methods ...]
 """
 
 from __future__ import annotations
@@ -97,8 +100,11 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds; the table shows each method's fastest"
     )
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--interval", type=int, help="PBT's (default: epochs // 5, at least 1)")
     parser.add_argument("--methods", nargs="*", help="run only these (default: all)")
     args = parser.parse_args()
+    interval = args.interval or max(1, args.epochs // 5)
     log = {"log": [1e-6, 1e-1]}
     methods = {
         "grid": (None, {**log, "num": args.grid}),
@@ -120,6 +126,7 @@ def main() -> None:
             },
             log,
         ),
+        "pbt": ({"method": "pbt", "members": args.members, "interval": interval}, log),
     }
     print(f"digits, 64-256-256-10, {args.epochs} epochs, torch threads {torch.get_num_threads()}")
     best: dict[str, dict] = {}
@@ -141,10 +148,10 @@ def main() -> None:
     reference = next((r for r in rows if r["method"].startswith("grid")), rows[0])
     print(
         f"\n{'method':25} {'wall s':>7} {'x grid':>7} {'CPU s':>7} {'trials':>6} {'epochs':>6} "
-        f"{'chosen l2':>10} {'val %':>6} {'test %':>6}  within noise of grid's best"
+        f"{'chosen l2':>10} {'val %':>6} {'test %':>6}  reaches the grid's best (within noise)"
     )
     for r in rows:
-        near = abs(r["val"] - reference["val"]) <= args.noise
+        near = r["val"] >= reference["val"] - args.noise  # PBT's schedules can beat it
         print(
             f"{r['method']:25} {r['seconds']:7.1f} {r['seconds'] / reference['seconds']:7.2f} "
             f"{r['cpu']:7.1f} "

@@ -37,7 +37,7 @@ from reglab.lab import (
 )
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock, optuna_study_name
-from reglab.lab.sweep.objective import choice_line
+from reglab.lab.sweep.objective import choice_line, choosable
 from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
@@ -368,8 +368,9 @@ def run(args: argparse.Namespace) -> int:
                 first=(objective.key, objective.test),
             )
         )
-        if len(summary) > 1:
-            console.print(escape(choice_line(summary, objective)))
+        candidates = choosable(summary, records)  # a pruned trial is never the choice
+        if len(candidates) > 1 and not getattr(sweep, "multi_objective", False):
+            console.print(escape(choice_line(candidates, objective)))  # several: the front below
         diverged = sum(1 for r in records if r["diverged"])
         pruned = sum(1 for r in records if r.get("pruned"))
         complete = len(records) - diverged - pruned

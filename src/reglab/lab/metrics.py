@@ -6,7 +6,9 @@ ask this registry; nothing else spells a metric's header or precision.
 
 The sweep chooses on validation only: :data:`OBJECTIVES` names the validation metrics a study
 may be optimised for, and :data:`FAMILY_OBJECTIVES` each trial family's default (``val_acc``
-for classifiers; a validation loss for the others). Test metrics are reported for every
+for classifiers; a validation loss for the others). A multi-objective search may add
+statistics of the trained model itself (``zeros``, ``sparsity``, ``weight_norm``,
+``model_size``), measured on its weights, on no data. Test metrics are reported for every
 configuration and decide nothing (:mod:`reglab.lab.sweep.objective` computes the value).
 """
 
@@ -97,6 +99,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "test_ece_ts", "ECE T %", "ECE after temperature scaling", **_PCT, better="min", console=5
     ),
+    Metric("val_ece", "val ECE %", "validation expected calibration error", **_PCT, better="min"),
     Metric("temperature", "fitted T", "fitted temperature", decimals=2),
     Metric("test_acc_mc", "MC %", "MC-dropout test accuracy", **_PCT, better="max", console=6),
     Metric("parity_acc", "parity %", "parity-head test accuracy", **_PCT, better="max"),
@@ -189,6 +192,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("max_unit_norm", "max unit ‖w‖", "largest unit norm", decimals=2),
     Metric("weight_small_frac", "w≈0 %", "kernel entries with |w| < 1e-3", **_PCT),
     Metric("weight_zero_frac", "w=0 %", "kernel entries exactly 0", **_PCT),
+    Metric("param_count", "params", "trainable parameters", decimals=0, better="min"),
     Metric("test_acc_final", "final %", "test accuracy of the last epoch", **_PCT, better="max"),
     Metric("test_acc_oracle", "oracle %", "best test accuracy of any epoch", **_PCT, better="max"),
     Metric("epochs_run", "epochs", "epochs trained", decimals=0),
@@ -201,15 +205,18 @@ _BY_KEY = {m.key: m for m in METRICS}
 
 @dataclass(frozen=True)
 class Objective:
-    """A validation metric a sweep chooses on: ``name`` is what Optuna's storage and
-    dashboards call it (``study.set_metric_names``), ``key`` the metric it reads from a
-    trial's metrics, ``direction`` Optuna's ``"maximize"`` or ``"minimize"``, ``test`` the
-    test metric reported next to the chosen configuration (it decides nothing)."""
+    """A metric a sweep chooses on: ``name`` is what Optuna's storage and dashboards call it
+    (``study.set_metric_names``), ``key`` the metric it reads from a trial's metrics,
+    ``direction`` Optuna's ``"maximize"`` or ``"minimize"``, ``test`` the test metric reported
+    next to the chosen configuration (it decides nothing; None: none), ``source`` where it is
+    measured: ``"validation"`` (the held-out validation rows) or ``"model"`` (the trained
+    weights themselves, no data: zeros, norms, size — a second objective of a search)."""
 
     name: str
     key: str
     direction: str
-    test: str
+    test: str | None = None
+    source: str = "validation"
 
     @property
     def better(self) -> str:
@@ -226,6 +233,11 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("val_recon", "val_recon", "minimize", "test_recon"),
         Objective("val_mse", "val_mse", "minimize", "test_mse"),
         Objective("val_ppl", "val_ppl", "minimize", "test_ppl"),
+        Objective("val_ece", "val_ece", "minimize", "test_ece"),
+        Objective("zeros", "weight_zero_frac", "maximize", source="model"),
+        Objective("sparsity", "weight_small_frac", "maximize", source="model"),
+        Objective("weight_norm", "weight_norm", "minimize", source="model"),
+        Objective("model_size", "param_count", "minimize", source="model"),
     )
 }
 #: The default objective of each trial family (:data:`reglab.lab.settings.registry.FAMILIES`).
@@ -243,6 +255,8 @@ DESCRIPTIONS: dict[str, str] = {
     "val_acc": "Accuracy on the validation rows held out of the training split: what the "
     "sweep chooses on (the test split decides nothing).",
     "val_loss": "Mean cross-entropy of the true class on the validation rows.",
+    "val_ece": "Expected calibration error on the validation rows (15 equal-width "
+    "confidence bins): what a search may minimise for calibration.",
     "test_acc": "Accuracy on the test split, after the last epoch (or the restored best "
     "weights with early stopping).",
     "gap": "Training accuracy minus test accuracy, in percentage points: how much the model "
@@ -294,6 +308,7 @@ DESCRIPTIONS: dict[str, str] = {
     "max_unit_norm": "Largest L2 norm of one output unit's incoming weights (what MaxNorm bounds).",
     "weight_small_frac": "Share of kernel entries with |w| < 1e-3.",
     "weight_zero_frac": "Share of kernel entries exactly 0 (proximal L1, pruning).",
+    "param_count": "Number of trainable parameters of the model (weights and biases).",
     "test_acc_final": "Test accuracy of the last epoch, without any stopping rule.",
     "test_acc_oracle": "Best test accuracy of any epoch: an upper bound that no stopping rule "
     "may reach honestly (it peeks at the test split).",

@@ -1,6 +1,7 @@
 """Effect tests of the built-in search studies (digits, fewer epochs and seeds): each chooses
 a coefficient the literature calls good, not the one that underfits, and shows its method's
-mechanics (coarse-to-fine's decades then a finer grid; TPE's pruned trials)."""
+mechanics (coarse-to-fine's decades then a finer grid; TPE's pruned trials; PBT's copies
+and replayable schedule)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,36 @@ def test_a_searched_factory_must_be_trusted_before_anything_runs(tmp_path: Path)
         Trust.of(["torch"]).check(study)
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_search_pbt_best_member_beats_the_worst_initial_member_and_its_schedule_replays(
+    tmp_path: Path,
+) -> None:
+    """search-pbt, 9 epochs (exploit/explore after epochs 3 and 6): the population's best
+    member is at least as good on validation as the worst initial member (the strongest
+    penalty) trained alone for the same epochs, and the written grid entry replays the best
+    member's coefficient schedule on one model."""
+    from reglab._optional import toml
+    from reglab.lab.settings.studyfile import parse_study
+    from reglab.lab.work.runner import run_trial
+    from reglab.schedules import PiecewiseConstant
+
+    sweep = _search("search-pbt", tmp_path, epochs=9, seeds=1)
+    (trial,) = sweep.optuna.trials
+    assert trial.state == TrialState.COMPLETE
+    members = trial.user_attrs["members"]
+    assert len(members) == 8
+    assert [s["epoch"] for s in trial.user_attrs["steps"]] == [3, 6]
+    worst = max(members, key=lambda m: m["initial"][L2])  # the strongest initial penalty
+    alone = run_trial(sweep.entry.point(worst["initial"]).config, worst["seed"])
+    assert trial.value >= alone.metrics["val_acc"], (trial.value, alone.metrics["val_acc"])
+    assert trial.value > 0.85, trial.value
+    # the written entry, pasted into the study, trains one model along the best's schedule
+    fragment = toml().loads((tmp_path / "run" / "best.toml").read_text())["grid"][0]
+    source = {k: v for k, v in sweep.study.source.items() if k not in ("grid", "search")}
+    (point,) = parse_study(source | {"grid": [fragment]}).points
+    replayed = run_trial(point.config, 0)
+    logged = [row["schedule/rules.fc*.kernel.l2"] for row in replayed.history]
+    expected = PiecewiseConstant(**trial.user_attrs["schedule"][L2])
+    assert logged == pytest.approx([expected(e + 1) for e in range(9)])
+    assert "reglab.schedule(rules['fc*']['kernel']" in (tmp_path / "run" / "best.py").read_text()

@@ -191,12 +191,14 @@ def _toml(text: str) -> dict:
 @pytest.mark.parametrize(
     ("search", "match"),
     [
-        ('method = "pbt"', r"s\.search\.method: 'pbt' is not run by `reglab run` yet"),
         (
             'method = "coarse-to-fine"\npruner = "asha"',
             r"s\.search\.pruner: must be 'none' with method 'coarse-to-fine'",
         ),
-        ('method = "tpe"\ntrials = 2\nobjectives = ["val_acc", "val_loss"]', "one objective"),
+        (
+            'method = "tpe"\ntrials = 2\nobjectives = ["val_acc", "val_los"]',
+            r"s\.search\.objectives: expected metric names from val_acc, .* \(got 'val_los'\)",
+        ),
     ],
 )
 def test_what_reglab_run_cannot_search_is_a_one_line_error(

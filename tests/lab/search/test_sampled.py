@@ -117,7 +117,7 @@ def _dominates(a, b, directions):
 
 def test_several_objectives_give_the_pareto_front_with_settings():
     settings = parse_search(
-        {"method": "tpe", "trials": 25, "objectives": ["val_acc", "kernel_norm"], "seed": 1}
+        {"method": "tpe", "trials": 25, "objectives": ["val_acc", "weight_norm"], "seed": 1}
     )
     directions = ["maximize", "minimize"]
     study = optuna.create_study(directions=directions, sampler=get_method("tpe").sampler(settings))

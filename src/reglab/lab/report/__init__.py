@@ -18,6 +18,8 @@ from reglab.lab.report.comparison import Comparison, compare, deciding_metrics, 
 from reglab.lab.report.describe import describe_point
 from reglab.lab.report.glossary import glossary
 from reglab.lab.report.page import Figure, Page, html_page, markdown_page
+from reglab.lab.report.pareto import front_sentence, pareto_figures
+from reglab.lab.report.search_views import search_views
 from reglab.lab.report.summaries import (
     coefficient_series,
     curves,
@@ -32,7 +34,7 @@ from reglab.lab.report.summaries import (
 from reglab.lab.report.timing import describe_time, training_time
 from reglab.lab.rundir import CheckpointError, RunDir
 from reglab.lab.settings.selection import held_out_split
-from reglab.lab.sweep.objective import choice_line, study_objective
+from reglab.lab.sweep.objective import choice_line, choosable, study_objective
 from reglab.layouts import is_kernel
 
 __all__ = [
@@ -103,6 +105,22 @@ def _comparisons(study: Any, records: Sequence[Record]) -> tuple[list[Comparison
     return compare(records, baseline, settings), baseline
 
 
+def _add_schedules(records: Sequence[Record], add: Any, notes: list[str]) -> None:
+    """PBT members' coefficient schedules: a figure, and each as a note
+    (:mod:`reglab.lab.report.schedules`)."""
+    from reglab.lab.report.schedules import schedule_figure, schedule_lines, schedule_series
+
+    series = schedule_series(records)
+    if series:
+        add(
+            "schedules.png",
+            "Population Based Training: each member's coefficient vs epoch (its lineage: a "
+            "member that copied a donor continues the donor's schedule)",
+            schedule_figure(series),
+        )
+        notes.extend(f"schedule {line}" for line in schedule_lines(series))
+
+
 def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_trials: int) -> Any:
     """Write the figures, ``summary.md`` and ``report.html`` of ``study``'s ``records`` into
     ``run_dir``; returns the HTML path."""
@@ -130,12 +148,15 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
             + ("; ◀ marks a collapsed configuration, off the fitted axis" if collapsed else ""),
             figures.results_figure(summary, pick(recorded, "bar", 3), collapsed),
         )
-        curve_data = curves(trained)
+        # pruned trials' curves are drawn together, in the search's pruning figure
+        curve_data = curves([r for r in trained if not r.get("pruned")])
         if curve_data:
             held_out = held_out_split(study.example_points[0].config.data)
+            pruned = any(r.get("pruned") for r in trained)
             add(
                 "learning_curves.png",
-                f"Training vs {held_out} loss: the overfitting picture",
+                f"Training vs {held_out} loss: the overfitting picture"
+                + ("; trials that ran to the end (pruned: the pruning figure)" if pruned else ""),
                 figures.learning_curves_figure(curve_data, held_out=held_out),
             )
         histograms = weight_histograms(_kernels(run_dir, trained, notes))
@@ -173,6 +194,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     plot_filters(weight[:64], image[1:], ncols=16, title=label),
                     vector=False,
                 )
+        _add_schedules(trained, add, notes)  # Population Based Training's members
         series = coefficient_series(summary)
         if series:
             keys = {k for s in series.values() for k in s["metrics"]}
@@ -188,13 +210,25 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
                     base_row["metrics"] if base_row else None,
                 ),
             )
+        for name, caption, figure in pareto_figures(study, trained):  # several objectives
+            add(name, caption, figure)
+    searched = search_views(study, records)  # stages, pruned curves: none for a grid
+    if trained:
+        for name, caption, figure in searched.figures:
+            add(name, caption, figure)
     title = f"reglab study: {study.name}"
     diverged = len(records) - len(trained)
-    status = f"{len(trained)} of {total_trials} trials complete" + (
-        f", {diverged} diverged." if diverged else "."
+    cut = sum(1 for r in trained if r.get("pruned"))  # trained, stopped early
+    status = (
+        f"{len(trained) - cut} of {total_trials} trials complete"
+        + (f", {cut} pruned" if cut else "")
+        + (f", {diverged} diverged." if diverged else ".")
     )
-    if len(summary) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
-        status += " " + choice_line(summary, study_objective(study))
+    finished = choosable(summary, records)  # a pruned trial is never the choice
+    if len(finished) > 1:  # the choice, on validation only (reglab.lab.sweep.objective)
+        front = front_sentence(study, trained)  # several objectives choose no one point
+        status += " " + (front or choice_line(finished, study_objective(study)))
+    status = " ".join([status, *searched.status])
     recorded = {k for row in summary for k in row["metrics"]}
     deciding = deciding_metrics(recorded)
     label = next((c.label for c in comparisons if c.point == baseline), None)
@@ -211,7 +245,7 @@ def write_report(run_dir: RunDir, study: Any, records: Sequence[Record], total_t
         label,
         deciding,
         glossary([*deciding, *columns, *pick(recorded & {"stack_seconds", "stack_size"}, "table")]),
-        describe_time(training_time(records)),
+        " ".join(filter(None, [describe_time(training_time(records)), *searched.lines])),
     )
     atomic_write_text(run_dir.output("summary.md"), markdown_page(page))
     return atomic_write_text(run_dir.output("report.html"), html_page(page))

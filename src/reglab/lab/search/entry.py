@@ -19,6 +19,7 @@ from typing import Any
 
 from reglab.lab.search.axes import SearchSpace, concrete, find_axes
 from reglab.lab.search.coarse_to_fine import first_stage
+from reglab.lab.search.pbt import check_population
 from reglab.lab.search.settings import SearchSettings
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.grid import GridPoint, value_path
@@ -122,23 +123,13 @@ def parse_entry(
 
 def check_searched(settings: SearchSettings, entry: SearchedEntry, origin: str) -> None:
     """What ``reglab run`` can search, checked at parse time (one-line errors naming the key):
-    one objective, no pruner with coarse-to-fine (its stages compare every value trained to
-    the end), a ``{log = [a, b]}`` axis for coarse-to-fine, and a validation split — a search
+    no pruner with coarse-to-fine (its stages compare every value trained to
+    the end), a ``{log = [a, b]}`` axis for coarse-to-fine, PBT's coefficient axes
+    (:func:`~reglab.lab.search.pbt.check_population`), and a validation split — a search
     chooses on the validation metric, never on the test set."""
     at = f"{origin}.search"
-    if settings.method == "pbt":
-        raise fail(
-            f"{at}.method",
-            "'pbt' is not run by `reglab run` yet (reglab.ensembles.PopulationBasedTraining "
-            "is the engine); use 'grid', 'coarse-to-fine', 'tpe', 'random' or 'qmc'",
-            settings.method,
-        )
-    if settings.multi_objective:
-        raise fail(
-            f"{at}.objectives",
-            "`reglab run` searches one objective so far",
-            list(settings.objectives),
-        )
+    if settings.method == "pbt":  # what a stack's members can differ in, and rank on
+        check_population(entry.space, settings, at)
     if settings.method == "coarse-to-fine":
         if settings.pruner != "none":
             raise fail(

@@ -7,7 +7,8 @@
     trials = 40             # sampled methods: how many configurations to ask for
     pruner = "asha"         # "none" (default) | "median" | "asha" | "hyperband"
     batch = 8               # sampled methods: candidates asked together, trained as one stack
-    objectives = ["val_acc", "zeros"]   # default: the study's validation metric
+    objectives = ["val_acc", "zeros"]   # default: the study's validation metric; several:
+                                        # a multi-objective search (its Pareto front)
     seed = 0
 
 ``batch`` (default 1: one trial at a time) is how many candidates a worker of a sampled
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reglab.lab.metrics import OBJECTIVES
 from reglab.lab.settings.schema import (
     Table,
     choice,
@@ -111,11 +113,24 @@ class SearchSettings(Table):
                 "must be 'none' with method 'pbt' (PBT replaces members)",
                 settings.pruner,
             )
+        _check_objective_names(settings.objectives, at("objectives"))
         return settings
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+
+def _check_objective_names(names: tuple[str, ...], at: str) -> None:
+    """Each name one of :data:`~reglab.lab.metrics.OBJECTIVES`, and at least one measured on
+    validation data: statistics of the weights alone (``zeros``, ``weight_norm``) would choose
+    a model that learned nothing."""
+    for name in names:
+        if name not in OBJECTIVES:
+            raise fail(at, f"expected metric names from {', '.join(OBJECTIVES)}", name)
+    validation = [n for n, o in OBJECTIVES.items() if o.source == "validation"]
+    if names and all(OBJECTIVES[n].source != "validation" for n in names):
+        raise fail(at, f"name a validation metric too ({', '.join(validation)})", list(names))
 
 
 def parse_search(raw: Any, path: str = "search") -> SearchSettings:

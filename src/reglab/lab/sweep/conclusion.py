@@ -13,7 +13,7 @@ from reglab._io import atomic_write_text
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import SearchSpace, attach_call, evidence, study_fragment
 from reglab.lab.search.entry import SearchedEntry
-from reglab.lab.sweep.pruning import LOWER_IS_BETTER
+from reglab.lab.sweep.pruning import lower_is_better
 
 __all__ = ["choose", "conclusion", "evidence_lines", "stage_lines"]
 
@@ -54,7 +54,7 @@ def evidence_lines(
     """One :func:`~reglab.lab.search.evidence` line per log axis, over the points that share
     the chosen point's other settings (``name``: the objective; a loss is shown as measured,
     lower is better)."""
-    lower = name.endswith(LOWER_IS_BETTER)  # stored negated (the study maximises)
+    lower = lower_is_better(name)  # stored negated (the study maximises)
     scale, decimals = (100.0, 1) if name.endswith("acc") else (1.0, 4)
     lines = []
     for a in space.axes:

@@ -42,6 +42,7 @@ from reglab.lab.metrics import FAMILY_OBJECTIVES, OBJECTIVES, Objective, format_
 
 __all__ = [
     "choice_line",
+    "choosable",
     "chosen",
     "name_metric",
     "named_objective",
@@ -118,6 +119,20 @@ def chosen(summary: Sequence[Mapping[str, Any]], objective: Objective) -> Mappin
         if best is None or sign * mean > sign * best_mean:
             best, best_mean = row, mean
     return best
+
+
+def choosable(
+    summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The summary rows a choice may pick: not those of pruned trials (stopped early, their
+    metrics are of an unfinished model; as Optuna's best trial, never the choice).
+
+    >>> rows = [{"point": "a"}, {"point": "b"}]
+    >>> choosable(rows, [{"point": "a", "pruned": True}, {"point": "b", "pruned": False}])
+    [{'point': 'b'}]
+    """
+    pruned = {r["point"] for r in records if r.get("pruned")}
+    return [row for row in summary if row["point"] not in pruned]
 
 
 def choice_line(summary: Sequence[Mapping[str, Any]], objective: Objective) -> str:

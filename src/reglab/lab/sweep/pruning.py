@@ -8,12 +8,23 @@ from typing import Any
 
 import optuna
 
+from reglab.lab.metrics import OBJECTIVES
 from reglab.training import Callback
 
-__all__ = ["LOWER_IS_BETTER", "PruningReport", "objective_value"]
+__all__ = ["LOWER_IS_BETTER", "PruningReport", "lower_is_better", "objective_value"]
 
 #: Objective name endings whose lower values are better (they are negated: the study maximises).
 LOWER_IS_BETTER = ("loss", "mse", "ece", "nll", "recon", "ppl")
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a lower ``name`` (a metric key) is better: the direction of the objective that
+    reads it (:data:`~reglab.lab.metrics.OBJECTIVES`: ``weight_norm``, ``param_count``),
+    else a name ending in :data:`LOWER_IS_BETTER`."""
+    for objective in OBJECTIVES.values():
+        if objective.key == name:
+            return objective.direction == "minimize"
+    return name.endswith(LOWER_IS_BETTER)
 
 
 def objective_value(logs: Mapping[str, Any], name: str | None = None) -> float | None:
@@ -33,7 +44,7 @@ def objective_value(logs: Mapping[str, Any], name: str | None = None) -> float |
     value = logs.get(name)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return -float(value) if name.endswith(LOWER_IS_BETTER) else float(value)
+    return -float(value) if lower_is_better(name) else float(value)
 
 
 class PruningReport(Callback):

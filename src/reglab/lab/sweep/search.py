@@ -15,7 +15,10 @@ searched entry (:mod:`reglab.lab.search.entry`) with one seed:
   one: a search may run a trial or two more than ``trials`` (as Optuna's
   ``MaxTrialsCallback``). ``batch = K``: a worker asks K candidates at once and trains those
   that share a stack key as one stack, pruned member by member
-  (:mod:`reglab.lab.sweep.stacked_search`).
+  (:mod:`reglab.lab.sweep.stacked_search`). With several ``[search] objectives`` the Optuna
+  study has one direction per objective (named with ``set_metric_names``), each trial is told
+  its metrics as measured, and the run ends with the Pareto front (:meth:`SearchSweep.front`,
+  :mod:`reglab.lab.sweep.front`) instead of one chosen configuration.
 * **Coarse-to-fine**: stage 1's points (:func:`reglab.lab.search.first_stage`) times every seed
   are enqueued when the study is created; once a stage is finished, the coordinator (``reglab
   run``, which holds the run directory's lock) enqueues the next
@@ -26,6 +29,9 @@ searched entry (:mod:`reglab.lab.search.entry`) with one seed:
   as a grid's are; ``--no-stack`` trains each alone.
   ``reglab worker`` processes train what is queued and wait for the next stage until the study
   is done.
+
+* **PBT** (``pbt``): one trial per seed, each training the whole population as one stack
+  (:mod:`reglab.lab.sweep.pbt_run`).
 
 Resume: a trial left RUNNING by a killed run, or put back by an interrupted worker, is failed
 and enqueued again with its parameters, seed and stage (stale ones by Optuna's heartbeat
@@ -47,13 +53,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from reglab._io import json_safe
 from reglab.lab.interrupts import deferred
-from reglab.lab.metrics import strict_metrics
+from reglab.lab.metrics import Objective, strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import (
+    ParetoPoint,
     first_stage,
     get_method,
     make_pruner,
     next_stage,
+    pareto_front,
     stored_params,
     suggest,
 )
@@ -63,8 +71,17 @@ from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.conclusion import choose, conclusion
 from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
+from reglab.lab.sweep.front import front_conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
-from reglab.lab.sweep.objective import study_objective
+from reglab.lab.sweep.objective import named_objective, study_objective
+from reglab.lab.sweep.objective import objective_value as optuna_objective_value
+from reglab.lab.sweep.pbt_run import (
+    check_population_stacks,
+    population_conclusion,
+    population_records,
+    population_spec,
+    run_population,
+)
 from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.stacked_search import train_batch
 from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
@@ -80,6 +97,22 @@ __all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]  # 
 def sweep_class(study: Study) -> type[Sweep] | type[SearchSweep]:
     """The sweep that runs ``study``: :class:`Sweep` for grids, else :class:`SearchSweep`."""
     return Sweep if study.searched is None else SearchSweep
+
+
+def _objectives(study: Study) -> list[Objective]:
+    """The search's objectives: ``[search] objectives``, else the study's one."""
+    names = study.search.objectives
+    return [named_objective(n) for n in names] if names else [study_objective(study)]
+
+
+def _directions(study: Study) -> dict[str, Any]:
+    """``create_study``'s direction(s): one objective is maximised (:func:`objective_value`
+    negates a lower-is-better metric); several keep their metrics as measured, one direction
+    each (Optuna's multi-objective study, named with ``set_metric_names``)."""
+    objectives = _objectives(study)
+    if len(objectives) == 1:
+        return {"direction": "maximize"}
+    return {"directions": [o.direction for o in objectives]}
 
 
 def _finished(t: FrozenTrial) -> bool:
@@ -100,9 +133,14 @@ class SearchSweep:
         self.entry = study.searched
         self.name = optuna_study.study_name
         self.sampled = self.settings.method in SAMPLED
+        #: PBT: one trial per seed trains the whole population (:mod:`.pbt_run`)
+        self.population = get_method(self.settings.method).stacks_population
         #: what the search chooses on: ``[search] objectives[0]``, else the family's default
         #: validation metric (:mod:`reglab.lab.sweep.objective`, the sweep's one home)
         self.objective = study_objective(study)
+        #: every objective, in the study's order (one, unless multi-objective)
+        self.objectives = _objectives(study)
+        self.multi_objective = len(self.objectives) > 1
         self._owned: dict[int, optuna.Trial] = {}
 
     # -- creating and opening ------------------------------------------------------------
@@ -135,6 +173,8 @@ class SearchSweep:
             raise StudyError(
                 "--rebuild-storage rebuilds grid sweeps; a search's choices live in its storage"
             )
+        if get_method(study.search.method).stacks_population:
+            check_population_stacks(study)  # before the storage: a one-line error
         storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
         name = name or optuna_study_name(study)
         args = cls._load_args(study)
@@ -149,17 +189,21 @@ class SearchSweep:
                         "study.json edited? Restore it, or start a new run with --out"
                     )
                 try:
-                    # maximise: objective_value negates metrics where lower is better
                     created = optuna.create_study(
-                        storage=storage, study_name=name, direction="maximize", **args
+                        storage=storage, study_name=name, **_directions(study), **args
                     )
                 except optuna.exceptions.DuplicatedStudyError:
                     created = optuna.load_study(storage=storage, study_name=name, **args)
                 sweep = cls(study, storage, created)
                 if not created.user_attrs.get("ready"):
                     created.set_user_attr("method", study.search.method)
+                    if sweep.multi_objective:
+                        with warnings.catch_warnings():  # an experimental Optuna API
+                            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                            created.set_metric_names([o.name for o in sweep.objectives])
                     if not sweep.sampled and not created.get_trials(deepcopy=False):
-                        sweep._enqueue_stage(1, first_stage(sweep.entry.space))
+                        first = [{}] if sweep.population else first_stage(sweep.entry.space)
+                        sweep._enqueue_stage(1, first)  # PBT: one population per seed
                     created.set_user_attr("ready", True)
                 return sweep
 
@@ -182,6 +226,8 @@ class SearchSweep:
         """Settings as Optuna stores them (by-index choices as indices)."""
         out = {}
         for a in self.entry.space.axes:
+            if a.name not in params:  # PBT's trials: no parameters (a population per seed)
+                continue
             value = params[a.name]
             out[a.name] = a.choices.index(value) if a.by_index else value
         return out
@@ -240,7 +286,11 @@ class SearchSweep:
     @property
     def trials(self) -> dict[str, None]:
         """The trials this search has run or will run, by key (for counts): ``trials``
-        configurations for sampled methods; coarse-to-fine's enqueued points x seeds."""
+        configurations for sampled methods; coarse-to-fine's enqueued points x seeds; PBT's
+        members x seeds (one record each)."""
+        if self.population:
+            members = range(self.settings.members)
+            return {f"pbt_s{s}_m{k}": None for s in self.study.seeds for k in members}
         if self.sampled:
             return {f"#{i}": None for i in range(self.settings.trials or 0)}
         keys: dict[str, None] = {}
@@ -250,10 +300,12 @@ class SearchSweep:
         return keys
 
     def finished(self) -> int:
-        return self._counts()[0]
+        """Finished trials (PBT: finished members, as :attr:`trials` counts them)."""
+        return self._counts()[0] * (self.settings.members if self.population else 1)
 
     def completed(self) -> int:
-        return sum(t.state == TrialState.COMPLETE for t in self._trials())
+        complete = sum(t.state == TrialState.COMPLETE for t in self._trials())
+        return complete * (self.settings.members if self.population else 1)  # PBT: members
 
     def diverged(self) -> dict[str, str]:
         return {
@@ -266,9 +318,12 @@ class SearchSweep:
         return sum(t.state == TrialState.PRUNED for t in self._trials())
 
     def done(self) -> bool:
-        """Nothing more to run: ``trials`` finished, or coarse-to-fine's last stage."""
+        """Nothing more to run: ``trials`` finished, coarse-to-fine's last stage, or PBT's
+        populations."""
         if self.sampled:
             return self.finished() >= (self.settings.trials or 0)
+        if self.population:  # no next stage: every seed's population finished
+            return self._counts()[0] >= len(self.study.seeds)
         return bool(self.optuna.user_attrs.get("done"))
 
     def _requeue(self, trials: list[FrozenTrial]) -> int:
@@ -370,6 +425,8 @@ class SearchSweep:
 
     def _spec(self, trial: optuna.Trial) -> Trial:
         """The popped trial's grid point and seed (recorded in its user attributes)."""
+        if self.population:
+            return population_spec(self, trial)
         params = suggest(trial, self.entry.space)
         seed = int(trial.user_attrs["seed"])
         point = self.entry.point(params, trial.user_attrs.get("tag", ""))
@@ -389,7 +446,7 @@ class SearchSweep:
                 return [], None
             carried = (trial, self._spec(trial))
         batch = [carried]
-        group = stack_key(carried[1].point.config) if stack else None
+        group = stack_key(carried[1].point.config) if stack and not self.population else None
         while group is not None and len(batch) < MAX_STACK and self._counts()[1]:
             trial = self._next()
             if trial is None:
@@ -407,6 +464,8 @@ class SearchSweep:
         on_trial: Callable[[list[Trial], str], None] | None,
         context: TrialContext,
     ) -> None:
+        if self.population:  # a batch of one: the trial trains its seed's population
+            return run_population(self, *batch[0], run_dir, on_trial, context)
         specs = [spec for _, spec in batch]
         if on_trial is not None:
             on_trial(specs, "start")
@@ -474,15 +533,22 @@ class SearchSweep:
         value = objective_value(metrics, key)  # the final metric, as a grid's Optuna value
         if value is None and outcome.history:
             value = objective_value(outcome.history[-1], key)
+        values = self._values(metrics) if self.multi_objective else [value]
+        missing = [o.key for o, v in zip(self.objectives, values, strict=True) if v is None]
         if report is not None and report.pruned_at is not None:
             trial.set_user_attr("pruned_at", report.pruned_at)
             self._tell(trial, state=TrialState.PRUNED)
-        elif value is None:
-            reason = f"no finite {key} was logged"
+        elif missing:
+            reason = f"no finite {missing[0]} was logged"
             trial.set_user_attr("diverged", reason)
             self._tell(trial, state=TrialState.FAIL)
         else:
-            self._tell(trial, value)
+            self._tell(trial, values if self.multi_objective else value)
+
+    def _values(self, metrics: Mapping[str, Any]) -> list[float | None]:
+        """Several objectives: each metric as measured (the study has one direction per
+        objective), None where not measured or not finite."""
+        return [optuna_objective_value(metrics, o) for o in self.objectives]
 
     # -- coarse-to-fine's stages ---------------------------------------------------------
     def _point_results(self) -> list[tuple[dict[str, Any], list[float]]]:
@@ -510,7 +576,7 @@ class SearchSweep:
             return True
         results = self._point_results()
         points: list[dict[str, Any]] = []
-        if stage < self.settings.stages and results:
+        if stage < self.settings.stages and results and not self.population:
             points = next_stage(
                 self.entry.space, results, maximize=True, points=self.settings.points
             )
@@ -523,7 +589,10 @@ class SearchSweep:
     # -- results -------------------------------------------------------------------------
     def results(self) -> list[dict[str, Any]]:
         """One record per finished trial (Sweep's format), in trial order; a pruned trial's
-        label says so, and its metrics are those of the model where it stopped."""
+        label says so, and its metrics are those of the model where it stopped. PBT: one
+        record per member of each population."""
+        if self.population:
+            return population_records(self)
         records: dict[str, dict[str, Any]] = {}
         for t in self._trials():
             if not _finished(t) or "key" not in t.user_attrs:
@@ -554,13 +623,24 @@ class SearchSweep:
 
     def best(self) -> tuple[dict[str, Any], list[float]] | None:
         """The chosen configuration and its seeds' objective values: the best complete trial
-        (sampled), the best point by its mean over seeds (coarse-to-fine); None if none."""
+        (sampled), the best point by its mean over seeds (coarse-to-fine); None if none.
+        Several objectives choose no one configuration: see :meth:`front`."""
+        if self.multi_objective:
+            raise ValueError("a multi-objective search has a Pareto front, not one best")
         return choose(self.entry.space, self._point_results())
+
+    def front(self) -> list[ParetoPoint]:
+        """The complete trials no other complete trial dominates, with their settings and
+        objective values as measured (:func:`~reglab.lab.search.pareto_front`)."""
+        return pareto_front(self.optuna, self.entry.space)
 
     def conclude(self, run_dir: RunDir | None = None) -> str:
         """The stages, the chosen configuration with its evidence, and the paste-ready text,
         as printed; ``best.py`` / ``best.toml`` written into ``run_dir``
-        (:func:`~reglab.lab.sweep.conclusion.conclusion`)."""
+        (:func:`~reglab.lab.sweep.conclusion.conclusion`). PBT: the members' schedules
+        (:func:`~reglab.lab.sweep.pbt_run.population_conclusion`)."""
+        if self.population:
+            return population_conclusion(self, run_dir)
         staged: dict[int, list[dict[str, Any]]] = {}
         history: list[dict[str, Any]] = []
         for t in self._trials():
@@ -568,6 +648,11 @@ class SearchSweep:
             if t.state == TrialState.COMPLETE and "stage" in t.user_attrs:
                 params = stored_params(self.entry.space, t.params)
                 staged.setdefault(int(t.user_attrs["stage"]), []).append(params)
+        if self.multi_objective:
+            text = front_conclusion(
+                self.entry, self.front(), self.objectives, self.completed(), run_dir
+            )
+            return "\n".join([*self._pruning_lines(), text])
         name = self.objective.key
         text = conclusion(self.entry, self._point_results(), staged, name, run_dir)
         return "\n".join([*self._pruning_lines(), text])

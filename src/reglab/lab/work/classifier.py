@@ -288,7 +288,7 @@ def classifier_metrics(
     on_val = {}
     if val is not None:
         scored = _evaluate(net, val[0][val[1] >= 0], val[1][val[1] >= 0])
-        on_val = {"val_acc": scored["acc"], "val_loss": scored["loss"]}
+        on_val = {"val_acc": scored["acc"], "val_loss": scored["loss"], "val_ece": scored["ece"]}
     return {
         "train_acc": on_train["acc"],
         **on_val,

@@ -62,9 +62,9 @@ from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
 from reglab.penalties import L1L2
 from reglab.penalties.norms import number_coefficients
 from reglab.regularization.rules import Bindings, resolve
-from reglab.training import Diverged
+from reglab.training import Callback, Diverged
 
-__all__ = ["run_stacked", "stack_key"]
+__all__ = ["run_stacked", "stack_key", "stack_rules"]
 
 #: Techniques whose trials run alone (per-trial logic a stack does not replicate).
 _ALONE = (
@@ -164,15 +164,19 @@ def stack_key(config: TrialConfig) -> Hashable | None:
     return None if canonical is None else canonical[0]
 
 
-def _rules(members: Sequence[TrialConfig]) -> dict[str, dict[str, Any]]:
-    """One rule per module with ``(K,)`` L1L2 coefficients, and the shared constraints."""
+def stack_rules(members: Sequence[TrialConfig]) -> dict[str, dict[str, Any]]:
+    """The stack's rules: one per module with ``(K,)`` L1L2 coefficients (member ``k``'s
+    value at index ``k``; float64), and the shared constraints."""
     per_member = [_canonical(c)[1] for c in members]  # type: ignore[index]
     keys = sorted({k for m in per_member for k in m})
     rules: dict[str, dict[str, Any]] = {}
     for module, kind in keys:
-        l1 = torch.tensor([m.get((module, kind), (0.0, 0.0))[0] for m in per_member])
-        l2 = torch.tensor([m.get((module, kind), (0.0, 0.0))[1] for m in per_member])
-        rules.setdefault(_literal(module), {})[kind] = L1L2(l1.double(), l2.double())
+        # float64 from the numbers: the members' coefficients exactly as given
+        l1 = [m.get((module, kind), (0.0, 0.0))[0] for m in per_member]
+        l2 = [m.get((module, kind), (0.0, 0.0))[1] for m in per_member]
+        rules.setdefault(_literal(module), {})[kind] = L1L2(
+            torch.tensor(l1, dtype=torch.float64), torch.tensor(l2, dtype=torch.float64)
+        )
     bindings = _bindings(members[0])
     for a in bindings.activities:
         if a.reduction != "batch":
@@ -285,6 +289,8 @@ def run_stacked(
     members: Sequence[tuple[TrialConfig, int]],
     context: TrialContext | None = None,
     *,
+    rules: dict[str, dict[str, Any]] | None = None,
+    callbacks: Sequence[Callback] = (),
     decide: Decide | None = None,
 ) -> list[TrialOutcome]:
     """Train ``(config, seed)`` members that share a :func:`stack_key` as one stack; return
@@ -296,10 +302,19 @@ def run_stacked(
     one it gets alone), and the per-member losses and accuracies are logged as ``(K,)``
     vectors, training and held-out, then split into one history per member.
 
+    ``rules``: the stack's rules as :func:`stack_rules` builds them (default), possibly with
+    coefficient tensors the caller changes during training; ``callbacks``: added to ``fit``'s
+    (they see the stack as ``state.model.stack``, its per-member logs as ``(K,)`` lists:
+    ``val_member_acc``, ``val_member_loss``). Population Based Training uses both
+    (:mod:`reglab.lab.work.population`).
+
     ``decide(epochs done, {member: its history row})`` (a stacked search's pruner) names
     members to stop after each epoch: the stack is compacted to the others
-    (:mod:`reglab.lab.work.compaction`), and a stopped member's outcome is that of its weights
-    then, its history ending at that epoch, ``extra["stopped_at"]`` the epochs it trained."""
+    (:mod:`reglab.lab.work.compaction`; the rules are rebuilt for them, so ``decide`` takes
+    the default ``rules`` only), and a stopped member's outcome is that of its weights then,
+    its history ending at that epoch, ``extra["stopped_at"]`` the epochs it trained."""
+    if decide is not None and rules is not None:
+        raise ValueError("run_stacked: decide compacts the stack with its default rules only")
     configs = [c for c, _ in members]
     seeds = [s for _, s in members]
     keys = {stack_key(c) for c in configs}
@@ -318,12 +333,13 @@ def run_stacked(
         load_init(config, seed, models[-1], context.device)  # [train] init, per member
     k = len(models)
     stack = ModelStack(models)
+    rules = stack_rules(configs) if rules is None else rules
+    reg = reglab.attach(stack, rules) if rules else None
 
-    def attach(target: ModelStack, which: Sequence[int]) -> Any:
-        rules = _rules([configs[i] for i in which])
-        return reglab.attach(target, rules) if rules else None
+    def attach(target: ModelStack, which: Sequence[int]) -> Any:  # after a compaction
+        kept = stack_rules([configs[i] for i in which])
+        return reglab.attach(target, kept) if kept else None
 
-    reg = attach(stack, range(k))
     model = Stoppable(stack)
     context = TrialContext(progress=context.progress, device=context.device)
     x, y = to_device((x, y), context.device)  # once, not per batch
@@ -342,7 +358,7 @@ def run_stacked(
             seeds[0],
             context,
             regularizers=[reg] if reg is not None else [],
-            callbacks=[stopping] if stopping is not None else [],
+            callbacks=[*callbacks, *([stopping] if stopping is not None else [])],
             optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
             loss=loss,
             metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},

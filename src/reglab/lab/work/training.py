@@ -276,8 +276,9 @@ def history_rows(history: Any) -> list[dict[str, float]]:
 
 def kernel_stats(model: nn.Module) -> dict[str, float]:
     """L2 norm of all kernels together, the largest norm of one output unit's incoming
-    weights (what MaxNorm bounds; units as :mod:`reglab.layouts` lays them out), and the share
-    of kernel entries with |w| < 1e-3."""
+    weights (what MaxNorm bounds; units as :mod:`reglab.layouts` lays them out), the shares
+    of kernel entries with |w| < 1e-3 and exactly 0, and the number of trainable parameters
+    (``param_count``): statistics of the weights, measured on no data."""
     with torch.no_grad():
         found = list(named_kernels(model))
         weights = [p for *_, p in found]
@@ -291,4 +292,5 @@ def kernel_stats(model: nn.Module) -> dict[str, float]:
             "max_unit_norm": max(unit_norms),
             "weight_small_frac": sum(int((p.abs() < 1e-3).sum()) for p in weights) / count,
             "weight_zero_frac": sum(int((p == 0).sum()) for p in weights) / count,
+            "param_count": float(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         }
