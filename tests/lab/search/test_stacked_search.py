@@ -5,6 +5,7 @@ it has trained alone, to the stacking tolerances of tests/lab/test_stacking.py."
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import optuna
@@ -209,6 +210,15 @@ def test_a_stacked_search_stores_pruned_members_with_their_curves(tmp_path: Path
         assert [r["val_loss"] for r in history] == pytest.approx(
             [r["val_loss"] for r in alone.history], rel=RELATIVE_TOLERANCE
         )
+    # the report draws the pruned members and counts each one's share of its stack's time
+    summary = (out / "summary.md").read_text()
+    share = sum(
+        (4 - len(t.user_attrs["history"]))
+        * statistics.fmean(row["epoch_time"] / 4 for row in t.user_attrs["history"])
+        for t in pruned
+    )
+    assert f"Pruned {len(pruned)} of 8 trials" in summary, summary
+    assert f"(≈ {share:.1f} s" in summary, (share, summary)
     # a resume runs nothing again
     assert main_resume(out) == 0
     assert len(_trials(out)) == 8
