@@ -254,6 +254,22 @@ def test_a_batch_left_running_is_run_again_with_its_settings(tmp_path: Path) -> 
     ]  # fmt: skip
 
 
+def test_a_stack_with_a_diverging_member_trains_each_alone(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'method = "random"\ntrials = 4\nbatch = 4\npruner = "asha"', epochs=2)
+    path.write_text(path.read_text().replace("{ log = [1e-5, 10.0] }", "{ values = [1e-4, 1e38] }"))
+    out = tmp_path / "run"
+    assert _run(path, out) == 0
+    trials = _trials(out)
+    assert {t.params[AXIS] for t in trials} == {1e-4, 1e38}  # both in the one batch
+    for t in trials:
+        assert "stacked" not in t.user_attrs  # the stack diverged: every member alone
+        if t.params[AXIS] == 1e38:
+            assert t.state == TrialState.FAIL
+            assert t.user_attrs["diverged"] == "penalty/fc0.kernel is inf at step 1 (epoch 1)"
+        else:
+            assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def test_batch_is_a_sampled_methods_key() -> None:
     assert parse_search({"method": "tpe", "trials": 4}).batch == 1
     assert parse_search({"method": "tpe", "trials": 4, "batch": 8}).batch == 8
