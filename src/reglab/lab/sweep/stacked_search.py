@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -45,10 +45,33 @@ from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome
 from reglab.training import Diverged
 
-if TYPE_CHECKING:
-    from reglab.lab.sweep.search import SearchSweep
+__all__ = ["BatchSweep", "Member", "groups", "train_batch"]
 
-__all__ = ["Member", "groups", "train_batch"]
+
+class BatchSweep(Protocol):
+    """What a stacked batch needs of its :class:`~reglab.lab.sweep.search.SearchSweep`: the
+    queue (``_next`` pops or asks a trial, ``_spec`` its grid point and seed), the way a lone
+    trial is stored and told (``_store``, ``_tell``), the storage (heartbeats), the settings
+    (``pruner``) and the objective the pruner sees."""
+
+    storage: Any
+    settings: Any
+    objective: Any
+
+    def _next(self) -> optuna.Trial | None: ...
+
+    def _spec(self, trial: optuna.Trial) -> Trial: ...
+
+    def _tell(self, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None: ...
+
+    def _store(
+        self,
+        trial: optuna.Trial,
+        spec: Trial,
+        outcome: TrialOutcome,
+        run_dir: RunDir | None,
+        report: PruningReport | None,
+    ) -> None: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -79,7 +102,7 @@ def groups(members: list[Member]) -> list[list[Member]]:
     return out
 
 
-def _ask(sweep: SearchSweep, k: int) -> list[Member]:
+def _ask(sweep: BatchSweep, k: int) -> list[Member]:
     """Up to ``k`` trials: waiting ones first, then asked from the sampler."""
     members = []
     for _ in range(k):
@@ -138,7 +161,7 @@ def _train(group: list[Member], context: TrialContext) -> list[TrialOutcome | Di
 
 
 def train_batch(
-    sweep: SearchSweep,
+    sweep: BatchSweep,
     k: int,
     run_dir: RunDir | None,
     on_trial: Callable[[list[Trial], str], None] | None,
@@ -170,7 +193,7 @@ def train_batch(
 
 
 def _store(
-    sweep: SearchSweep, member: Member, outcome: TrialOutcome | Diverged, run_dir: RunDir | None
+    sweep: BatchSweep, member: Member, outcome: TrialOutcome | Diverged, run_dir: RunDir | None
 ) -> None:
     with deferred():  # a trial's files and its state change together
         if isinstance(outcome, Diverged):
