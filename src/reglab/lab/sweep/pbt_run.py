@@ -46,7 +46,6 @@ from reglab.lab.work.stacking import stack_key, stack_rules
 from reglab.lab.work.training import TrialContext, tensor_shapes
 from reglab.training import Diverged
 
-
 __all__ = [
     "check_population_stacks",
     "population_conclusion",
