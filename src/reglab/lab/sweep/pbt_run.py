@@ -23,7 +23,8 @@ per seed trains the whole population as one stack.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -45,11 +46,6 @@ from reglab.lab.work.stacking import stack_key, stack_rules
 from reglab.lab.work.training import TrialContext, tensor_shapes
 from reglab.training import Diverged
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from reglab.lab.sweep.search import SearchSweep
-
 __all__ = [
     "check_population_stacks",
     "population_conclusion",
@@ -57,6 +53,21 @@ __all__ = [
     "population_spec",
     "run_population",
 ]
+
+
+class PopulationSweep(Protocol):
+    """What this module reads of a :class:`~reglab.lab.sweep.search.SearchSweep` (a protocol,
+    so that the sweep imports this module and not the other way round)."""
+
+    study: Study
+    settings: Any
+    entry: SearchedEntry
+    objective: Any
+    storage: Any
+
+    def _trials(self) -> list[optuna.trial.FrozenTrial]: ...
+
+    def _tell(self, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None: ...
 
 
 def _numeric(entry: SearchedEntry) -> list[str]:
@@ -94,7 +105,7 @@ def check_population_stacks(study: Study) -> None:
         raise StudyError(f"{entry.path}: method 'pbt': {err}") from None
 
 
-def population_spec(sweep: SearchSweep, trial: optuna.Trial) -> Trial:
+def population_spec(sweep: PopulationSweep, trial: optuna.Trial) -> Trial:
     """The popped trial as the progress display shows it: the population of its seed."""
     seed = int(trial.user_attrs["seed"])
     entry = sweep.entry
@@ -114,7 +125,7 @@ def _member_label(entry: SearchedEntry, seed: int, k: int, schedule: dict[str, A
 
 
 def run_population(
-    sweep: SearchSweep,
+    sweep: PopulationSweep,
     trial: optuna.Trial,
     spec: Trial,
     run_dir: RunDir | None,
@@ -207,13 +218,13 @@ def run_population(
         on_trial(specs([m["label"] for m in stored]), "done")
 
 
-def _finished(sweep: SearchSweep) -> list[optuna.trial.FrozenTrial]:
+def _finished(sweep: PopulationSweep) -> list[optuna.trial.FrozenTrial]:
     return [
         t for t in sweep._trials() if t.state == TrialState.COMPLETE and "members" in t.user_attrs
     ]
 
 
-def population_records(sweep: SearchSweep) -> list[dict[str, Any]]:
+def population_records(sweep: PopulationSweep) -> list[dict[str, Any]]:
     """One record per member of every finished population (Sweep's format)."""
     records = []
     for t in _finished(sweep):
@@ -270,7 +281,7 @@ def _schedule_text(schedule: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def population_conclusion(sweep: SearchSweep, run_dir: RunDir | None = None) -> str:
+def population_conclusion(sweep: PopulationSweep, run_dir: RunDir | None = None) -> str:
     """What ``reglab run`` prints at the end of a PBT search; writes ``best.py``,
     ``best.toml`` and ``schedules.json`` into ``run_dir`` (module doc)."""
     trials = _finished(sweep)
