@@ -20,9 +20,10 @@ lone trial is.
 Interrupted batches behave as lone trials: Ctrl-C puts the batch's unfinished trials back in
 the queue, a killed run's are failed and re-enqueued on resume, and the next batch pops them
 first. A group's members are stored when its stack ends (they share its ``stack_seconds``,
-which the report counts once), so a member pruned before an interruption is trained again. A stack in which a member diverges is trained again member by member (each reporting
-again to its trial; the steps it already reported keep their first value), which names the
-one that diverged.
+which the report counts once), so a member pruned before an interruption is trained again.
+A stack in which a member diverges is trained again member by member (each reporting again
+to its trial; the steps it already reported keep their first value), which names the one
+that diverged.
 """
 
 from __future__ import annotations
