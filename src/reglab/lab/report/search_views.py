@@ -80,7 +80,8 @@ def stage_series(
     >>> r = [{"stage": s, "params": {"l2": x}, "metrics": {"val_acc": v}}
     ...      for s, x, v in [(1, 1e-3, .5), (1, 1e-3, 1.), (1, 1e-2, .5), (2, 3e-3, .9)]]
     >>> s = stage_series(r, space, "val_acc")
-    >>> s["chosen"], s["axes"][0]["stages"][1]["mean"]
+    >>> (axis,) = s["axes"]  # one log axis
+    >>> s["chosen"], axis["stages"].get(1).get("mean")
     ({'l2': 0.003}, [0.75, 0.5])
     """
     measured: dict[str, tuple[dict[str, Any], int, list[float]]] = {}
@@ -248,8 +249,8 @@ def pruning_curves(records: Sequence[Record], key: str, epochs: int) -> dict[str
     >>> p = pruning_curves(r, "val_acc", epochs=4)
     >>> p["pruned"], p["trials"], p["epochs_saved"], p["seconds_saved"]
     (1, 2, 3, 6.0)
-    >>> r[1]["metrics"] = {"stack_size": 4.0}  # a member of a stack of 4
-    >>> pruning_curves(r, "val_acc", epochs=4)["seconds_saved"]
+    >>> member = dict(r.pop(), metrics={"stack_size": 4.0})  # b, a member of a stack of 4
+    >>> pruning_curves([*r, member], "val_acc", epochs=4)["seconds_saved"]
     1.5
     """
     out: dict[str, Any] = {"curves": [], "trials": 0, "pruned": 0, "epochs_trained": 0}
