@@ -46,12 +46,20 @@ from reglab.lab.sweep.search import SearchSweep
 L2 = "rules.fc*.kernel.l2"
 
 
-def _study(search: dict | None, axis: dict, epochs: int) -> dict:
+#: ``--data`` -> the study's ``[data]`` and the MLP's sizes
+TASKS = {
+    "digits": ({"name": "digits", "validation": 0.2}, [64, 256, 256, 10]),
+    "mnist": ({"name": "mnist", "validation": 0.2}, [784, 256, 256, 10]),
+}
+
+
+def _study(search: dict | None, axis: dict, epochs: int, task: tuple = TASKS["digits"]) -> dict:
+    data, sizes = task
     return {
         "name": "bench",
         "seeds": [0],
-        "data": {"name": "digits", "validation": 0.2},
-        "model": {"sizes": [64, 256, 256, 10]},
+        "data": data,
+        "model": {"sizes": sizes},
         "train": {"optimizer": "adam", "lr": 1e-3, "epochs": epochs, "batch_size": 64},
         **({"search": search} if search else {}),
         "grid": [
@@ -103,7 +111,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--interval", type=int, help="PBT's (default: epochs // 5, at least 1)")
     parser.add_argument("--methods", nargs="*", help="run only these (default: all)")
+    parser.add_argument("--data", choices=sorted(TASKS), default="digits")
+    parser.add_argument("--subset", type=int, help="train on this many rows (default: all)")
     args = parser.parse_args()
+    data, sizes = TASKS[args.data]
+    task = ({**data, **({"subset": args.subset} if args.subset else {})}, sizes)
     interval = args.interval or max(1, args.epochs // 5)
     log = {"log": [1e-6, 1e-1]}
     methods = {
@@ -128,16 +140,20 @@ def main() -> None:
         ),
         "pbt": ({"method": "pbt", "members": args.members, "interval": interval}, log),
     }
-    print(f"digits, 64-256-256-10, {args.epochs} epochs, torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.data}{f' (subset {args.subset})' if args.subset else ''}, "
+        f"{'-'.join(map(str, sizes))}, {args.epochs} epochs, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         # untimed warm-up: data loading, first imports and allocations count against no method
-        _run("warm-up", _study(None, {"values": [1e-4]}, 1), Path(folder))
+        _run("warm-up", _study(None, {"values": [1e-4]}, 1, task), Path(folder))
         for round_ in range(args.repeat):  # rounds interleave the methods: load hits them alike
             for method, (search, axis) in methods.items():
                 if args.methods and method not in args.methods:
                     continue
-                raw = _study(search, axis, args.epochs)
+                raw = _study(search, axis, args.epochs, task)
                 r = _run(method, raw, Path(folder) / str(round_), stack="stacked" in method)
                 print(f"  {method}: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU", flush=True)
                 kept = best.setdefault(method, r)
