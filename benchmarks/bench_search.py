@@ -2,8 +2,9 @@
 
 The task of the built-in search studies: an L2 coefficient in [1e-6, 1e-1] for a
 64-256-256-10 ReLU MLP on digits (Adam, lr 1e-3, 20 % of the training rows held out for
-validation), ``--epochs`` epochs, one seed. Each method runs through the lab as ``reglab run``
-does (its own SQLite storage, one worker, trials trained one by one):
+validation), ``--epochs`` epochs, one seed; ``--data mnist`` (with ``--subset N`` training
+rows) the same on MNIST with a 784-256-256-10 MLP. Each method runs through the lab as
+``reglab run`` does (its own SQLite storage, one worker, trials trained one by one):
 
 * ``grid``: ``--grid`` log-spaced values, every one trained alone (the exhaustive reference),
   and ``grid (stacked)``: the same trained as one ModelStack, as ``reglab run`` does;
@@ -27,7 +28,7 @@ after the other, and shows each method's smallest wall and CPU time: on a shared
 load of the moment is the largest term):
 
     python benchmarks/bench_search.py [--epochs 20] [--grid 16] [--trials 16] [--batch 8]
-        [--members 8] [--interval E] [--repeat 1] [--methods ...]
+        [--members 8] [--interval E] [--repeat 1] [--data digits] [--subset N] [--methods ...]
 """
 
 from __future__ import annotations
