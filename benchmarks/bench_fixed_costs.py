@@ -100,15 +100,20 @@ print(json.dumps(_marks))
 
 def _timed(args: list[str]) -> tuple[float, float, str]:
     """(CPU seconds, wall seconds, stdout) of one child, its CPU read with os.wait4."""
-    start = time.time()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.time() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:5])} failed with exit code {proc.returncode}")
+    with tempfile.TemporaryFile("w+") as errors:
+        start = time.time()
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.time() - start
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(
+                f"{' '.join(args[:5])} failed with exit code {proc.returncode}: "
+                + errors.read().strip()[-2000:]
+            )
     return usage.ru_utime + usage.ru_stime, wall, out
 
 
