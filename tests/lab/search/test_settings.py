@@ -79,7 +79,7 @@ def test_a_full_table_parses_into_a_frozen_object():
         ({"seed": -1}, "search.seed: expected an int >= 0 (got -1)"),
         (
             {"seeds": 1},
-            "search.seeds: unknown key; allowed: interval, members, method, "
+            "search.seeds: unknown key; allowed: batch, interval, members, method, "
             "objectives, points, pruner, seed, stages, trials (got 1)",
         ),
     ],

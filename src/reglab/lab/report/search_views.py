@@ -239,7 +239,9 @@ def pruning_curves(records: Sequence[Record], key: str, epochs: int) -> dict[str
     Counted: every trial that was not diverged. ``values`` is ``key`` per epoch (None where
     not finite); a pruned trial's curve ends at the epoch it was stopped. ``epochs_saved``
     sums ``epochs - len(history)`` over pruned trials; ``seconds_saved`` multiplies each one's
-    saved epochs by its own mean ``epoch_time`` (else its ``seconds`` over its epochs).
+    saved epochs by its own mean ``epoch_time`` (else its ``seconds`` over its epochs) — for a
+    member of a stacked search, whose ``epoch_time`` is its stack's, that time over the
+    stack's ``stack_size`` members (its share).
 
     >>> h = [{"val_acc": .5, "epoch_time": 2.0}]
     >>> r = [{"label": "a", "seed": 0, "history": h * 4, "pruned": False},
@@ -247,6 +249,9 @@ def pruning_curves(records: Sequence[Record], key: str, epochs: int) -> dict[str
     >>> p = pruning_curves(r, "val_acc", epochs=4)
     >>> p["pruned"], p["trials"], p["epochs_saved"], p["seconds_saved"]
     (1, 2, 3, 6.0)
+    >>> member = dict(r.pop(), metrics={"stack_size": 4.0})  # b, a member of a stack of 4
+    >>> pruning_curves([*r, member], "val_acc", epochs=4)["seconds_saved"]
+    1.5
     """
     out: dict[str, Any] = {"curves": [], "trials": 0, "pruned": 0, "epochs_trained": 0}
     saved = seconds = 0.0
@@ -265,8 +270,11 @@ def pruning_curves(records: Sequence[Record], key: str, epochs: int) -> dict[str
             out["pruned"] += 1
             left = max(0, epochs - len(history))
             times = [float(h["epoch_time"]) for h in history if _finite(h.get("epoch_time"))]
-            if not times and _finite((r.get("metrics") or {}).get("seconds")):
-                times = [float(r["metrics"]["seconds"]) / len(history)]
+            metrics = r.get("metrics") or {}
+            if not times and _finite(metrics.get("seconds")):
+                times = [float(metrics["seconds"]) / len(history)]
+            if _finite(metrics.get("stack_size")) and metrics["stack_size"] >= 1:
+                times = [t / float(metrics["stack_size"]) for t in times]  # its share
             saved += left
             seconds += left * statistics.fmean(times) if times else 0.0
     if not out["trials"]:

@@ -6,12 +6,16 @@
     method = "tpe"          # "grid" (default) | "coarse-to-fine" | "tpe" | "random" | "qmc" | "pbt"
     trials = 40             # sampled methods: how many configurations to ask for
     pruner = "asha"         # "none" (default) | "median" | "asha" | "hyperband"
+    batch = 8               # sampled methods: candidates asked together, trained as one stack
     objectives = ["val_acc", "zeros"]   # default: the study's validation metric; several:
                                         # a multi-objective search (its Pareto front)
     seed = 0
 
-``members`` and ``interval`` are PBT's population size and epochs between exploit/explore
-steps; ``stages`` (2 or 3) and ``points`` (values per refined stage) are coarse-to-fine's.
+``batch`` (default 1: one trial at a time) is how many candidates a worker of a sampled
+method asks together and trains as one :class:`~reglab.ensembles.ModelStack` (those that
+share a stack key; :mod:`reglab.lab.sweep.stacked_search`). ``members`` and ``interval``
+are PBT's population size and epochs between exploit/explore steps; ``stages`` (2 or 3)
+and ``points`` (values per refined stage) are coarse-to-fine's.
 Every refusal is one line naming the key, what is allowed, and what was given::
 
     search.method: expected 'grid', 'coarse-to-fine', 'tpe', 'random', 'qmc' or 'pbt' (got 'bo')
@@ -51,6 +55,7 @@ class SearchSettings(Table):
     method: str = spec("grid", choice(*METHODS))
     trials: int | None = spec(None, integer(1))
     pruner: str = spec("none", choice(*PRUNERS))
+    batch: int = spec(1, integer(1))
     objectives: tuple[str, ...] = spec((), sequence_of(string(), what="a list of metric names"))
     members: int = spec(8, integer(2))
     interval: int = spec(1, integer(1))
@@ -70,6 +75,10 @@ class SearchSettings(Table):
         if settings.method not in SAMPLED and "trials" in given:
             raise fail(
                 at("trials"), "only used by methods 'tpe', 'random' and 'qmc'", given["trials"]
+            )
+        if settings.method not in SAMPLED and "batch" in given:
+            raise fail(
+                at("batch"), "only used by methods 'tpe', 'random' and 'qmc'", given["batch"]
             )
         for key in ("members", "interval"):
             if settings.method != "pbt" and key in given:

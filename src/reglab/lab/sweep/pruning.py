@@ -55,12 +55,21 @@ class PruningReport(Callback):
         self.trial, self.name = trial, name
         self.pruned_at: int | None = None
 
-    def on_epoch_end(self, state: Any) -> None:
-        value = objective_value(state.logs, self.name)
+    def check(self, logs: Mapping[str, Any], step: int) -> bool:
+        """Report ``logs``' objective at ``step`` (epochs done) and ask the pruner: True (and
+        ``pruned_at = step``) when the trial stops here. Nothing is reported, and the trial
+        goes on, when the objective is not logged or not finite. A stacked search calls it for
+        each member (:mod:`reglab.lab.sweep.stacked_search`)."""
+        value = objective_value(logs, self.name)
         if value is None:
-            return
-        step = state.epoch + 1
+            return False
         self.trial.report(value, step)
         if self.trial.should_prune():
             self.pruned_at = step
+            return True
+        return False
+
+    def on_epoch_end(self, state: Any) -> None:
+        step = state.epoch + 1
+        if self.check(state.logs, step):
             state.stop, state.stop_reason = True, f"pruned at epoch {step}"

@@ -13,9 +13,11 @@ searched entry (:mod:`reglab.lab.search.entry`) with one seed:
   values, and its history and metrics as user attributes) and counts as finished: never
   retried. Two workers that find ``trials - 1`` finished at the same instant can both start
   one: a search may run a trial or two more than ``trials`` (as Optuna's
-  ``MaxTrialsCallback``). With several ``[search] objectives`` the Optuna study has one
-  direction per objective (named with ``set_metric_names``), each trial is told its metrics
-  as measured, and the run ends with the Pareto front (:meth:`SearchSweep.front`,
+  ``MaxTrialsCallback``). ``batch = K``: a worker asks K candidates at once and trains those
+  that share a stack key as one stack, pruned member by member
+  (:mod:`reglab.lab.sweep.stacked_search`). With several ``[search] objectives`` the Optuna
+  study has one direction per objective (named with ``set_metric_names``), each trial is told
+  its metrics as measured, and the run ends with the Pareto front (:meth:`SearchSweep.front`,
   :mod:`reglab.lab.sweep.front`) instead of one chosen configuration.
 * **Coarse-to-fine**: stage 1's points (:func:`reglab.lab.search.first_stage`) times every seed
   are enqueued when the study is created; once a stage is finished, the coordinator (``reglab
@@ -81,6 +83,7 @@ from reglab.lab.sweep.pbt_run import (
     run_population,
 )
 from reglab.lab.sweep.pruning import PruningReport, objective_value
+from reglab.lab.sweep.stacked_search import train_batch
 from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
 from reglab.lab.sweep.sweep import MAX_STACK, NoResults, StorageMismatch, Sweep
 from reglab.lab.work.runner import run_trial
@@ -384,9 +387,13 @@ class SearchSweep:
         coarse-to-fine's waiting trials that can train together
         (:func:`~reglab.lab.work.stacking.stack_key`) train as one stack, as a grid's do;
         sampled trials train alone (each asks the sampler after the last one told it, and
-        its pruner stops it on its own)."""
+        its pruner stops it on its own), or, with ``[search] batch = K``, K at a time, those
+        that can as one stack pruned member by member
+        (:mod:`~reglab.lab.sweep.stacked_search`)."""
         context = context or TrialContext()
-        stack = stack and not self.sampled and context.tensorboard is None
+        stack = stack and context.tensorboard is None
+        batched = stack and self.sampled and self.settings.batch > 1
+        stack = stack and not self.sampled
         carried = None
         try:
             while True:
@@ -395,6 +402,10 @@ class SearchSweep:
                     fail_stale_trials(self.optuna)
                 finished, waiting, running = self._counts()
                 budget = self.settings.trials or 0
+                if batched and (waiting or finished + running < budget):
+                    k = min(self.settings.batch, waiting + max(0, budget - finished - running))
+                    train_batch(self, k, run_dir, on_trial, context)
+                    continue
                 if carried or waiting or (self.sampled and finished + running < budget):
                     batch, carried = self._batch(carried, stack)
                     if batch:

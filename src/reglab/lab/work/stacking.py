@@ -55,6 +55,7 @@ from reglab.ensembles import ModelStack, fused_optimizer
 from reglab.lab.settings.config import TrialConfig
 from reglab.lab.settings.data import load_data
 from reglab.lab.work.classifier import _mixer, _transform, classifier_metrics, criterion
+from reglab.lab.work.compaction import Decide, MemberStopping, Stoppable, member_row
 from reglab.lab.work.device import to_device
 from reglab.lab.work.init import load_init, wanted
 from reglab.lab.work.training import TrialContext, TrialOutcome, train_model
@@ -247,18 +248,9 @@ def _member_targets(y: torch.Tensor, k: int) -> torch.Tensor:
     return y.transpose(0, 1) if y.ndim >= 2 else y.expand(k, -1)
 
 
-class _PerMember(nn.Module):
-    """The stack as ``fit`` sees it: ``(b, K, F)`` training batches go to member ``k`` each,
-    shared ``(b, F)`` held-out batches to every member; the output is ``(K, b, C)``."""
-
-    def __init__(self, stack: ModelStack) -> None:
-        super().__init__()
-        self.stack = stack
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 3:  # (b, K, F): one batch per member
-            return self.stack(x.transpose(0, 1), per_member=True)
-        return self.stack(x)  # (b, F): the same rows for every member
+#: The stack as ``fit`` sees it (``(b, K, F)`` per member, ``(b, F)`` shared -> ``(K, b, C)``);
+#: :class:`~reglab.lab.work.compaction.Stoppable` can swap in a compacted stack between epochs.
+_PerMember = Stoppable
 
 
 def _member_losses(loss: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -299,6 +291,7 @@ def run_stacked(
     *,
     rules: dict[str, dict[str, Any]] | None = None,
     callbacks: Sequence[Callback] = (),
+    decide: Decide | None = None,
 ) -> list[TrialOutcome]:
     """Train ``(config, seed)`` members that share a :func:`stack_key` as one stack; return
     each member's outcome, as :func:`~reglab.lab.run_trial` would have.
@@ -313,7 +306,15 @@ def run_stacked(
     coefficient tensors the caller changes during training; ``callbacks``: added to ``fit``'s
     (they see the stack as ``state.model.stack``, its per-member logs as ``(K,)`` lists:
     ``val_member_acc``, ``val_member_loss``). Population Based Training uses both
-    (:mod:`reglab.lab.work.population`)."""
+    (:mod:`reglab.lab.work.population`).
+
+    ``decide(epochs done, {member: its history row})`` (a stacked search's pruner) names
+    members to stop after each epoch: the stack is compacted to the others
+    (:mod:`reglab.lab.work.compaction`; the rules are rebuilt for them, so ``decide`` takes
+    the default ``rules`` only), and a stopped member's outcome is that of its weights then,
+    its history ending at that epoch, ``extra["stopped_at"]`` the epochs it trained."""
+    if decide is not None and rules is not None:
+        raise ValueError("run_stacked: decide compacts the stack with its default rules only")
     configs = [c for c, _ in members]
     seeds = [s for _, s in members]
     keys = {stack_key(c) for c in configs}
@@ -334,20 +335,30 @@ def run_stacked(
     stack = ModelStack(models)
     rules = stack_rules(configs) if rules is None else rules
     reg = reglab.attach(stack, rules) if rules else None
-    loss = _MemberLoss(criterion(first))
+
+    def attach(target: ModelStack, which: Sequence[int]) -> Any:  # after a compaction
+        kept = stack_rules([configs[i] for i in which])
+        return reglab.attach(target, kept) if kept else None
+
+    model = Stoppable(stack)
     context = TrialContext(progress=context.progress, device=context.device)
     x, y = to_device((x, y), context.device)  # once, not per batch
+    batches = _MemberBatches(x, y, seeds, first.train.batch_size)
+    stopping = None if decide is None else MemberStopping(model, decide, attach, reg, batches)
+    if stopping is not None:
+        reg = stopping.penalties
+    loss = _MemberLoss(criterion(first))
     transform, mix = _transform(first), _mixer(first)
     try:
         history, seconds = train_model(
-            _PerMember(stack),
-            _MemberBatches(x, y, seeds, first.train.batch_size),
+            model,
+            batches,
             monitor,
             first,
             seeds[0],
             context,
             regularizers=[reg] if reg is not None else [],
-            callbacks=callbacks,
+            callbacks=[*callbacks, *([stopping] if stopping is not None else [])],
             optimizer_maker=fused_optimizer,  # the stack mirrors its members' parameter names
             loss=loss,
             metrics={"member_loss": loss.logged, "member_acc": _member_accuracies},
@@ -356,41 +367,27 @@ def run_stacked(
         )
     except Diverged as err:  # the Sweep trains each member alone, to say which diverged
         raise Diverged(f"{err} of a stack of {k}") from None
-    histories = _split(history.epochs, k)
+    if stopping is None:
+        histories = dict(enumerate(_split(history.epochs, k)))
+        nets = dict(enumerate(stack.unstack()))
+    else:
+        histories = stopping.histories
+        final = model.stack.unstack() if stopping.live else []
+        nets = {**stopping.stopped, **dict(zip(stopping.live, final, strict=True))}
     outcomes = []
-    for net, config, seed, rows in zip(stack.unstack(), configs, seeds, histories, strict=True):
+    for m, (_, seed) in enumerate(members):
+        net, rows = nets[m], histories[m]
         net.eval()
         metrics = classifier_metrics(net, train, val, test, seed)
         reliability = metrics.pop("reliability")
-        metrics.update(
-            epochs_run=float(config.train.epochs), stack_seconds=seconds, stack_size=float(k)
-        )
-        outcomes.append(TrialOutcome(metrics, rows, net, reliability, {"stacked": k}))
+        metrics.update(epochs_run=float(len(rows)), stack_seconds=seconds, stack_size=float(k))
+        extra: dict[str, Any] = {"stacked": k}
+        if stopping is not None and m in stopping.stopped_at:
+            extra["stopped_at"] = stopping.stopped_at[m]
+        outcomes.append(TrialOutcome(metrics, rows, net, reliability, extra))
     return outcomes
-
-
-#: The stack's logs -> each member's history column (the summed ``loss`` is dropped).
-_COLUMNS = {
-    "member_loss": "loss",
-    "member_acc": "acc",
-    "val_member_loss": "val_loss",
-    "val_member_acc": "val_acc",
-    "step_time": "step_time",
-    "epoch_time": "epoch_time",
-    "epoch": "epoch",
-}
 
 
 def _split(epochs: Sequence[dict[str, Any]], k: int) -> list[list[dict[str, float]]]:
     """One history per member from the stack's per-epoch logs (``(K,)`` lists per member)."""
-    return [
-        [
-            {
-                column: float(logs[key][i] if isinstance(logs[key], list) else logs[key])
-                for key, column in _COLUMNS.items()
-                if key in logs
-            }
-            for logs in epochs
-        ]
-        for i in range(k)
-    ]
+    return [[member_row(logs, i) for logs in epochs] for i in range(k)]
