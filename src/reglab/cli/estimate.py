@@ -219,8 +219,13 @@ def forward_macs(model: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str,
         downsample = model.get("downsample", "max")
         conv = 0.0
         for width in model.get("channels", [16, 32]):
-            conv += h * w * c * width * k * k
-            c, h, w = width, _pooled(h, downsample), _pooled(w, downsample)
+            if downsample == "stride":  # the convolution's output is the smaller map
+                h, w = _pooled(h, downsample), _pooled(w, downsample)
+                conv += h * w * c * width * k * k
+            else:  # pooled after the convolution
+                conv += h * w * c * width * k * k
+                h, w = _pooled(h, downsample), _pooled(w, downsample)
+            c = width
         hidden = model.get("hidden", 0)
         flat = c * h * w if model.get("pool", "avg") == "flatten" else c
         dense = flat * hidden + hidden * classes if hidden else flat * classes
