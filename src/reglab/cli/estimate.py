@@ -9,8 +9,9 @@ it with this machine's speed measured just before (:func:`measure`, ~0.1 s)::
 * ``macs_per_row``: the model's multiply-adds for one input row (one token for a language
   model), from its kind and sizes (:func:`forward_macs`) and the dataset's shape
   (:data:`reglab.lab.settings.data.DATASETS`); a backward pass costs two forwards;
-* ``steps``: optimizer steps per epoch (``ceil(rows / batch_size)``), each paying the
-  framework's fixed cost — what dominates small models on small data;
+* ``steps``: optimizer steps per epoch (``ceil(rows / batch_size)``), each paying a fixed
+  cost per weight layer (:func:`weight_layers`; kernels launched, regularizers and hooks
+  run, Python) — what dominates small models on small data;
 * trials: grid points x seeds, or a search's trials (stages of points, a PBT population);
 * ``speed`` (multiply-adds per second) and ``step_cost`` (seconds) come from timing a matrix
   product and a small training step now; START, TRIAL and the efficiency factors were fitted
@@ -44,12 +45,12 @@ __all__ = [
 START = 5.0
 #: Seconds every trial pays besides training: building, final metrics, saving.
 TRIAL = 0.15
-#: One optimizer step of the lab (loss, regularizers, hooks, logging) in units of the
-#: calibration step (:func:`measure`).
+#: One optimizer step of the lab (loss, regularizers, hooks, logging) for a model of as many
+#: weight layers as the calibration MLP (3), in units of the calibration step (:func:`measure`).
 STEP = 35.0
 #: The share of the calibration product's speed that training reaches, per layer family:
 #: convolutions and recurrences run well below a large dense product on a CPU.
-EFFICIENCY = {"dense": 0.45, "conv": 0.05, "recurrent": 0.1}
+EFFICIENCY = {"dense": 0.45, "conv": 0.05, "recurrent": 0.05}
 #: Work multipliers of techniques that run extra passes per step.
 EXTRA_PASSES = {"sam": 2.0, "rdrop": 2.0, "semi_supervised": 2.0}
 #: Monte-Carlo dropout's stochastic passes over the test rows (dropout models).
@@ -126,6 +127,7 @@ class Work:
 
     epochs: int
     steps: int
+    layers: int
     train_rows: float
     eval_rows: float
     macs: Mapping[str, float]
@@ -140,7 +142,7 @@ class StudyCost:
 
     def seconds(self, speed: Speed) -> float:
         """Estimated wall time on a machine of ``speed`` (see the module's formula)."""
-        step = STEP * speed.step_seconds
+        step = STEP * speed.step_seconds / 3  # per weight layer: the calibration MLP has 3
         total = START
         for work in self.trials:
             per_row = sum(
@@ -150,7 +152,9 @@ class StudyCost:
                 m / (EFFICIENCY[family] * speed.macs_per_second)
                 for family, m in work.extra_macs.items()
             )
-            epoch = work.steps * step + (3 * work.train_rows + work.eval_rows) * per_row
+            epoch = (
+                work.steps * work.layers * step + (3 * work.train_rows + work.eval_rows) * per_row
+            )
             total += TRIAL + work.epochs * epoch + once
         return total
 
@@ -244,6 +248,26 @@ def forward_macs(model: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str,
                 c = out
         return {"conv": conv, "dense": float(c * classes)}
     return None  # a factory: the document does not say
+
+
+def weight_layers(model: Mapping[str, Any]) -> int:
+    """Layers with weights (a Linear, a convolution, a batch norm, an LSTM layer) of a decoded
+    ``[model]`` table: each costs a step some fixed time whatever its size."""
+    kind = model.get("kind", "mlp")
+    if kind == "mlp":
+        return len(model.get("sizes", [64, 256, 256, 10])) - 1
+    if kind == "autoencoder":
+        return 2
+    if kind == "linear":
+        return 1
+    if kind == "lstm-lm":
+        return model.get("options", {}).get("layers", 2) + 2  # embedding, decoder
+    if kind == "cnn":  # a convolution and its batch norm per block, the head
+        return 2 * len(model.get("channels", [16, 32])) + (2 if model.get("hidden") else 1)
+    if kind == "resnet":  # stem, blocks of two norm+conv pairs, shortcuts, norm, head
+        stages = model.get("stages", [1, 1, 1])
+        return 1 + 4 * sum(stages) + (len(stages) - 1) + 2
+    return 3
 
 
 # -- grid points and search trials --------------------------------------------------------
@@ -342,7 +366,7 @@ def _trial_work(point: Mapping[str, Any], epochs: int | None) -> Work | None:
     batch = train.get("batch_size", 64)
     if model.get("kind") == "lstm-lm":
         batch *= model.get("options", {}).get("bptt", 35)  # tokens per step
-        test_rows = 0.1 * rows
+        test_rows = rows / 2  # validation and test: subset // 4 tokens each
     passes = math.prod(EXTRA_PASSES[k] for k in EXTRA_PASSES if k in point)
     if train.get("optimizer") == "sam":
         passes = max(passes, EXTRA_PASSES["sam"])
@@ -359,6 +383,7 @@ def _trial_work(point: Mapping[str, Any], epochs: int | None) -> Work | None:
     return Work(
         epochs=epochs or train.get("epochs", 1),
         steps=math.ceil(train_rows / batch),
+        layers=weight_layers(model),
         train_rows=train_rows,
         eval_rows=rows * validation + test_rows,
         macs={f: m * scale for f, m in macs.items()},
