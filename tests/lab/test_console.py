@@ -157,3 +157,5 @@ def test_studies_long_adds_descriptions(capsys: pytest.CaptureFixture[str]) -> N
     assert "Krogh & Hertz" in out
     words = " ".join(out.split())  # descriptions wrap
     assert "22 held out for validation" in words  # norm-constraints' description
+    # what the estimate counted: default's 24 trials of 30 epochs of 17 steps
+    assert "est. time counts: 24 trials, 12,240 optimizer steps," in out

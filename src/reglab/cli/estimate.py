@@ -167,6 +167,17 @@ class StudyCost:
         proportional to epochs and to trials."""
         return sum(w.epochs * 3 * w.train_rows * sum(w.macs.values()) for w in self.trials)
 
+    def describe(self) -> str:
+        """The counted work in words, e.g. ``24 trials, 12,240 optimizer steps, 2.1e+12
+        multiply-adds`` (what ``reglab studies --long`` prints under the estimate)."""
+        steps = sum(w.epochs * w.steps for w in self.trials)
+        macs = sum(
+            w.epochs * (3 * w.train_rows + w.eval_rows) * sum(w.macs.values())
+            + sum(w.extra_macs.values())
+            for w in self.trials
+        )
+        return f"{len(self.trials)} trials, {steps:,} optimizer steps, {macs:.2g} multiply-adds"
+
 
 def format_duration(seconds: float | None) -> str:
     """``~40 s``, ``~6 min``, ``~1.5 h``, ``~3 d``; ``?`` for None. Rounded to what the

@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
                     study.description, 88, initial_indent="    ", subsequent_indent="    "
                 )
             )
+            work = "not told by the file" if study.cost is None else study.cost.describe()
+            print(f"    est. time counts: {work}")
             print()
     print(
         "est. time: this machine's speed measured now, without other jobs' load; ? = not "
