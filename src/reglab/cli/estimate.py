@@ -47,7 +47,7 @@ START = 5.0
 TRIAL = 0.15
 #: One optimizer step of the lab (loss, regularizers, hooks, logging) for a model of as many
 #: weight layers as the calibration MLP (3), in units of the calibration step (:func:`measure`).
-STEP = 54.0
+STEP = 45.0
 #: The share of the calibration product's speed that training reaches, per layer family:
 #: convolutions and recurrences run well below a large dense product on a CPU.
 EFFICIENCY = {"dense": 0.45, "conv": 0.05, "recurrent": 0.05}
@@ -126,7 +126,8 @@ def _median_seconds(call: Callable[[], object], budget: float) -> float:
 class Work:
     """One trial's work: epochs of ``steps`` optimizer steps over ``train_rows`` rows and a
     forward pass over ``eval_rows`` rows, at ``macs`` multiply-adds per row (by layer
-    family), plus ``extra_macs`` done once (pre-training, Monte-Carlo passes)."""
+    family), plus ``extra_macs`` and ``extra_steps`` (steps x weight layers) done once:
+    greedy pre-training, Monte-Carlo passes."""
 
     epochs: int
     steps: int
@@ -135,6 +136,7 @@ class Work:
     eval_rows: float
     macs: Mapping[str, float]
     extra_macs: Mapping[str, float]
+    extra_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class StudyCost:
                 m / (EFFICIENCY[family] * speed.macs_per_second)
                 for family, m in work.extra_macs.items()
             )
+            once += work.extra_steps * step
             epoch = (
                 work.steps * work.layers * step + (3 * work.train_rows + work.eval_rows) * per_row
             )
@@ -390,10 +393,15 @@ def _trial_work(point: Mapping[str, Any], epochs: int | None) -> Work | None:
     if model.get("dropout") or model.get("input_dropout"):
         extra = {f: MC_PASSES * test_rows * m for f, m in macs.items()}
     pretrain = point.get("pretrain")
+    extra_steps = 0
     if isinstance(pretrain, Mapping) and model.get("kind", "mlp") == "mlp":
-        sizes = model.get("sizes", [])[:-1]
-        layers = sum(2 * a * b for a, b in itertools.pairwise(sizes))
-        extra["dense"] = extra.get("dense", 0.0) + 3 * pretrain.get("epochs", 10) * rows * layers
+        # one autoencoder (encoder and decoder) per hidden layer, batch 64, on every row
+        pairs = list(itertools.pairwise(model.get("sizes", [])[:-1]))
+        ae_epochs = pretrain.get("epochs", 10)
+        extra["dense"] = extra.get("dense", 0.0) + 3 * ae_epochs * train_rows * sum(
+            2 * a * b for a, b in pairs
+        )
+        extra_steps = ae_epochs * math.ceil(train_rows / 64) * 2 * len(pairs)
     return Work(
         epochs=epochs or train.get("epochs", 1),
         steps=math.ceil(train_rows / batch),
@@ -402,6 +410,7 @@ def _trial_work(point: Mapping[str, Any], epochs: int | None) -> Work | None:
         eval_rows=rows * validation + test_rows,
         macs={f: m * scale for f, m in macs.items()},
         extra_macs=extra,
+        extra_steps=extra_steps,
     )
 
 
