@@ -29,7 +29,7 @@ from reglab.lab.settings.grid import is_axis
 from reglab.lab.settings.studyfile import GridTooLarge
 
 NAME = "studies"
-HELP = "list the built-in studies (one line each; --long adds descriptions)"
+HELP = "list the built-in studies (one line each, with an estimated time; --long: descriptions)"
 
 __all__ = ["COLUMNS", "StudyLine", "configurations", "data_needed", "study_line"]
 
