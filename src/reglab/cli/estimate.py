@@ -4,7 +4,9 @@
 it with this machine's speed measured just before (:func:`measure`, ~0.1 s)::
 
     seconds = START + sum over trials of
-        TRIAL + epochs * (steps * step_cost + (3 * train_rows + eval_rows) * macs_per_row / speed)
+        TRIAL + once
+        + epochs * (steps * layers * step_cost
+                    + (3 * train_rows + eval_rows) * macs_per_row / speed)
 
 * ``macs_per_row``: the model's multiply-adds for one input row (one token for a language
   model), from its kind and sizes (:func:`forward_macs`) and the dataset's shape
@@ -13,13 +15,17 @@ it with this machine's speed measured just before (:func:`measure`, ~0.1 s)::
   cost per weight layer (:func:`weight_layers`; kernels launched, regularizers and hooks
   run, Python) — what dominates small models on small data;
 * trials: grid points x seeds, or a search's trials (stages of points, a PBT population);
+  ensemble members and techniques with extra passes (SAM, R-Drop, semi-supervised) multiply
+  the arithmetic; ``once``: Monte-Carlo dropout's passes, greedy pre-training;
 * ``speed`` (multiply-adds per second) and ``step_cost`` (seconds) come from timing a matrix
   product and a small training step now; START, TRIAL and the efficiency factors were fitted
   to measured runs of built-in studies (``docs/guide/lab.md``, "How long a study takes").
 
 The estimate is ``None`` where the document does not say enough: a ``factory`` model, the
 user's own data (``format = ...``), or a dataset of unknown size. Nothing is parsed beyond
-the decoded TOML, and no trial kind is imported.
+the decoded TOML, and no trial kind is imported. Every trial is counted to its last epoch
+(a pruner or early stopping ends some sooner), and stacking trials into one ``ModelStack`` is
+not modelled: the constants were fitted to runs that stacked as ``reglab run`` does.
 """
 
 from __future__ import annotations
