@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +155,23 @@ def test_digits_split() -> None:
     assert torch.bincount(y).min() > 120  # stratified
 
 
+def test_digits_are_scikit_learns_split_without_importing_it() -> None:
+    """The default split is read from the recorded rows, the file without scikit-learn: the
+    tensors equal scikit-learn's ``load_digits`` + ``train_test_split``, bit for bit."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    selection = pytest.importorskip("sklearn.model_selection")
+    data = datasets.load_digits()
+    x, y = (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
+    for test_size, seed in ((0.25, 0), (0.3, 1)):  # recorded rows; scikit-learn's own split
+        expected = selection.train_test_split(
+            x, y, test_size=test_size, random_state=seed, stratify=y
+        )
+        (x_tr, y_tr), (x_te, y_te) = digits(test_size, seed)
+        for got, want in zip((x_tr, x_te, y_tr, y_te), expected, strict=True):
+            assert got.dtype == torch.from_numpy(want).dtype
+            assert torch.equal(got, torch.from_numpy(want))
+
+
 def test_image_patches() -> None:
     pytest.importorskip("skimage")
     p = image_patches(size=8, n=2000, seed=1)
@@ -278,3 +297,14 @@ def test_data_get_mnist_re_fetches_files_that_fail_their_sums(
         "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
         "t10k-labels-idx1-ubyte.gz: not MNIST's canonical MD5 sum, re-fetching"
     ]
+
+
+def test_the_default_digits_import_no_scikit_learn() -> None:
+    code = (
+        "import sys; from reglab.data import digits; digits(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert proc.stdout.split() == ["[]"]

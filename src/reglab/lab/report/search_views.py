@@ -80,7 +80,8 @@ def stage_series(
     >>> r = [{"stage": s, "params": {"l2": x}, "metrics": {"val_acc": v}}
     ...      for s, x, v in [(1, 1e-3, .5), (1, 1e-3, 1.), (1, 1e-2, .5), (2, 3e-3, .9)]]
     >>> s = stage_series(r, space, "val_acc")
-    >>> s["chosen"], s["axes"][0]["stages"][1]["mean"]
+    >>> (axis,) = s["axes"]  # one log axis
+    >>> s["chosen"], axis["stages"].get(1).get("mean")
     ({'l2': 0.003}, [0.75, 0.5])
     """
     measured: dict[str, tuple[dict[str, Any], int, list[float]]] = {}
