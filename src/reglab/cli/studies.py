@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,15 +182,26 @@ def run(args: argparse.Namespace) -> int:
             work = "not told by the file" if study.cost is None else study.cost.describe()
             print(f"    est. time counts: {work}")
             print()
-    print(
-        "est. time: this machine's speed measured now, without other jobs' load; ? = not "
-        "told by the file"
-    )
+    print(_estimate_note())
     print(
         "reglab run NAME runs one; reglab show NAME lists its configurations"
         + ("" if args.long else "; --long adds descriptions")
     )
     return 0
+
+
+def _estimate_note() -> str:
+    """What the ``est. time`` column means, and whether other jobs load the machine now: the
+    estimate holds for a lightly loaded machine (``docs/guide/lab.md``)."""
+    note = "est. time: priced at this machine's speed measured now; ? = not told by the file"
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > cpus:
+        note += (
+            f"\nthe machine is busy now (load {load:.1f} on {cpus} CPUs): runs take longer, "
+            "up to ~3x"
+        )
+    return note
 
 
 class Show:
