@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Seconds every ``reglab run`` pays once: start-up (imports, storage), the report.
-START = 5.0
+START = 6.0
 #: Seconds every trial pays besides training: building, final metrics, saving.
 TRIAL = 0.15
 #: One optimizer step of the lab (loss, regularizers, hooks, logging) for a model of as many

@@ -199,7 +199,7 @@ def _estimate_note() -> str:
     if load > cpus:
         note += (
             f"\nthe machine is busy now (load {load:.1f} on {cpus} CPUs): runs take longer, "
-            "up to ~3x"
+            "up to ~5x"
         )
     return note
 
