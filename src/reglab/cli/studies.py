@@ -196,7 +196,7 @@ def _estimate_note() -> str:
     note = "est. time: priced at this machine's speed measured now; ? = not told by the file"
     cpus = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > cpus:
+    if load > 1.5 * cpus:  # up to there, runs took at most 1.5x the estimate (measured)
         note += (
             f"\nthe machine is busy now (load {load:.1f} on {cpus} CPUs): runs take longer, "
             "up to ~5x"
