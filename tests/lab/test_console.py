@@ -15,7 +15,7 @@ from rich.console import Console
 
 from reglab.cli import main
 from reglab.cli.lines import key_metrics, plain_output, trial_line
-from reglab.cli.studies import configurations, study_line
+from reglab.cli.studies import COLUMNS, configurations, study_line
 from reglab.cli.tables import fit_columns, results_table
 from reglab.lab import builtin_studies, find_study
 from reglab.lab.metrics import OBJECTIVES, format_value, metric
@@ -139,12 +139,13 @@ def test_studies_prints_one_line_per_study_and_parses_none(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
-    assert out[0].split() == ["name", "kind", "dataset", "trials", "data"]
+    assert out[0].split() == " ".join(COLUMNS).split()  # the header's one definition
     names = list(builtin_studies())
     rows = out[1 : 1 + len(names)]
     assert [r.split()[0] for r in rows] == names
     default = next(r for r in rows if r.startswith("default "))
-    assert default.split()[1:5] == ["mlp", "digits", "8x3=24", "bundled"]
+    assert default.split()[1:4] == ["mlp", "digits", "8x3=24"]
+    assert re.search(r"8x3=24 +~\d+(\.\d)? (s|min|h)  bundled$", default), default
     assert "none (synthetic)" in next(r for r in rows if r.startswith("norm-constraints "))
     # no study was parsed: the registry never loaded the kinds that build convnets
     assert "reglab.lab.kinds.convnets" not in out[-1]
@@ -156,3 +157,5 @@ def test_studies_long_adds_descriptions(capsys: pytest.CaptureFixture[str]) -> N
     assert "Krogh & Hertz" in out
     words = " ".join(out.split())  # descriptions wrap
     assert "22 held out for validation" in words  # norm-constraints' description
+    # what the estimate counted: default's 24 trials of 30 epochs of 17 steps
+    assert "est. time counts: 24 trials, 12,240 optimizer steps," in out

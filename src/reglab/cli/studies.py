@@ -1,9 +1,9 @@
 """``reglab studies`` and ``reglab show STUDY``.
 
 ``reglab studies`` prints one line per built-in study — name, model kind(s), dataset, trials
-(configurations x seeds) and the data it needs — read from the TOML files alone: no study is
-parsed into configurations and no model is imported or built, so the listing is quick.
-``--long`` adds each study's description.
+(configurations x seeds), estimated time on this machine (:mod:`reglab.cli.estimate`) and the
+data it needs — read from the TOML files alone: no study is parsed into configurations and no
+model is imported or built, so the listing is quick. ``--long`` adds each study's description.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,15 +23,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab._optional import toml
+from reglab.cli.estimate import StudyCost, format_duration, measure, study_cost
 from reglab.cli.options import add_max_trials_option
 from reglab.lab import builtin_studies, find_study
 from reglab.lab.settings.grid import is_axis
 from reglab.lab.settings.studyfile import GridTooLarge
 
 NAME = "studies"
-HELP = "list the built-in studies (one line each; --long adds descriptions)"
+HELP = "list the built-in studies (one line each, with an estimated time; --long: descriptions)"
 
-__all__ = ["StudyLine", "configurations", "data_needed", "study_line"]
+__all__ = ["COLUMNS", "StudyLine", "configurations", "data_needed", "study_line"]
+
+#: The listing's columns, in order (the header line prints them).
+COLUMNS = ("name", "kind", "dataset", "trials", "est. time", "data")
+_RIGHT = frozenset({"trials", "est. time"})  # right-aligned columns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +54,8 @@ class StudyLine:
     seeds: int
     description: str
     search: str = "grid"  #: the [search] method; a search chooses its configurations
+    #: the study's work, priced by :meth:`StudyCost.seconds`; None: not told by the file
+    cost: StudyCost | None = None
 
     @property
     def trials(self) -> int:
@@ -119,6 +127,7 @@ def study_line(text: str) -> StudyLine:
         seeds=len(document.get("seeds", [0, 1, 2])),
         description=" ".join(document.get("description", "").split()),
         search=str(document.get("search", {}).get("method", "grid")),
+        cost=study_cost(document),
     )
 
 
@@ -139,28 +148,29 @@ def data_needed(dataset: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     lines = [study_line(text) for text in builtin_studies().values()]
+    speed = measure()  # once per listing, ~0.1 s
     rows = [
         (
             s.name,
             "+".join(s.kinds),
             s.dataset,
             s.size,
+            format_duration(None if s.cost is None else s.cost.seconds(speed)),
             data_needed(s.dataset),
         )
         for s in lines
     ]
-    header = ("name", "kind", "dataset", "trials", "data")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS) - 1)]
 
     def line(cells: tuple[str, ...]) -> str:
         *aligned, last = cells
         padded = [
-            c.rjust(w) if i == 3 else c.ljust(w)
-            for i, (c, w) in enumerate(zip(aligned, widths, strict=True))
+            c.rjust(w) if name in _RIGHT else c.ljust(w)
+            for name, c, w in zip(COLUMNS, aligned, widths, strict=False)
         ]
         return "  ".join([*padded, last])
 
-    print(line(header))
+    print(line(COLUMNS))
     for study, row in zip(lines, rows, strict=True):
         print(line(row))
         if args.long:
@@ -169,12 +179,29 @@ def run(args: argparse.Namespace) -> int:
                     study.description, 88, initial_indent="    ", subsequent_indent="    "
                 )
             )
+            work = "not told by the file" if study.cost is None else study.cost.describe()
+            print(f"    est. time counts: {work}")
             print()
+    print(_estimate_note())
     print(
         "reglab run NAME runs one; reglab show NAME lists its configurations"
         + ("" if args.long else "; --long adds descriptions")
     )
     return 0
+
+
+def _estimate_note() -> str:
+    """What the ``est. time`` column means, and whether other jobs load the machine now: the
+    estimate holds for a lightly loaded machine (``docs/guide/lab.md``)."""
+    note = "est. time: priced at this machine's speed measured now; ? = not told by the file"
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 1.5 * cpus:  # up to there, runs took at most 1.5x the estimate (measured)
+        note += (
+            f"\nthe machine is busy now (load {load:.1f} on {cpus} CPUs): runs take longer, "
+            "up to ~5x"
+        )
+    return note
 
 
 class Show:
