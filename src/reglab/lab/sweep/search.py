@@ -70,7 +70,8 @@ from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.schema import StudyError
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.conclusion import choose, conclusion
-from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
+from reglab.lab.sweep.creation import create_once
+from reglab.lab.sweep.database import DEFAULT_RETRY
 from reglab.lab.sweep.front import front_conclusion
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.objective import named_objective, study_objective
@@ -84,8 +85,8 @@ from reglab.lab.sweep.pbt_run import (
 )
 from reglab.lab.sweep.pruning import PruningReport, objective_value
 from reglab.lab.sweep.stacked_search import train_batch
-from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
-from reglab.lab.sweep.sweep import MAX_STACK, NoResults, StorageMismatch, Sweep
+from reglab.lab.sweep.storage import open_storage, optuna_study_name
+from reglab.lab.sweep.sweep import MAX_STACK, NoResults, Sweep
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
@@ -179,36 +180,32 @@ class SearchSweep:
         name = name or optuna_study_name(study)
         args = cls._load_args(study)
 
-        def create_or_complete() -> SearchSweep:
-            with creation_lock(storage_url, f"reglab:study:{name}", db_retry):
-                others = [s.study_name for s in storage.get_all_studies() if s.study_name != name]
-                if alone and others:
-                    raise StorageMismatch(
-                        f"{shown(storage_url)} holds the sweep of another study ({others[0]}), "
-                        f"not of this one ({name}): a run's storage holds one study; was its "
-                        "study.json edited? Restore it, or start a new run with --out"
-                    )
-                try:
-                    created = optuna.create_study(
-                        storage=storage, study_name=name, **_directions(study), **args
-                    )
-                except optuna.exceptions.DuplicatedStudyError:
-                    created = optuna.load_study(storage=storage, study_name=name, **args)
-                sweep = cls(study, storage, created)
-                if not created.user_attrs.get("ready"):
-                    created.set_user_attr("method", study.search.method)
-                    if sweep.multi_objective:
-                        with warnings.catch_warnings():  # an experimental Optuna API
-                            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                            created.set_metric_names([o.name for o in sweep.objectives])
-                    if not sweep.sampled and not created.get_trials(deepcopy=False):
-                        first = [{}] if sweep.population else first_stage(sweep.entry.space)
-                        sweep._enqueue_stage(1, first)  # PBT: one population per seed
-                    created.set_user_attr("ready", True)
-                return sweep
+        def complete(created: optuna.Study) -> SearchSweep:
+            sweep = cls(study, storage, created)
+            if not created.user_attrs.get("ready"):
+                created.set_user_attr("method", study.search.method)
+                if sweep.multi_objective:
+                    with warnings.catch_warnings():  # an experimental Optuna API
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        created.set_metric_names([o.name for o in sweep.objectives])
+                if not sweep.sampled and not created.get_trials(deepcopy=False):
+                    first = [{}] if sweep.population else first_stage(sweep.entry.space)
+                    sweep._enqueue_stage(1, first)  # PBT: one population per seed
+                created.set_user_attr("ready", True)
+            return sweep
 
-        # Under the lock, a repeat after a lost connection is safe: it enqueues what is missing.
-        return retrying(create_or_complete, seconds=db_retry, url=storage_url)
+        return create_once(
+            storage,
+            storage_url,
+            name,
+            db_retry,
+            alone,
+            create=lambda: optuna.create_study(
+                storage=storage, study_name=name, **_directions(study), **args
+            ),
+            load=lambda: optuna.load_study(storage=storage, study_name=name, **args),
+            complete=complete,
+        )
 
     @classmethod
     def open(cls, study: Study, storage_url: str, name: str | None = None) -> SearchSweep:

@@ -63,10 +63,11 @@ from reglab.lab.metrics import strict_metrics
 from reglab.lab.rundir import RunDir
 from reglab.lab.settings.grid import Trial
 from reglab.lab.settings.studyfile import Study
-from reglab.lab.sweep.database import DEFAULT_RETRY, creation_lock, retrying
+from reglab.lab.sweep.creation import StorageMismatch, create_once
+from reglab.lab.sweep.database import DEFAULT_RETRY, retrying
 from reglab.lab.sweep.heartbeat import Heartbeat
 from reglab.lab.sweep.objective import name_metric, optuna_value, study_objective
-from reglab.lab.sweep.storage import open_storage, optuna_study_name, shown
+from reglab.lab.sweep.storage import open_storage, optuna_study_name
 from reglab.lab.work.runner import run_trial
 from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
@@ -77,10 +78,6 @@ __all__ = ["MAX_STACK", "NoResults", "StorageMismatch", "Sweep"]
 
 class NoResults(FileNotFoundError):
     """The storage holds no sweep of this study."""
-
-
-class StorageMismatch(ValueError):
-    """A run's storage holds the sweep of another study."""
 
 
 # Optuna logs every failed trial with its traceback at WARNING; reglab reports failures itself
@@ -149,30 +146,30 @@ class Sweep:
         name = name or optuna_study_name(study)
         objective = study_objective(study)
 
-        def create_or_complete() -> Sweep:
-            with creation_lock(storage_url, f"reglab:study:{name}", db_retry):
-                others = [s.study_name for s in storage.get_all_studies() if s.study_name != name]
-                if alone and others:
-                    raise StorageMismatch(
-                        f"{shown(storage_url)} holds the sweep of another study ({others[0]}), "
-                        f"not of this one ({name}): a run's storage holds one study; was its "
-                        "study.json edited? Restore it, or start a new run with --out"
-                    )
-                try:
-                    created = optuna.create_study(
-                        storage=storage, study_name=name, direction=objective.direction
-                    )
-                    name_metric(created, objective)
-                except optuna.exceptions.DuplicatedStudyError:
-                    created = optuna.load_study(storage=storage, study_name=name)
-                sweep = cls(study, storage, created, db_retry)
-                if not created.user_attrs.get("ready"):
-                    sweep._enqueue_missing(finished or {})
-                    created.set_user_attr("ready", True)
-                return sweep
+        def create() -> optuna.Study:
+            created = optuna.create_study(
+                storage=storage, study_name=name, direction=objective.direction
+            )
+            name_metric(created, objective)
+            return created
 
-        # Under the lock, a repeat after a lost connection is safe: it enqueues what is missing.
-        return retrying(create_or_complete, seconds=db_retry, url=storage_url)
+        def complete(created: optuna.Study) -> Sweep:
+            sweep = cls(study, storage, created, db_retry)
+            if not created.user_attrs.get("ready"):
+                sweep._enqueue_missing(finished or {})
+                created.set_user_attr("ready", True)
+            return sweep
+
+        return create_once(
+            storage,
+            storage_url,
+            name,
+            db_retry,
+            alone,
+            create=create,
+            load=lambda: optuna.load_study(storage=storage, study_name=name),
+            complete=complete,
+        )
 
     def _enqueue_missing(self, finished: Mapping[str, Mapping[str, Any]]) -> None:
         """Enqueue (or add as finished, from ``finished``) every trial with no attempt in the
