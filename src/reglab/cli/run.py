@@ -42,6 +42,7 @@ from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
+from reglab.lab.work.heap import retain_freed_memory
 from reglab.lab.work.training import TrialContext
 
 NAME = "run"
@@ -318,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             if args.jobs == 1:
                 if args.threads:
                     torch.set_num_threads(args.threads)
+                retain_freed_memory()  # stacks' big tensors reuse their pages: no faults
                 epoch_task = progress.add_task("epochs", total=1)
 
                 began = [time.perf_counter()]

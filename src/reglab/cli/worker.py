@@ -24,6 +24,7 @@ from reglab.lab.sweep.search import SearchSweep, sweep_class
 from reglab.lab.sweep.storage import check_url
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
+from reglab.lab.work.heap import retain_freed_memory
 from reglab.lab.work.training import TrialContext
 
 NAME = "worker"
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         exit_with_parent(args.exit_with_parent)
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()  # stacks' big tensors reuse their pages (reglab.lab.work.heap)
     console = Console(stderr=True)
     trust = Trust.of(args.trust_factory)
     check_url(args.storage)

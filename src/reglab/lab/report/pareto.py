@@ -96,6 +96,7 @@ def _values(point: FrontPoint, objectives: Sequence[Objective]) -> str:
     )
 
 
+@figures.styled
 def pareto_figure(points: Sequence[FrontPoint], objectives: Sequence[Objective]) -> Any:
     """A scatter of the first two objectives: every configuration grey, the front's in red,
     joined in order of the first objective and numbered best-first on it (the numbers of

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reglab.lab.report.figures import _figure, _tip
+from reglab.lab.report.figures import _figure, _tip, log_scale, styled
 
 __all__ = ["schedule_figure", "schedule_lines", "schedule_series"]
 
@@ -52,6 +52,7 @@ def schedule_lines(series: Series) -> list[str]:
     return lines
 
 
+@styled
 def schedule_figure(series: Series) -> Any:
     """One panel per coefficient: each member's value (log axis) against the epoch, as a step
     line (a value holds from its epoch to the next change)."""
@@ -65,7 +66,7 @@ def schedule_figure(series: Series) -> Any:
             )
             _tip(fig, line, f"{label}: " + ", ".join(f"{v:.3g} from epoch {e}" for e, v in points))
         if all(v > 0 for ps in members.values() for _, v in ps):
-            ax.set_yscale("log")
+            log_scale(ax.yaxis)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(f"{short} (log axis)", fontsize=8)
         ax.set_title(f"{axis}: each member's schedule", fontsize=8)

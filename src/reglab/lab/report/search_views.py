@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reglab.lab.metrics import Metric, metric
-from reglab.lab.report.figures import _figure, _tip, _unit
+from reglab.lab.report.figures import _figure, _tip, _unit, log_scale, styled
 from reglab.lab.search.axes import SearchSpace
 from reglab.lab.sweep.conclusion import choose, evidence_lines
 from reglab.lab.sweep.objective import study_objective
@@ -145,6 +145,7 @@ def _any_collapsed(series: Mapping[str, Any], m: Metric) -> bool:
     return any(_collapsed(m, means, best))
 
 
+@styled
 def stages_figure(series: Mapping[str, Any], m: Metric, entry: str = "") -> Any:
     """One panel per coefficient: ``m`` (mean ± std over seeds) against the coefficient on
     a log axis, one marker and colour per stage; the chosen value marked by a red star and a
@@ -216,7 +217,7 @@ def stages_figure(series: Mapping[str, Any], m: Metric, entry: str = "") -> Any:
             f"chosen: {name}={x_c:.3g}: {m.title} {best:.{m.decimals}f} ± "
             f"{m.scale * sd_c:.{m.decimals}f}{unit} over {n_c} seed{'s' if n_c != 1 else ''}",
         )
-        ax.set_xscale("log")
+        log_scale(ax.xaxis)
         ax.set_xlabel(f"{name} (log axis)", fontsize=8)
         ax.set_ylabel(f"{m.title}{unit}", fontsize=8)
         where = f"{entry}: " if entry else ""
@@ -294,6 +295,7 @@ def pruning_line(p: Mapping[str, Any]) -> str:
     )
 
 
+@styled
 def pruning_figure(p: Mapping[str, Any], m: Metric, epochs: int) -> Any:
     """Every trial's ``m`` per epoch: trials that ran to the end solid (blue), pruned ones
     dashed (grey) and ending in a × at the epoch they were stopped."""
