@@ -103,7 +103,10 @@ HOSTILE = [
                       f"{{ log = [1e-5, {BIG}], num = 2 }} }} }}\n"),
         "kernel.config.l2",
     ),
-    (_study(VALID, "x = " + "{ a = " * 500 + "1" + " }" * 500 + "\n"), "fz.toml"),
+    # 500 levels overflow tomllib's recursion (an error naming the file) at Python's default
+    # limit; past an earlier torch.compile in the process (inductor raises the limit to 2000)
+    # tomllib parses them and the depth check refuses them: either is one named line.
+    (_study(VALID, "x = " + "{ a = " * 500 + "1" + " }" * 500 + "\n"), "fz.toml|nested more than"),
     (_study(VALID, "x = " + "[" * 3000 + "1" + "]" * 3000 + "\n"), "fz.toml"),
     (_study(VALID, "x = " + "{ a = " * 40 + "1" + " }" * 40 + "\n"), "nested more than"),
     (_study(VALID).replace("seeds = [0]", f"seeds = [{2**63}]"), "fz.seeds"),
@@ -143,12 +146,13 @@ def _reglab(args: list[str]) -> int:
 
 
 def _check_one_line(capsys, named: str) -> None:
+    """One line on stderr, no traceback, naming ``named`` (``a|b``: either)."""
     captured = capsys.readouterr()
     err = captured.err
     assert "Traceback" not in err + captured.out, err
     assert err.count("\n") == 1, err
     assert err.startswith("reglab"), err
-    assert named in err, f"{named!r} is not named in: {err}"
+    assert any(n in err for n in named.split("|")), f"{named!r} is not named in: {err}"
 
 
 @pytest.mark.parametrize("case", range(N_CASES))
