@@ -22,7 +22,13 @@ from reglab.lab.report.comparison import (
     verdict,
 )
 from reglab.lab.report.describe import describe_point, format_number
-from reglab.lab.report.figures import axis_labels, results_figure, svg
+from reglab.lab.report.figures import (
+    axis_labels,
+    learning_curves_figure,
+    png,
+    results_figure,
+    svg,
+)
 from reglab.lab.report.summaries import summarize, table_rows
 from reglab.lab.report.timing import training_time
 from reglab.lab.settings.studyfile import StudyError, parse_study
@@ -227,6 +233,31 @@ def test_a_collapsed_configuration_does_not_stretch_the_accuracy_axis() -> None:
     assert "collapsed: 10.0" in text
     assert "<title>dead: test accuracy 10.0 ± 0.0 (%) (collapsed; off the axis)</title>" in text
     assert all(a["x"] and a["y"] for a in axis_labels(fig))
+
+
+def test_figures_are_built_under_the_report_style_with_two_minor_ticks_a_decade() -> None:
+    import matplotlib
+
+    before = matplotlib.rcParams["axes.titley"]
+    curves = {
+        p: {"label": p, "loss": [2.0 * 0.7**e for e in range(12)], "val_loss": [0.9] * 12}
+        for p in ("a", "b")
+    }
+    fig = learning_curves_figure(curves, held_out="validation")
+    png(fig)  # a draw: ticks placed
+    assert matplotlib.rcParams["axes.titley"] == before  # the style does not leak
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    minor = [t for t in ax.yaxis.get_minorticklocs() if low <= t <= high]
+    mantissas = {round(t / 10 ** math.floor(math.log10(t)), 6) for t in minor}
+    assert mantissas == {2.0, 5.0}, minor  # matplotlib's default: 2, 3, ..., 9
+    # the second panel shares the y axis: its tick labels are the first panel's
+    assert all(not t.get_visible() for t in fig.axes[1].get_yticklabels())
+    assert any(
+        t.get_visible() and t.get_text()
+        for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels()
+    )
 
 
 # -- the HTML of a real run ---------------------------------------------------------------

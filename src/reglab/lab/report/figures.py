@@ -71,7 +71,7 @@ def styled(build: _Builder) -> _Builder:
 def log_scale(axis: Any, base: float = 10) -> None:
     """Put ``axis`` (``ax.xaxis`` or ``ax.yaxis``) on a log scale with minor ticks at 2 and
     5 × each power of 10 only (matplotlib's default is 8 per decade, each a tick object with
-    its label, built and laid out on the first draw: a third of the report's drawing); they
+    its label, built and laid out on the first draw: a fifth of the report's drawing); they
     are labelled, as matplotlib labels minor ticks, when the axis spans too few decades for
     the major ticks to read. Base 2 (counts of members) gets no minor ticks."""
     from matplotlib.ticker import LogLocator, NullLocator
