@@ -247,6 +247,7 @@ def test_figures_are_built_under_the_report_style_with_two_minor_ticks_a_decade(
     png(fig)  # a draw: ticks placed
     assert matplotlib.rcParams["axes.titley"] == before  # the style does not leak
     ax = fig.axes[0]
+    assert ax.xaxis.get_major_formatter().get_useOffset() is False  # values in full
     assert ax.get_yscale() == "log"
     low, high = ax.get_ylim()
     minor = [t for t in ax.yaxis.get_minorticklocs() if low <= t <= high]
