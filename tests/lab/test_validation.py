@@ -138,6 +138,42 @@ def test_bad_values_are_caught_at_parse_time_with_their_key_path(raw, message) -
         parse_study(raw, origin="s")
 
 
+_AUTOENCODER = {"kind": "autoencoder", "sizes": [64, 16]}
+_TEACHER = {"data": {"name": "teacher"}, "model": {"kind": "linear"}}
+
+
+@pytest.mark.parametrize(
+    ("study", "entry", "kind"),
+    [
+        ({"model": _AUTOENCODER}, {"label_smoothing": 0.1}, "autoencoder"),
+        ({"model": _AUTOENCODER}, {"augment": {"translate": 0.1}}, "autoencoder"),
+        ({"model": _AUTOENCODER}, {"mix": {"kind": "mixup"}}, "autoencoder"),
+        ({"model": _AUTOENCODER}, {"input_noise": 0.1}, "autoencoder"),
+        (_TEACHER, {"label_smoothing": 0.1}, "linear"),
+        (_TEACHER, {"weight_noise": 0.05}, "linear"),
+        (_TEACHER, {"early_stopping": {"patience": 2}}, "linear"),
+        (_TEACHER, {"post_hoc_stopping": {}}, "linear"),
+        (_TEACHER, {"ensemble": {"members": 3}}, "linear"),
+    ],
+)
+def test_classifier_techniques_are_refused_where_they_would_be_ignored(study, entry, kind) -> None:
+    # The autoencoder, linear and language runners never read these tables: accepting them
+    # would train and report a point whose technique did nothing.
+    key = next(iter(entry))
+    raw = {**BASE, **study, "grid": [{"name": "a", **entry}]}
+    if key == "early_stopping" or key == "post_hoc_stopping":
+        raw["data"] = {**raw["data"], "validation": 0.2}
+    with pytest.raises(
+        StudyError, match=rf"^s\.grid\[0\]\.{key}: applies to classifier trials .*not '{kind}'"
+    ):
+        parse_study(raw, origin="s")
+
+
+def test_a_level_of_zero_is_off_on_any_kind() -> None:
+    raw = {**BASE, "model": _AUTOENCODER, "grid": [{"name": "a", "input_noise": 0.0}]}
+    parse_study(raw, origin="s")  # no error: 0 is the default, nothing would be ignored
+
+
 def test_label_smoothing_form_alone_trains_with_the_default_eps() -> None:
     """``label_smoothing = { form = "others" }`` is eps 0.1 of that form, in validation and in
     training alike (it used to train with eps 0: plain cross-entropy)."""

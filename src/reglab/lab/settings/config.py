@@ -108,6 +108,20 @@ TECHNIQUES: dict[str, Any] = {
 #: Techniques that replace or wrap the classifier's loss: the shared models (semi-supervised,
 #: multi-task) and bagged members have their own.
 LOSS_TECHNIQUES = ("rdrop", "confidence_penalty", "input_gradient")
+#: Grid keys only the classifier runner (and bagging) reads: on another family's point they
+#: would be ignored, so they are refused.
+CLASSIFIER_ONLY = (
+    "label_smoothing",
+    "augment",
+    "mix",
+    "early_stopping",
+    "post_hoc_stopping",
+    "ensemble",
+    "input_noise",
+    "weight_noise",
+    *LOSS_TECHNIQUES,
+    "prune",
+)
 #: Grid keys that are a number each (0: off).
 LEVELS = {"input_noise": number(0.0), "weight_noise": number(0.0), "proximal_l1": number(0.0)}
 #: The keys of one rule (``rules."glob".<key>``): what :func:`reglab.attach` takes.
@@ -297,14 +311,9 @@ class TrialConfig:
                     "plain Adam)",
                     self.raw["ensemble"],
                 )
-        if self.kind == "classifier" and family != "classifier":
-            raise fail(
-                model_key("kind"),
-                "classifier techniques need an MLP, a CNN, a ResNet or a factory",
-                self.model.kind,
-            )  # type: ignore[union-attr]
         if self.mix is not None:
             self._check_mix(path)
+        self._check_family(path)
         self._check_modern(path, model_key)
         if (self.pretrain or self.semi_supervised or self.multitask) and self.model.kind != "mlp":  # type: ignore[attr-defined]
             raise fail(
@@ -337,6 +346,20 @@ class TrialConfig:
                 self.raw["mix"],
             )
 
+    def _check_family(self, path: str) -> None:
+        """Techniques only the classifier runner reads are refused on other families' points
+        (where they would be silently ignored)."""
+        if self.model_kind.family == "classifier":
+            return
+        for key in CLASSIFIER_ONLY:
+            if getattr(self, key) not in (None, 0):  # a level of 0 is "off"
+                raise fail(
+                    f"{path}.{key}",
+                    "applies to classifier trials (model.kind = 'mlp', 'cnn', 'resnet' or "
+                    f"a factory), not {self.model.kind!r}",  # type: ignore[attr-defined]
+                    self.raw[key],
+                )
+
     def _check_modern(self, path: str, model_key: Any) -> None:
         """The issue-25 techniques against the rest of the point."""
         if "sam" in self.raw and self.train.optimizer != "sam":
@@ -345,15 +368,6 @@ class TrialConfig:
                 f"applies with train.optimizer = 'sam' (this point has {self.train.optimizer!r})",
                 self.raw["sam"],
             )
-        if self.model_kind.family != "classifier":
-            for key in (*LOSS_TECHNIQUES, "prune"):
-                if key in self.raw:
-                    raise fail(
-                        f"{path}.{key}",
-                        "applies to classifier trials (model.kind = 'mlp', 'cnn', 'resnet' or "
-                        f"a factory), not {self.model.kind!r}",  # type: ignore[attr-defined]
-                        self.raw[key],
-                    )
         shared = [k for k in ("semi_supervised", "multitask") if k in self.raw]
         for key in LOSS_TECHNIQUES:
             if key in self.raw and shared:
