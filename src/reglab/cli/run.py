@@ -38,7 +38,7 @@ from reglab.lab import (
 from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.objective import choice_line, choosable
-from reglab.lab.sweep.search import SearchSweep, sweep_class
+from reglab.lab.sweep.search import SearchSweep, check_sweep, sweep_class
 from reglab.lab.sweep.storage import check_file, check_url
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
@@ -253,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
     look_beside(args.study)  # factory modules beside the study file need no PYTHONPATH
     trust.check(study)
     check_device(study, args.device)
+    check_sweep(study)
     name = run_dir.optuna_study or optuna_study_name(study)
     if args.resume is not None:  # the run directory is one study: refuse edited study files
         run_dir.verify(study, name)

@@ -221,6 +221,7 @@ def test_an_entry_that_does_not_stack_is_refused_before_training(tmp_path, capsy
     err = capsys.readouterr().err
     assert "method 'pbt' trains its population as one stack" in err
     assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before the run directory is written
 
 
 def test_a_killed_population_trains_again_on_resume(tmp_path: Path) -> None:

@@ -92,12 +92,26 @@ from reglab.lab.work.stacking import run_stacked, stack_key
 from reglab.lab.work.training import TrialContext, TrialOutcome, tensor_shapes
 from reglab.training import Diverged
 
-__all__ = ["PruningReport", "SearchSweep", "objective_value", "sweep_class"]  # re-exported
+__all__ = [
+    "PruningReport",
+    "SearchSweep",
+    "check_sweep",
+    "objective_value",
+    "sweep_class",
+]  # re-exported
 
 
 def sweep_class(study: Study) -> type[Sweep] | type[SearchSweep]:
     """The sweep that runs ``study``: :class:`Sweep` for grids, else :class:`SearchSweep`."""
     return Sweep if study.searched is None else SearchSweep
+
+
+def check_sweep(study: Study) -> None:
+    """Raise a one-line :class:`StudyError` for what the sweep of ``study`` cannot run and
+    parsing cannot see (a PBT population that does not stack): before any run directory,
+    storage or trial exists."""
+    if study.searched is not None and get_method(study.search.method).stacks_population:
+        check_population_stacks(study)
 
 
 def _objectives(study: Study) -> list[Objective]:
@@ -174,8 +188,7 @@ class SearchSweep:
             raise StudyError(
                 "--rebuild-storage rebuilds grid sweeps; a search's choices live in its storage"
             )
-        if get_method(study.search.method).stacks_population:
-            check_population_stacks(study)  # before the storage: a one-line error
+        check_sweep(study)  # before the storage: a one-line error
         storage = open_storage(storage_url, heartbeat, grace, db_retry=db_retry)
         name = name or optuna_study_name(study)
         args = cls._load_args(study)
