@@ -8,7 +8,9 @@ added later is fuzzed too."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import random
 from pathlib import Path
 
@@ -301,22 +303,32 @@ def test_a_bad_study_json_names_the_file(
     assert said in err, err
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path):
-    """A tiny file system of its own, filled up (needs root and tmpfs; else skipped)."""
+@contextlib.contextmanager
+def _tmpfs(mount: Path, size: str):
+    """A tiny file system of its own at ``mount`` (needs root and tmpfs; else skipped)."""
     import os
     import subprocess
 
-    mount = tmp_path / "disk"
     mount.mkdir()
     if (
         os.geteuid() != 0
         or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+            capture_output=True,
         ).returncode
     ):
         pytest.skip("needs root and tmpfs to make a full disk")
     try:
+        yield mount
+    finally:
+        gc.collect()  # a failed run's storage engine, in a reference cycle, holds its file
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A tiny file system, filled up."""
+    with _tmpfs(tmp_path / "disk", "64k") as mount:
         try:
             with (mount / "filler").open("wb", buffering=0) as f:
                 while True:
@@ -324,8 +336,6 @@ def full_disk(tmp_path: Path):
         except OSError:  # full
             pass
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_names_the_file(full_disk: Path, tmp_path: Path, capsys) -> None:
@@ -335,3 +345,16 @@ def test_a_full_disk_names_the_file(full_disk: Path, tmp_path: Path, capsys) -> 
     out = full_disk / "run"
     assert _reglab(["run", str(study), "--out", str(out), "--no-progress"]) == 2
     _check_one_line(capsys, f"{out / 'study.json'}: cannot write: No space left on device")
+
+
+def test_a_store_that_fills_the_disk_is_named(tmp_path: Path, capsys) -> None:
+    """The study files fit, the SQLite storage does not. Before: "the results store failed:
+    database or disk is full", without the file."""
+    study = tmp_path / "fz.toml"
+    study.write_text(_study(VALID))
+    with _tmpfs(tmp_path / "disk", "96k") as mount:
+        out = mount / "run"
+        assert _reglab(["run", str(study), "--out", str(out), "--no-progress"]) == 2
+        _check_one_line(
+            capsys, f"the results store {out / 'storage.db'} failed: database or disk is full"
+        )

@@ -77,9 +77,11 @@ def _describe(err: BaseException) -> str:
     # The driver's error, wrapped by SQLAlchemy (``orig``), which Optuna wraps in turn.
     orig = getattr(err, "orig", None) or getattr(err.__cause__, "orig", None)
     if orig is not None:
+        store = getattr(err, "store", None)  # reglab.lab.sweep.storage.mark_store
         return (
-            f"the results store failed: {str(orig).strip().splitlines()[0]} (is the run "
-            "directory, or the --storage database, writable and reachable?)"
+            f"the results store{f' {store}' if store else ''} failed: "
+            f"{str(orig).strip().splitlines()[0]} (is the run directory, or the --storage "
+            "database, writable and reachable?)"
         )
     return str(err)
 

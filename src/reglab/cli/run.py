@@ -39,7 +39,7 @@ from reglab.lab.report import write_report
 from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.objective import choice_line, choosable
 from reglab.lab.sweep.search import SearchSweep, check_sweep, sweep_class
-from reglab.lab.sweep.storage import check_file, check_url
+from reglab.lab.sweep.storage import check_file, check_url, mark_store
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.heap import retain_freed_memory
@@ -261,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     writable_directory(run_dir.path, option)
     lock = DirectoryLock(run_dir.path, wait=10.0 if args.resume else 0.0)
     workers: list[subprocess.Popen[bytes]] = []
+    storage = args.storage or run_dir.storage_url
     try:
         run_dir.remove_partial_files()
         if args.resume is None:
@@ -269,7 +270,6 @@ def run(args: argparse.Namespace) -> int:
             run_dir.write_study(
                 study, text, Overrides(args.epochs, args.seeds), name, args.max_trials, root
             )
-        storage = args.storage or run_dir.storage_url
         if args.rebuild_storage:
             _rebuild(args, run_dir, study, name, console)
         sweep: Sweep | SearchSweep = sweep_class(study).create(
@@ -393,6 +393,9 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 0 if len(records) >= total and not failed else 1
+    except Exception as err:
+        mark_store(err, storage)  # a database error names its file or URL
+        raise
     except KeyboardInterrupt as err:
         err.hint = (
             f"unfinished trials are queued again; continue with: reglab run --resume {run_dir.path}"  # type: ignore[attr-defined]

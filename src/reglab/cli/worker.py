@@ -17,11 +17,11 @@ from reglab.cli.options import (
     positive_int,
     writable_directory,
 )
-from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
+from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.search import SearchSweep, sweep_class
-from reglab.lab.sweep.storage import check_url
+from reglab.lab.sweep.storage import check_url, mark_store
 from reglab.lab.trust import look_beside
 from reglab.lab.work.device import check_study as check_device
 from reglab.lab.work.heap import retain_freed_memory
@@ -79,6 +79,22 @@ def run(args: argparse.Namespace) -> int:
         recorded.verify(study, name)
     run_dir = RunDir(args.run_dir or Path("runs") / name)
     writable_directory(run_dir.path, "--run-dir")
+    try:
+        return _work(args, study, name, run_dir, console, trust)
+    except Exception as err:
+        mark_store(err, args.storage)  # a database error names its URL
+        raise
+
+
+def _work(
+    args: argparse.Namespace,
+    study: Study,
+    name: str,
+    run_dir: RunDir,
+    console: Console,
+    trust: Trust,
+) -> int:
+    """Join the sweep in ``args.storage`` and train trials until none remain."""
     sweep: Sweep | SearchSweep = sweep_class(study).create(
         study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry, name=name
     )

@@ -20,7 +20,15 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from reglab.lab.settings.studyfile import Study
 from reglab.lab.sweep.database import creation_lock, retrying
 
-__all__ = ["StorageError", "check_file", "check_url", "open_storage", "optuna_study_name", "shown"]
+__all__ = [
+    "StorageError",
+    "check_file",
+    "check_url",
+    "mark_store",
+    "open_storage",
+    "optuna_study_name",
+    "shown",
+]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: Databases Optuna's RDB storage supports.
@@ -40,6 +48,23 @@ def shown(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def mark_store(err: BaseException, url: str) -> None:
+    """Name the store in a database error raised while using ``url`` (SQLAlchemy's, or
+    Optuna's around it): ``err.store`` is the SQLite file, or the URL without its password,
+    for the CLI's one-line message. Other errors are left alone."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if getattr(err, "orig", None) is None and getattr(err.__cause__, "orig", None) is None:
+        return
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return
+    is_file = parsed.get_backend_name() == "sqlite" and parsed.database
+    err.store = parsed.database if is_file else shown(url)  # type: ignore[attr-defined]
 
 
 def check_url(url: str, option: str = "--storage") -> None:
