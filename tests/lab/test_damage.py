@@ -152,3 +152,26 @@ def test_a_corrupt_checkpoint_is_named(finished_run: Path) -> None:
         f"Note: {checkpoint}: not a readable safetensors file"
         in (finished_run / "summary.md").read_text()
     )
+
+
+def test_saved_weights_are_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """safetensors writes metadata in hash-map order (it changes from call to call); the run
+    directory sorts it, so one trial's weights are one file's bytes, and still readable."""
+    import torch
+    from safetensors import safe_open
+
+    from reglab.lab.rundir import RunDir
+    from reglab.lab.work.training import TrialOutcome
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    run_dir = RunDir(tmp_path)
+    payloads = set()
+    for _ in range(12):  # unsorted, two metadata keys differ in order half the time
+        run_dir.save_trial("t", TrialOutcome({}, [], net, None), {"test_acc": 1.0})
+        payloads.add(run_dir.trial_file("t", "model.safetensors").read_bytes())
+    assert len(payloads) == 1
+    with safe_open(str(run_dir.trial_file("t", "model.safetensors")), framework="pt") as f:
+        assert f.metadata() == {"tied": "{}", "trial": "t"}
+        for name, value in net.state_dict().items():
+            assert torch.equal(f.get_tensor(name), value)

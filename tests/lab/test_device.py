@@ -165,9 +165,9 @@ def test_device_cpu_gives_the_default_results(tmp_path: Path) -> None:
         assert "test_acc" in a[key]
         for metric in a[key].keys() - {"seconds"}:
             assert a[key][metric] == b[key][metric], (key, metric)
-        # the tensors, bit for bit (the file's bytes are not: safetensors writes its metadata
-        # in hash-map order)
+        # the weights, byte for byte (metadata sorted: reglab.lab.rundir), and as tensors
         files = [out / "trials" / key / "model.safetensors" for out in (default, explicit)]
+        assert files[0].read_bytes() == files[1].read_bytes(), key
         first, second = (load_file(str(f)) for f in files)
         assert first.keys() == second.keys()
         for name in first:

@@ -254,7 +254,7 @@ class RunDir:
         writer.writerows(rows)
         atomic_write_text(self.trial_file(key, "history.csv"), buffer.getvalue())
         state, tied = _unique_tensors(outcome.model.state_dict())
-        payload = save(state, metadata={"trial": key, "tied": json.dumps(tied)})
+        payload = _sorted_metadata(save(state, metadata={"trial": key, "tied": json.dumps(tied)}))
         atomic_write(self.trial_file(key, "model.safetensors"), lambda f: f.write(payload))
         # Written last: its presence means the trial's files are complete.
         atomic_write_json(self.trial_file(key, "metrics.json"), metrics)
@@ -426,3 +426,18 @@ def _unique_tensors(
         kept[ident] = name
         unique[name] = tensor.detach().cpu().contiguous()
     return unique, tied
+
+
+def _sorted_metadata(payload: bytes) -> bytes:
+    """``payload`` (a safetensors file) with its header's ``__metadata__`` keys sorted.
+
+    safetensors writes metadata in hash-map order, which changes from call to call; sorted,
+    the same trial's weights are the same bytes. The format: an 8-byte little-endian header
+    length, the JSON header (padded with spaces to a multiple of 8), then the data, whose
+    offsets count from the data's start (so the header may change length)."""
+    length = int.from_bytes(payload[:8], "little")
+    header = json.loads(payload[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + payload[8 + length :]
