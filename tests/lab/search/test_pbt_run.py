@@ -108,6 +108,24 @@ def test_pbt_replaces_the_members_that_cannot_learn(pbt_run) -> None:
         assert bool(m["schedule"][AXIS]["boundaries"]) == (m["member"] in copied)
 
 
+def test_fraction_and_factors_set_how_many_are_replaced_and_how_far_they_move(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, search="fraction = 0.5\nfactors = [0.5, 2.0]")
+    path.write_text(path.read_text().replace("epochs = 8", "epochs = 3"))  # one step, epoch 2
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 0
+    (trial,) = _trials(out)
+    members = {m["member"]: m for m in trial.user_attrs["members"]}
+    (step,) = trial.user_attrs["steps"]
+    assert len(step["copies"]) == 3  # half of 6 (the default quarter: 1)
+    for member, donor in step["copies"]:
+        # the copy's lineage: the donor's initial value, then one explore factor times it
+        before, after = members[member]["schedule"][AXIS]["values"]
+        assert before == members[donor]["initial"][AXIS]
+        assert after / before == pytest.approx(0.5) or after / before == pytest.approx(2.0)
+
+
 def test_pbt_run_writes_the_schedules_and_the_report(pbt_run) -> None:
     _, out, best_py = pbt_run
     records = json.loads((out / "schedules.json").read_text())

@@ -73,14 +73,27 @@ def test_a_full_table_parses_into_a_frozen_object():
         ),
         ({"method": "pbt", "pruner": "asha"}, "search.pruner: must be 'none' with method 'pbt'"),
         (
+            {"method": "pbt", "fraction": 0.6},
+            "search.fraction: must be a finite number > 0 and <= 0.5 (got 0.6)",
+        ),
+        (
+            {"method": "pbt", "factors": [0.8, 0]},
+            "search.factors[1]: must be a finite number > 0 (got 0.0)",
+        ),
+        ({"method": "pbt", "factors": []}, "search.factors: expected a list of positive numbers"),
+        (
+            {"method": "tpe", "trials": 3, "fraction": 0.5},
+            "search.fraction: only used by method 'pbt' (got 0.5)",
+        ),
+        (
             {"method": "coarse-to-fine", "stages": 4},
             "search.stages: expected an int >= 2 <= 3 (got 4)",
         ),
         ({"seed": -1}, "search.seed: expected an int >= 0 (got -1)"),
         (
             {"seeds": 1},
-            "search.seeds: unknown key; allowed: batch, interval, members, method, "
-            "objectives, points, pruner, seed, stages, trials (got 1)",
+            "search.seeds: unknown key; allowed: batch, factors, fraction, interval, members, "
+            "method, objectives, points, pruner, seed, stages, trials (got 1)",
         ),
     ],
 )

@@ -14,7 +14,10 @@
 ``batch`` (default 1: one trial at a time) is how many candidates a worker of a sampled
 method asks together and trains as one :class:`~reglab.ensembles.ModelStack` (those that
 share a stack key; :mod:`reglab.lab.sweep.stacked_search`). ``members`` and ``interval``
-are PBT's population size and epochs between exploit/explore steps; ``stages`` (2 or 3)
+are PBT's population size and epochs between exploit/explore steps, ``fraction`` (default
+0.25, in (0, 0.5]) the share of members replaced by copies of as many best ones at each step,
+``factors`` (default ``[0.8, 1.25]``) the multipliers a copy's coefficients are explored
+with (one drawn per coefficient); ``stages`` (2 or 3)
 and ``points`` (values per refined stage) are coarse-to-fine's.
 Every refusal is one line naming the key, what is allowed, and what was given::
 
@@ -34,6 +37,7 @@ from reglab.lab.settings.schema import (
     fail,
     integer,
     key_path,
+    number,
     sequence_of,
     spec,
     string,
@@ -59,6 +63,10 @@ class SearchSettings(Table):
     objectives: tuple[str, ...] = spec((), sequence_of(string(), what="a list of metric names"))
     members: int = spec(8, integer(2))
     interval: int = spec(1, integer(1))
+    fraction: float = spec(0.25, number(above=0.0, maximum=0.5))
+    factors: tuple[float, ...] = spec(
+        (0.8, 1.25), sequence_of(number(above=0.0), what="a list of positive numbers")
+    )
     stages: int = spec(2, integer(2, 3))
     points: int = spec(5, integer(3))
     seed: int = spec(0, integer(0))
@@ -80,7 +88,7 @@ class SearchSettings(Table):
             raise fail(
                 at("batch"), "only used by methods 'tpe', 'random' and 'qmc'", given["batch"]
             )
-        for key in ("members", "interval"):
+        for key in ("members", "interval", "fraction", "factors"):
             if settings.method != "pbt" and key in given:
                 raise fail(at(key), "only used by method 'pbt'", given[key])
         for key in ("stages", "points"):
@@ -107,6 +115,8 @@ class SearchSettings(Table):
                 )
             if settings.pruner != "none":
                 raise fail(at("pruner"), "must be 'none' with several objectives", settings.pruner)
+        if not settings.factors:
+            raise fail(at("factors"), "expected a list of positive numbers", [])
         if settings.method == "pbt" and settings.pruner != "none":
             raise fail(
                 at("pruner"),

@@ -159,6 +159,8 @@ def run_population(
                 objective=objective,
                 interval=settings.interval,
                 seed=1000 * settings.seed + seed,
+                fraction=settings.fraction,
+                factors=settings.factors,
                 context=context,
             )
         except Diverged as err:

@@ -6,8 +6,9 @@
 order and coefficients), with one more callback: after every ``interval`` epochs (not after the
 last), :class:`~reglab.ensembles.PopulationBasedTraining` ranks the members by the validation
 objective that epoch logged per member (``val_member_acc``, or ``val_member_loss``, lower
-better), and each member of the worst quarter copies the weights and optimizer state of one of
-the best quarter and multiplies its coefficients by 0.8 or 1.25.
+better), and each member of the worst ``fraction`` (default a quarter) copies the weights and
+optimizer state of one of as many best members and multiplies its coefficients by one of
+``factors`` (default 0.8 or 1.25).
 
 The coefficients are the searched values (``values``: per axis, each member's value). A value
 lives in every stack penalty whose ``(K,)`` tensor holds exactly the members' values of that
@@ -94,16 +95,25 @@ class _Exploit(Callback):
         interval: int,
         seed: int,
         epochs: int,
+        fraction: float,
+        factors: Sequence[float],
     ) -> None:
         self.masters = {n: torch.tensor(list(v), dtype=torch.float64) for n, v in values.items()}
         self.bound, self.interval, self.seed, self.epochs = bound, interval, seed, epochs
+        self.fraction, self.factors = fraction, tuple(factors)
         self.column, self.higher = SCORES[objective]
         self.engine: PopulationBasedTraining | None = None
 
     def on_train_begin(self, state: TrainState) -> None:
         stack = state.model.stack  # run_stacked's per-member view of the stack
         self.engine = PopulationBasedTraining(
-            stack, state.optimizer, self.masters, seed=self.seed, interval=self.interval
+            stack,
+            state.optimizer,
+            self.masters,
+            seed=self.seed,
+            interval=self.interval,
+            fraction=self.fraction,
+            factors=self.factors,
         )
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -127,6 +137,8 @@ def train_population(
     objective: str,
     interval: int,
     seed: int,
+    fraction: float = 0.25,
+    factors: Sequence[float] = (0.8, 1.25),
     context: TrialContext | None = None,
 ) -> PopulationOutcome:
     """Train ``members`` (configs sharing a stack key, each with its seed) as one population.
@@ -137,6 +149,8 @@ def train_population(
             ``l1`` / ``l2``; :func:`bind`).
         objective: ``"val_acc"`` or ``"val_loss"`` (:data:`SCORES`): what members are ranked on.
         interval: epochs between exploit/explore steps.
+        fraction: the share of members replaced at each step (and of donors), in (0, 0.5].
+        factors: the multipliers a copy's coefficients are explored with.
         seed: seeds the engine's donor and factor draws.
         context: progress and device, as for any trial.
 
@@ -146,7 +160,7 @@ def train_population(
     rules = stack_rules(configs)
     bound = bind(rules, values)
     epochs = configs[0].train.epochs
-    exploit = _Exploit(values, bound, objective, interval, seed, epochs)
+    exploit = _Exploit(values, bound, objective, interval, seed, epochs, fraction, factors)
     outcomes = run_stacked(members, context, rules=rules, callbacks=[exploit])
     assert exploit.engine is not None
     schedules = [
