@@ -36,6 +36,7 @@ from reglab.lab import (
     summarize,
 )
 from reglab.lab.report import write_report
+from reglab.lab.report.pareto import front_listing
 from reglab.lab.sweep import DirectoryLock, optuna_study_name
 from reglab.lab.sweep.objective import choice_line, choosable
 from reglab.lab.sweep.search import SearchSweep, check_sweep, sweep_class
@@ -372,8 +373,11 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         candidates = choosable(summary, records)  # a pruned trial is never the choice
-        if len(candidates) > 1 and not getattr(sweep, "multi_objective", False):
-            console.print(escape(choice_line(candidates, objective)))  # several: the front below
+        grid_front = [] if searched else front_listing(study, records)
+        if grid_front:  # a grid with several objectives chooses no one configuration
+            console.print("\n".join(grid_front), markup=False, highlight=False)
+        elif len(candidates) > 1 and not getattr(sweep, "multi_objective", False):
+            console.print(escape(choice_line(candidates, objective)))  # a search's: below
         diverged = sum(1 for r in records if r["diverged"])
         pruned = sum(1 for r in records if r.get("pruned"))
         complete = len(records) - diverged - pruned

@@ -22,7 +22,7 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from reglab.lab import Overrides, RunDir, find_study
+from reglab.lab import Overrides, RunDir, Sweep, find_study
 from reglab.lab.metrics import OBJECTIVES
 from reglab.lab.report.figures import axis_labels
 from reglab.lab.report.pareto import pareto_figure, pareto_points
@@ -238,6 +238,32 @@ def test_report_front_is_the_non_dominated_records() -> None:
     (listing,) = fig.texts
     assert listing.get_text().splitlines()[::2] == ["1. e", "2. a", "3. b"]
     assert listing.get_text().splitlines()[1] == "    val % 95.0, ‖W‖₂ 9.0"
+
+
+def test_a_grid_with_several_objectives_prints_its_front_not_one_choice(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _write(tmp_path, TWO, epochs=2)
+    text = path.read_text().replace(
+        "{ log = [1e-5, 10.0] }", "{ values = [1e-4, 1e-2, 1.0, 10.0] }"
+    )
+    path.write_text(text)
+    out = tmp_path / "run"
+    assert _run(path, out) == 0
+    printed = capsys.readouterr().out
+    assert "Chosen on" not in printed  # val_acc alone would ignore the norm
+    run_dir = RunDir(out)
+    records = Sweep.open(run_dir.study(), run_dir.storage_url, run_dir.optuna_study).results()
+    front = [
+        p
+        for p in pareto_points(records, [OBJECTIVES["val_acc"], OBJECTIVES["weight_norm"]])
+        if p.front
+    ]
+    assert f"{len(front)} configurations form the Pareto front" in " ".join(printed.split())
+    for point in front:
+        assert f"  {point.label}: val % " in printed
+    # the largest coefficient has the smallest norm: always on the front
+    assert any("l2=10" in p.label for p in front)
 
 
 def test_search_pareto_trades_accuracy_for_exact_zeros(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from reglab.lab.report import figures
 __all__ = [
     "FrontPoint",
     "dominates",
+    "front_listing",
     "front_sentence",
     "pareto_figure",
     "pareto_figures",
@@ -172,3 +173,19 @@ def front_sentence(study: Any, records: Sequence[Record]) -> str | None:
         f"Several objectives ({names}): {len(front)} configurations form the Pareto front "
         "(none is better on every objective); the test metrics decide nothing."
     )
+
+
+def front_listing(study: Any, records: Sequence[Record]) -> list[str]:
+    """What ``reglab run`` prints for a grid study with several objectives instead of one
+    choice: :func:`front_sentence`, then each front configuration (best first on the first
+    objective) with its mean values; empty for one objective."""
+    sentence = front_sentence(study, records)
+    if sentence is None:
+        return []
+    objectives = _objectives(study)
+    sign = -1.0 if objectives[0].direction == "maximize" else 1.0
+    front = sorted(
+        (p for p in pareto_points(records, objectives) if p.front),
+        key=lambda p: sign * p.values[0],
+    )
+    return [sentence, *(f"  {p.label}: {_values(p, objectives)}" for p in front)]
