@@ -23,6 +23,7 @@ from reglab.lab import RunDir
 from reglab.lab.settings.studyfile import StudyError, load_study, parse_study
 from reglab.lab.work.runner import run_trial
 from reglab.schedules import PiecewiseConstant
+from tests.lab.search.test_run_search import _trials
 
 STUDY = """
 name = "s"
@@ -61,12 +62,6 @@ def _write(tmp_path: Path, seeds: str = "[0]", train: str = "", search: str = ""
     axis = axis or "{ log = [1e-5, 10.0] }"
     path.write_text(STUDY.format(seeds=seeds, train=train, search=search, axis=axis, extra=extra))
     return path
-
-
-def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = RunDir(out).storage_url
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage).trials
 
 
 @pytest.fixture(scope="module")
