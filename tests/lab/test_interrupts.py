@@ -6,6 +6,7 @@ of the run outlives its coordinator. The kill points are drawn from a seeded gen
 from __future__ import annotations
 
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -64,8 +65,18 @@ def _kill_at_random(
     time.sleep(rng.uniform(0.0, 0.5))
     if proc.poll() is not None:
         return False
+    finished_before = _finished(out)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0 and sig != signal.SIGKILL:
+        # Seen once: a SIGINT sent after the last trial had finished was lost while the report
+        # imported matplotlib (stderr: matplotlib's "Unable to import Axes3D" warning), and the
+        # run completed. Accepted only when every trial had finished before the signal: a
+        # signal lost while trials remain still fails here.
+        complete = re.search(r"(\d+)/\1 trials complete", stdout)
+        assert complete, stdout + stderr
+        assert int(complete.group(1)) == finished_before, stdout + stderr
+        return False
     assert proc.returncode == EXIT[sig], stderr
     if sig != signal.SIGKILL:
         assert "interrupted" in stderr, stderr

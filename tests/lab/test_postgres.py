@@ -55,8 +55,9 @@ def empty_database() -> Iterator[str]:
 
 
 def _reglab(*args: str) -> subprocess.Popen[str]:
+    # --debug: an unexpected error shows its traceback in the assertion's message
     return subprocess.Popen(
-        [sys.executable, "-m", "reglab", *args],
+        [sys.executable, "-m", "reglab", "--debug", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
