@@ -74,14 +74,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror and err.filename:
         return f"{err.filename}: {err.strerror}"
-    # The driver's error, wrapped by SQLAlchemy (``orig``), which Optuna wraps in turn.
-    orig = getattr(err, "orig", None) or getattr(err.__cause__, "orig", None)
-    if orig is not None:
+    from reglab.lab.sweep.database import driver_error, first_line
+
+    if driver_error(err) is not None:
         store = getattr(err, "store", None)  # reglab.lab.sweep.storage.mark_store
         return (
-            f"the results store{f' {store}' if store else ''} failed: "
-            f"{str(orig).strip().splitlines()[0]} (is the run directory, or the --storage "
-            "database, writable and reachable?)"
+            f"the results store{f' {store}' if store else ''} failed: {first_line(err)} (is "
+            "the run directory, or the --storage database, writable and reachable?)"
         )
     return str(err)
 

@@ -17,7 +17,7 @@ from reglab.cli.options import (
     positive_int,
     writable_directory,
 )
-from reglab.lab import Overrides, RunDir, Study, Sweep, Trust, find_study
+from reglab.lab import Overrides, RunDir, Sweep, Trust, find_study
 from reglab.lab.interrupts import exit_with_parent
 from reglab.lab.sweep import optuna_study_name
 from reglab.lab.sweep.search import SearchSweep, sweep_class
@@ -80,47 +80,35 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run_dir or Path("runs") / name)
     writable_directory(run_dir.path, "--run-dir")
     try:
-        return _work(args, study, name, run_dir, console, trust)
+        sweep: Sweep | SearchSweep = sweep_class(study).create(
+            study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry, name=name
+        )
+
+        lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)
+        began = [time.perf_counter()]
+
+        def on_trial(batch: list, event: str) -> None:
+            if args.no_progress:
+                return
+            if event == "start":
+                began[0] = time.perf_counter()
+                console.print(f"worker: start {', '.join(t.key for t in batch)}")
+            else:  # one plain line per finished trial, with its key metrics
+                lines.batch(batch, sweep.finished(), time.perf_counter() - began[0])
+
+        with trust.active():
+            sweep.work(
+                run_dir,
+                on_trial,
+                TrialContext(tensorboard=args.tensorboard, device=args.device),
+                stack=not args.no_stack,
+            )
+        diverged = len(sweep.diverged())
+        console.print(
+            f"worker: done; {sweep.completed()}/{len(sweep.trials)} trials complete"
+            + (f", {diverged} diverged" if diverged else "")
+        )
+        return 0
     except Exception as err:
         mark_store(err, args.storage)  # a database error names its URL
         raise
-
-
-def _work(
-    args: argparse.Namespace,
-    study: Study,
-    name: str,
-    run_dir: RunDir,
-    console: Console,
-    trust: Trust,
-) -> int:
-    """Join the sweep in ``args.storage`` and train trials until none remain."""
-    sweep: Sweep | SearchSweep = sweep_class(study).create(
-        study, args.storage, args.heartbeat, args.grace, db_retry=args.db_retry, name=name
-    )
-
-    lines = TrialLines(run_dir, len(sweep.trials), sweep.objective, stream=sys.stderr)
-    began = [time.perf_counter()]
-
-    def on_trial(batch: list, event: str) -> None:
-        if args.no_progress:
-            return
-        if event == "start":
-            began[0] = time.perf_counter()
-            console.print(f"worker: start {', '.join(t.key for t in batch)}")
-        else:  # one plain line per finished trial, with its key metrics
-            lines.batch(batch, sweep.finished(), time.perf_counter() - began[0])
-
-    with trust.active():
-        sweep.work(
-            run_dir,
-            on_trial,
-            TrialContext(tensorboard=args.tensorboard, device=args.device),
-            stack=not args.no_stack,
-        )
-    diverged = len(sweep.diverged())
-    console.print(
-        f"worker: done; {sweep.completed()}/{len(sweep.trials)} trials complete"
-        + (f", {diverged} diverged" if diverged else "")
-    )
-    return 0

@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_RETRY", "creation_lock", "is_disconnect", "is_server", "retrying"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "creation_lock",
+    "driver_error",
+    "first_line",
+    "is_disconnect",
+    "is_server",
+    "retrying",
+]
 
 T = TypeVar("T")
 
@@ -36,6 +44,12 @@ _FIRST_WAIT, _LONGEST_WAIT = 0.5, 10.0
 def is_server(url: str) -> bool:
     """A database server (PostgreSQL, MySQL), as opposed to an SQLite file."""
     return not url.startswith("sqlite")
+
+
+def driver_error(err: BaseException) -> BaseException | None:
+    """The database driver's own error inside ``err``: SQLAlchemy's ``orig``, on ``err`` or
+    on the SQLAlchemy error Optuna wrapped into it (``__cause__``); None for other errors."""
+    return getattr(err, "orig", None) or getattr(err.__cause__, "orig", None)
 
 
 def is_disconnect(err: BaseException | None) -> bool:
@@ -79,7 +93,7 @@ def retrying(call: Callable[..., T], *args: Any, seconds: float, url: str = "", 
             if not told:  # one line, not one per attempt
                 print(
                     f"reglab: the results store is unreachable; retrying for up to "
-                    f"{seconds:g} s ({_first_line(err)})",
+                    f"{seconds:g} s ({first_line(err)})",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -92,8 +106,10 @@ def retrying(call: Callable[..., T], *args: Any, seconds: float, url: str = "", 
         return result
 
 
-def _first_line(err: BaseException) -> str:
-    cause = getattr(err, "orig", None) or getattr(err.__cause__, "orig", None) or err
+def first_line(err: BaseException) -> str:
+    """The first line of the driver's error in ``err`` (else of ``err``): what a one-line
+    message quotes."""
+    cause = driver_error(err) or err
     lines = str(cause).strip().splitlines()
     return lines[0] if lines else type(err).__name__
 

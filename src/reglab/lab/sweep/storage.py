@@ -18,7 +18,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from reglab.lab.settings.studyfile import Study
-from reglab.lab.sweep.database import creation_lock, retrying
+from reglab.lab.sweep.database import creation_lock, driver_error, retrying
 
 __all__ = [
     "StorageError",
@@ -57,7 +57,7 @@ def mark_store(err: BaseException, url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    if getattr(err, "orig", None) is None and getattr(err.__cause__, "orig", None) is None:
+    if driver_error(err) is None:
         return
     try:
         parsed = make_url(url)
