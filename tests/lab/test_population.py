@@ -43,7 +43,13 @@ def test_an_axis_binds_every_layer_its_glob_names() -> None:
 def test_the_stack_trains_with_the_engine_coefficients() -> None:
     params, members = _members()
     result = train_population(
-        members, {AXIS: [p[AXIS] for p in params]}, objective="val_acc", interval=1, seed=0
+        members,
+        {AXIS: [p[AXIS] for p in params]},
+        objective="val_acc",
+        interval=1,
+        seed=0,
+        fraction=0.25,
+        factors=(0.8, 1.25),
     )
     assert [s.epoch for s in result.steps] == [1, 2, 3]  # not after the last epoch
     final = [PiecewiseConstant(**s[AXIS])(4) for s in result.schedules]

@@ -32,6 +32,7 @@ __all__ = [
     "describe",
     "format_value",
     "metric",
+    "objective_values",
     "pick",
     "strict_metrics",
 ]
@@ -388,6 +389,16 @@ def strict_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
     if reasons:
         out[NONFINITE] = reasons
     return out
+
+
+def objective_values(objectives: Iterable[Objective], values: Iterable[float]) -> str:
+    """``val % 91.2, w=0 % 35.0``: each objective's value with its metric's header and
+    decimals (a Pareto point, printed or listed beside its figure)."""
+    parts = []
+    for objective, value in zip(objectives, values, strict=True):
+        shown = metric(objective.key)
+        parts.append(f"{shown.header} {format_value(shown, value)}")
+    return ", ".join(parts)
 
 
 def format_value(m: Metric, mean: float, std: float | None = None) -> str:

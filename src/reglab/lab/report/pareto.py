@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.lab.metrics import OBJECTIVES, Objective, format_value, metric
+from reglab.lab.metrics import OBJECTIVES, Objective, metric, objective_values
 from reglab.lab.report import figures
 
 __all__ = [
@@ -90,13 +90,6 @@ def _axis(objective: Objective) -> str:
 LISTED = 24
 
 
-def _values(point: FrontPoint, objectives: Sequence[Objective]) -> str:
-    return ", ".join(
-        f"{metric(o.key).header} {format_value(metric(o.key), v)}"
-        for o, v in zip(objectives, point.values, strict=True)
-    )
-
-
 @figures.styled
 def pareto_figure(points: Sequence[FrontPoint], objectives: Sequence[Objective]) -> Any:
     """A scatter of the first two objectives: every configuration grey, the front's in red,
@@ -113,7 +106,8 @@ def pareto_figure(points: Sequence[FrontPoint], objectives: Sequence[Objective])
     for p in points:
         style = {"color": "tab:red", "s": 36, "zorder": 3} if p.front else {"color": "0.6"}
         dot = ax.scatter(*([v] for v in xy(p)), **{"s": 20, **style})
-        tip = f"{p.label}: {_values(p, objectives)}" + (" (Pareto front)" if p.front else "")
+        tip = f"{p.label}: {objective_values(objectives, p.values)}"
+        tip += " (Pareto front)" if p.front else ""
         figures._tip(fig, dot, tip)
     sign = -1.0 if objectives[0].direction == "maximize" else 1.0
     front = sorted((p for p in points if p.front), key=lambda p: sign * p.values[0])
@@ -121,7 +115,7 @@ def pareto_figure(points: Sequence[FrontPoint], objectives: Sequence[Objective])
     for i, p in enumerate(front, start=1):
         ax.annotate(str(i), xy(p), xytext=(4, 3), textcoords="offset points", fontsize=7)
         if i <= LISTED:
-            listed.append(f"{i}. {p.label}\n    {_values(p, objectives)}")
+            listed.append(f"{i}. {p.label}\n    {objective_values(objectives, p.values)}")
     if len(front) > LISTED:
         listed.append(f"… {len(front) - LISTED} more (hover over the points)")
     if len(front) > 1:
@@ -188,4 +182,4 @@ def front_listing(study: Any, records: Sequence[Record]) -> list[str]:
         (p for p in pareto_points(records, objectives) if p.front),
         key=lambda p: sign * p.values[0],
     )
-    return [sentence, *(f"  {p.label}: {_values(p, objectives)}" for p in front)]
+    return [sentence, *(f"  {p.label}: {objective_values(objectives, p.values)}" for p in front)]

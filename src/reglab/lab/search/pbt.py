@@ -2,8 +2,9 @@
 
 One trial trains ``members`` configurations as one :class:`~reglab.ensembles.ModelStack`.
 Every ``interval`` epochs the engine, :class:`reglab.ensembles.PopulationBasedTraining`,
-replaces the worst quarter of the members by copies of the best quarter (weights and
-optimizer state) and multiplies their coefficients by 0.8 or 1.25. This module draws the
+replaces the worst ``fraction`` of the members (default a quarter) by copies of as many best
+ones (weights and optimizer state) and multiplies their coefficients by one of ``factors``
+(default 0.8 or 1.25; both ``[search]`` settings). This module draws the
 initial population: each member's value of every ``{log = [a, b]}`` axis log-uniform, of
 every ``{linear = [a, b]}`` axis uniform (seeded). Choice axes cannot differ inside a stack
 (a member's copy takes its donor's weights, not its architecture or regularizer kind), so a

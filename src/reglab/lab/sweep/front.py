@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reglab._io import atomic_write_text
-from reglab.lab.metrics import Objective, format_value, metric
+from reglab.lab.metrics import Objective, objective_values
 from reglab.lab.rundir import RunDir
 from reglab.lab.search import ParetoPoint, attach_call, study_fragment
 from reglab.lab.search.entry import SearchedEntry
@@ -26,15 +26,6 @@ def ordered(front: Sequence[ParetoPoint], objectives: Sequence[Objective]) -> li
     """The front best-first on the first objective (ties: trial number)."""
     sign = -1.0 if objectives[0].direction == "maximize" else 1.0
     return sorted(front, key=lambda p: (sign * p.values[0], p.number))
-
-
-def _values(point: ParetoPoint, objectives: Sequence[Objective]) -> str:
-    """``val % 91.2, w=0 % 35.0``: each objective with its metric's header and decimals."""
-    parts = []
-    for objective, value in zip(objectives, point.values, strict=True):
-        shown = metric(objective.key)
-        parts.append(f"{shown.header} {format_value(shown, value)}")
-    return ", ".join(parts)
 
 
 def front_lines(
@@ -56,7 +47,7 @@ def front_lines(
     ]
     for point in ordered(front, objectives):
         label = entry.label(point.params, f"#{point.number}")
-        lines.append(f"  {label}: {_values(point, objectives)}")
+        lines.append(f"  {label}: {objective_values(objectives, point.values)}")
     return lines
 
 
@@ -73,7 +64,7 @@ def front_files(
         "configurations, best first on the first objective"
     )
     for i, point in enumerate(points, start=1):
-        note = f"# {i}. trial #{point.number}: {_values(point, objectives)}"
+        note = f"# {i}. trial #{point.number}: {objective_values(objectives, point.values)}"
         concrete = entry.fragment_entry(point.params)
         toml.append(note + "\n" + study_fragment(concrete, name=f"{entry.name}-pareto-{i}"))
         if concrete.get("rules"):

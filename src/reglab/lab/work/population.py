@@ -137,8 +137,8 @@ def train_population(
     objective: str,
     interval: int,
     seed: int,
-    fraction: float = 0.25,
-    factors: Sequence[float] = (0.8, 1.25),
+    fraction: float,
+    factors: Sequence[float],
     context: TrialContext | None = None,
 ) -> PopulationOutcome:
     """Train ``members`` (configs sharing a stack key, each with its seed) as one population.
@@ -149,8 +149,11 @@ def train_population(
             ``l1`` / ``l2``; :func:`bind`).
         objective: ``"val_acc"`` or ``"val_loss"`` (:data:`SCORES`): what members are ranked on.
         interval: epochs between exploit/explore steps.
-        fraction: the share of members replaced at each step (and of donors), in (0, 0.5].
-        factors: the multipliers a copy's coefficients are explored with.
+        fraction: the share of members replaced at each step (and of donors), in (0, 0.5];
+            ``[search] fraction`` (:class:`~reglab.lab.search.settings.SearchSettings` owns
+            the lab's defaults).
+        factors: the multipliers a copy's coefficients are explored with (``[search]
+            factors``).
         seed: seeds the engine's donor and factor draws.
         context: progress and device, as for any trial.
 
