@@ -15,21 +15,13 @@ URL = "postgresql://user@host/db"
 
 def _optuna_error(first: Exception) -> StorageInternalError:
     """What a call made right after ``first`` failed a transaction raises: SQLAlchemy's
-    PendingRollbackError in ``first``'s handling, wrapped by Optuna's scoped session."""
-    try:
-        try:
-            raise first
-        except Exception:
-            # no `from`: SQLAlchemy raises it while handling the first error (its __context__)
-            raise PendingRollbackError(  # noqa: B904
-                "Can't reconnect until invalid transaction is rolled back."
-            )
-    except PendingRollbackError as pending:
-        try:
-            raise StorageInternalError("An exception is raised during the commit.") from pending
-        except StorageInternalError as err:
-            return err
-    raise AssertionError("unreachable")
+    PendingRollbackError, raised while ``first`` was handled (its ``__context__``, no
+    ``__cause__``), wrapped by Optuna's scoped session (``raise ... from``)."""
+    pending = PendingRollbackError("Can't reconnect until invalid transaction is rolled back.")
+    pending.__context__ = first
+    err = StorageInternalError("An exception is raised during the commit.")
+    err.__cause__ = pending
+    return err
 
 
 def _lost_connection() -> OperationalError:

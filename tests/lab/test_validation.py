@@ -161,7 +161,7 @@ def test_classifier_techniques_are_refused_where_they_would_be_ignored(study, en
     # would train and report a point whose technique did nothing.
     key = next(iter(entry))
     raw = {**BASE, **study, "grid": [{"name": "a", **entry}]}
-    if key == "early_stopping" or key == "post_hoc_stopping":
+    if key in ("early_stopping", "post_hoc_stopping"):  # they need validation rows
         raw["data"] = {**raw["data"], "validation": 0.2}
     with pytest.raises(
         StudyError, match=rf"^s\.grid\[0\]\.{key}: applies to classifier trials .*not '{kind}'"
